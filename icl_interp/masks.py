@@ -1,0 +1,88 @@
+"""Attention masks: the one builder every model in the project uses.
+
+A mask is a boolean tensor ``[q_pos, k_pos]`` with True = the query position may
+attend to the key position. Sequences are ``n_context`` context positions
+followed by ``n_queries`` query positions.
+
+- ``causal``: position j attends to i <= j.
+- ``prefix``: the first ``n_prefix`` positions attend to each other freely; every
+  later position attends causally (prefixLM).
+- ``isolate_queries=True`` (LSA and synthetic tasks): the last ``n_queries``
+  positions each attend to every context position and to nothing else, not even
+  themselves; context positions never attend to queries.
+- ``sliding_window=w``: additionally forbid pairs further apart than ``w - 1``
+  positions (Gemma's local layers), in both directions.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from jaxtyping import Bool, Float
+from torch import Tensor
+
+MaskKind = Literal["causal", "prefix"]
+MASK_KINDS: tuple[str, ...] = ("causal", "prefix")
+
+
+def build_mask(
+    kind: str,
+    seq_len: int,
+    *,
+    n_prefix: int = 0,
+    n_queries: int = 0,
+    isolate_queries: bool = False,
+    sliding_window: int | None = None,
+    device: torch.device | str | None = None,
+) -> Bool[Tensor, "q_pos k_pos"]:
+    """Build a ``[seq_len, seq_len]`` boolean mask (True = may attend).
+
+    ``n_prefix`` is the number of leading positions that see each other under
+    ``kind="prefix"``; with ``isolate_queries`` and no ``n_prefix`` given, the
+    prefix is the whole context (``seq_len - n_queries``).
+    """
+    if kind not in MASK_KINDS:
+        raise ValueError(f"unknown mask kind {kind!r}; valid kinds: {', '.join(MASK_KINDS)}")
+    if seq_len < 1:
+        raise ValueError(f"seq_len must be >= 1, got {seq_len}")
+    if not 0 <= n_queries <= seq_len:
+        raise ValueError(f"n_queries must be in [0, seq_len={seq_len}], got {n_queries}")
+    n_context = seq_len - n_queries
+    if isolate_queries and n_prefix == 0 and kind == "prefix":
+        n_prefix = n_context
+    if not 0 <= n_prefix <= seq_len:
+        raise ValueError(f"n_prefix must be in [0, seq_len={seq_len}], got {n_prefix}")
+    if isolate_queries and n_prefix > n_context:
+        raise ValueError(f"n_prefix={n_prefix} overlaps the {n_queries} isolated queries")
+    if sliding_window is not None and sliding_window < 1:
+        raise ValueError(f"sliding_window must be >= 1, got {sliding_window}")
+
+    pos = torch.arange(seq_len, device=device)
+    q, k = pos[:, None], pos[None, :]
+    mask = k <= q
+    if kind == "prefix":
+        mask = mask | ((q < n_prefix) & (k < n_prefix))
+    if isolate_queries and n_queries > 0:
+        is_query_row = q >= n_context
+        mask = torch.where(is_query_row, k < n_context, mask & (k < n_context))
+    if sliding_window is not None:
+        mask = mask & ((q - k).abs() < sliding_window)
+    return mask
+
+
+def additive_mask(
+    mask: Bool[Tensor, "*batch q_pos k_pos"], dtype: torch.dtype = torch.float32
+) -> Float[Tensor, "*batch q_pos k_pos"]:
+    """Turn a boolean mask into 0 (allowed) / -inf (forbidden) scores to add."""
+    out = torch.zeros(mask.shape, dtype=dtype, device=mask.device)
+    return out.masked_fill(~mask, float("-inf"))
+
+
+def masked_softmax(
+    scores: Float[Tensor, "*batch q_pos k_pos"], mask: Bool[Tensor, "*batch q_pos k_pos"]
+) -> Float[Tensor, "*batch q_pos k_pos"]:
+    """Softmax over keys with forbidden entries exactly 0; rows with no allowed key give 0."""
+    masked = scores.masked_fill(~mask, float("-inf"))
+    pattern = torch.softmax(masked, dim=-1)
+    return torch.nan_to_num(pattern, nan=0.0)
