@@ -20,3 +20,17 @@ def assert_close(
         rtol=rtol,
         msg=lambda m: f"{what}: {m}" if what else m,
     )
+
+
+def run_notebook(path: Path, *, cwd: Path | None = None, timeout: int = 600) -> None:
+    """Execute a notebook top to bottom in this interpreter's kernel; any cell error fails the test."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    nb = nbformat.read(path, as_version=4)
+    NotebookClient(
+        nb,
+        timeout=timeout,
+        kernel_name="python3",
+        resources={"metadata": {"path": str(cwd or path.parent)}},
+    ).execute()
