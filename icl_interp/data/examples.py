@@ -51,19 +51,24 @@ def heldout_split(
 ) -> list[Example]:
     """Fixed, stratified train/test split of one pool of examples.
 
-    Within each label a permutation seeded by ``key`` (independent of any experiment seed) puts
-    ``round(test_fraction * n_label)`` examples in "test" and the rest in "train". File order is kept.
+    Distinct inputs (``content_key``) are grouped by the label of their first occurrence; within each
+    label a permutation seeded by ``key`` (independent of any experiment seed) sends
+    ``round(test_fraction * n_inputs)`` inputs to "test", the rest to "train". Repeated copies of an
+    input always land on the same side (MPQA and CR repeat phrases). File order is kept.
     """
     if split not in ("train", "test"):
         raise ValueError(f"split must be 'train' or 'test', got {split!r}")
-    by_label: dict[int, list[int]] = {}
-    for index, example in enumerate(examples):
-        by_label.setdefault(example.label, []).append(index)
+    first_label: dict[tuple[tuple[str, str], ...], int] = {}
+    for example in examples:
+        first_label.setdefault(example.content_key, example.label)
+    by_label: dict[int, list[tuple[tuple[str, str], ...]]] = {}
+    for content, label in first_label.items():
+        by_label.setdefault(label, []).append(content)
     rng = random.Random(f"{HELDOUT_SEED}-{key}")
-    test_indices: set[int] = set()
+    test_inputs: set[tuple[tuple[str, str], ...]] = set()
     for label in sorted(by_label):
-        indices = list(by_label[label])
-        rng.shuffle(indices)
-        test_indices.update(indices[: round(test_fraction * len(indices))])
+        contents = by_label[label]
+        rng.shuffle(contents)
+        test_inputs.update(contents[: round(test_fraction * len(contents))])
     want_test = split == "test"
-    return [ex for i, ex in enumerate(examples) if (i in test_indices) == want_test]
+    return [ex for ex in examples if (ex.content_key in test_inputs) == want_test]

