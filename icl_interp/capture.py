@@ -1,12 +1,40 @@
-"""Per-layer capture at each example's last query position (what the metrics need, nothing more)."""
+"""Per-layer capture at each example's last query position (what the metrics need, nothing more).
+
+``capture(model, prefix_ids, query_ids, labels, label_token_ids, mask=...)`` runs every
+query after a shared prefix (``[bos]`` for zero-shot, ``[bos] + demonstrations`` for
+ICL) under a causal or prefix mask and records, per layer, only the last query position:
+residual stream, attention output, pre-softmax attention logits to the query's own tokens,
+and logit-lens label logits. With ``reuse_prefix`` (default) the prefix's keys and values
+are computed once, under the chosen mask, and reused for every query; queries then run in
+right-padded batches. ``capture_condition(model, prompts, condition)`` maps the condition
+names of DESIGN.md section 5 onto this.
+
+Masks are rebuilt for every layer from ``icl_interp.masks.build_mask`` with the layer's
+sliding window (``attention_windows``): a 4D mask handed to a HF model replaces HF's own
+masks, sliding windows included.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import torch
 from jaxtyping import Float, Int
 from torch import Tensor
+from tqdm.auto import tqdm
+
+from icl_interp.errors import UserError
+from icl_interp.masks import MASK_KINDS, additive_mask, build_mask
+from icl_interp.models import attention_windows
+
+ZERO_SHOT_CONDITIONS = ("zsl", "gd", "lcgd", "untrained")
+CONDITION_MASKS: dict[str, str] = {
+    **dict.fromkeys(ZERO_SHOT_CONDITIONS, "causal"),
+    "icl_causal": "causal",
+    "icl_prefix": "prefix",
+}
 
 
 @dataclass
@@ -25,3 +53,339 @@ class Capture:
     layer_label_logits: Float[Tensor, "example layer label"]
     labels: Int[Tensor, " example"]
     meta: dict[str, Any] = field(default_factory=dict)
+
+
+# --------------------------------------------------------------------------- masks
+
+
+def attention_mask_for(
+    model: Any,
+    kind: str,
+    seq_len: int,
+    *,
+    n_prefix: int = 0,
+    first_row: int = 0,
+    device: torch.device | str | None = None,
+) -> Tensor | dict[str, Tensor]:
+    """The additive mask(s) to pass to ``model`` for rows ``first_row..seq_len-1``.
+
+    Shape ``[1, 1, seq_len - first_row, seq_len]`` (``first_row`` > 0 when the first
+    positions come from a cache). Models with sliding-window layers get a dict
+    ``{layer_type: mask}`` (Gemma-3 and Qwen2 accept it), each with its own window;
+    others one tensor.
+    """
+    if kind not in MASK_KINDS:
+        raise UserError(f"unknown mask {kind!r}; valid masks: {', '.join(MASK_KINDS)}")
+    n_prefix = n_prefix if kind == "prefix" else 0
+
+    def one(window: int | None) -> Tensor:
+        allowed = build_mask(kind, seq_len, n_prefix=n_prefix, sliding_window=window, device=device)
+        return additive_mask(allowed[first_row:])[None, None]
+
+    windows = attention_windows(model)
+    if all(window is None for window in windows):
+        return one(None)
+    layer_types = getattr(model.original_model.config, "layer_types", None)
+    if layer_types is None or len(layer_types) != len(windows):
+        raise UserError(
+            f"{type(model.original_model).__name__} has sliding-window layers but no "
+            "per-layer-type masks; it is not supported"
+        )
+    window_of: dict[str, int | None] = {}
+    for layer_type, window in zip(layer_types, windows, strict=True):
+        if window_of.setdefault(layer_type, window) != window:
+            raise UserError(f"layers of type {layer_type!r} have different sliding windows")
+    return {layer_type: one(window) for layer_type, window in window_of.items()}
+
+
+def run_with_mask(
+    model: Any,
+    input_ids: Int[Tensor, "batch pos"],
+    *,
+    mask: str,
+    n_prefix: int = 0,
+    fwd_hooks: Sequence[tuple[str, Callable[..., Any]]] = (),
+) -> Float[Tensor, "batch pos vocab"]:
+    """One full forward of ``input_ids`` under ``mask`` (prefix = first ``n_prefix`` tokens)."""
+    seq_len = input_ids.shape[1]
+    device = input_ids.device
+    with model.hooks(fwd_hooks=list(fwd_hooks)):
+        output = model.original_model(
+            input_ids=input_ids,
+            attention_mask=attention_mask_for(
+                model, mask, seq_len, n_prefix=n_prefix, device=device
+            ),
+            position_ids=torch.arange(seq_len, device=device)[None],
+            use_cache=False,
+        )
+    return output.logits
+
+
+# --------------------------------------------------------------------------- capture
+
+
+class _LastPositionRecorder:
+    """Forward hooks keeping, per layer, only the last query position and the query's keys."""
+
+    def __init__(self, model: Any) -> None:
+        self.n_layers = model.cfg.n_layers
+        hooks = model.hook_dict
+        self.attn_hook = (
+            "ln1_post.hook_out" if "blocks.0.ln1_post.hook_out" in hooks else "attn.hook_out"
+        )
+        self.hooks: list[tuple[str, Callable[..., Any]]] = []
+        for layer in range(self.n_layers):
+            self.hooks += [
+                (f"blocks.{layer}.hook_out", self._store("resid", layer)),
+                (f"blocks.{layer}.{self.attn_hook}", self._store("attn_out", layer)),
+                (f"blocks.{layer}.attn.hook_rot_q", self._store("q", layer)),
+                (f"blocks.{layer}.attn.hook_rot_k", self._store_keys(layer)),
+            ]
+        self.last: Tensor = torch.zeros(0, dtype=torch.long)
+        self.key_start = 0
+        self.key_len = 0
+        self.values: dict[str, list[Tensor | None]] = {}
+
+    def start(self, last: Int[Tensor, " batch"], key_start: int, key_len: int) -> None:
+        self.last, self.key_start, self.key_len = last, key_start, key_len
+        self.values = {name: [None] * self.n_layers for name in ("resid", "attn_out", "q", "k")}
+
+    def _store(self, name: str, layer: int) -> Callable[..., Tensor]:
+        def hook(activation: Tensor, hook: Any) -> Tensor:
+            rows = torch.arange(activation.shape[0], device=activation.device)
+            self.values[name][layer] = activation[rows, self.last].detach()
+            return activation
+
+        return hook
+
+    def _store_keys(self, layer: int) -> Callable[..., Tensor]:
+        def hook(activation: Tensor, hook: Any) -> Tensor:
+            end = self.key_start + self.key_len
+            self.values["k"][layer] = activation[:, self.key_start : end].detach()
+            return activation
+
+        return hook
+
+    def stacked(self, name: str) -> Tensor:
+        missing = [layer for layer, value in enumerate(self.values[name]) if value is None]
+        if missing:
+            raise RuntimeError(f"hooks for {name!r} did not fire at layers {missing}")
+        return torch.stack(self.values[name], dim=1)  # type: ignore[arg-type]
+
+
+def _query_logits(
+    model: Any,
+    q_last: Float[Tensor, "batch layer head d_head"],
+    keys: Float[Tensor, "batch layer key kv_head d_head"],
+) -> Float[Tensor, "batch layer head key"]:
+    """Scaled q.k (plus the model's logit soft-capping, if any), before any mask."""
+    n_heads, n_kv_heads = q_last.shape[2], keys.shape[3]
+    keys = keys.repeat_interleave(n_heads // n_kv_heads, dim=3)
+    scores = torch.einsum("blhd,blkhd->blhk", q_last, keys)
+    attn_modules = [block.attn.original_component for block in model.blocks]
+    scaling = torch.tensor([module.scaling for module in attn_modules], dtype=scores.dtype)
+    scores = scores * scaling.to(scores.device)[None, :, None, None]
+    softcap = getattr(attn_modules[0], "attn_logit_softcapping", None)
+    if softcap is not None:
+        scores = torch.tanh(scores / softcap) * softcap
+    return scores
+
+
+def label_logits_from_resid(
+    model: Any,
+    resid: Float[Tensor, "*batch d_model"],
+    label_token_ids: Int[Tensor, " label"],
+) -> Float[Tensor, "*batch label"]:
+    """Final norm + unembedding rows of the label tokens (the logit lens on ``resid``)."""
+    unembed = model.unembed.original_component
+    rows = label_token_ids.to(unembed.weight.device)
+    bias = unembed.bias[rows] if getattr(unembed, "bias", None) is not None else None
+    logits = torch.nn.functional.linear(model.ln_final(resid), unembed.weight[rows], bias)
+    softcap = getattr(model.original_model.config, "final_logit_softcapping", None)
+    if softcap is not None:
+        logits = torch.tanh(logits / softcap) * softcap
+    return logits
+
+
+def _prefix_cache(
+    model: Any, prefix_ids: Int[Tensor, " prefix"], mask: str
+) -> list[tuple[Tensor, Tensor]]:
+    """Keys and values of every layer for the prefix, computed under ``mask``."""
+    from transformers import DynamicCache
+
+    length = prefix_ids.shape[0]
+    cache = DynamicCache()
+    model.original_model(
+        input_ids=prefix_ids[None],
+        attention_mask=attention_mask_for(
+            model, mask, length, n_prefix=length, device=prefix_ids.device
+        ),
+        position_ids=torch.arange(length, device=prefix_ids.device)[None],
+        past_key_values=cache,
+        use_cache=True,
+        logits_to_keep=1,
+    )
+    return [(layer.keys, layer.values) for layer in cache.layers]
+
+
+def _batched_cache(prefix_kv: list[tuple[Tensor, Tensor]], batch: int) -> Any:
+    """A fresh cache holding the prefix for ``batch`` rows (HF caches grow in place)."""
+    from transformers import DynamicCache
+
+    cache = DynamicCache()
+    for layer, (keys, values) in enumerate(prefix_kv):
+        cache.update(
+            keys.expand(batch, -1, -1, -1).contiguous(),
+            values.expand(batch, -1, -1, -1).contiguous(),
+            layer,
+        )
+    return cache
+
+
+def capture(
+    model: Any,
+    prefix_ids: Int[Tensor, " prefix"],
+    query_ids: Sequence[Int[Tensor, " q"]],
+    labels: Int[Tensor, " example"],
+    label_token_ids: Int[Tensor, " label"],
+    *,
+    mask: str = "causal",
+    reuse_prefix: bool = True,
+    limit: int | None = None,
+    batch_size: int = 8,
+    desc: str = "capture",
+) -> Capture:
+    """Run ``prefix + query`` for each query and record the last position of every layer.
+
+    ``prefix_ids`` starts with BOS (``[bos]`` alone is zero-shot). Under ``mask="prefix"``
+    the prefix tokens attend to each other bidirectionally; query tokens are causal. With
+    ``reuse_prefix`` the prefix's keys/values are computed once (under ``mask``) and
+    queries run in right-padded batches of ``batch_size``; without it, one full forward
+    per example. Both give the same numbers (to float error).
+    """
+    if mask not in MASK_KINDS:
+        raise UserError(f"unknown mask {mask!r}; valid masks: {', '.join(MASK_KINDS)}")
+    if batch_size < 1:
+        raise UserError(f"batch_size must be >= 1, got {batch_size}")
+    if limit is not None and limit < 1:
+        raise UserError(f"limit must be >= 1, got {limit}")
+    if len(query_ids) != len(labels):
+        raise ValueError(f"{len(query_ids)} queries but {len(labels)} labels")
+    if prefix_ids.ndim != 1 or prefix_ids.shape[0] < 1:
+        raise ValueError("prefix_ids must be a non-empty 1D tensor starting with BOS")
+    n_examples = len(query_ids) if limit is None else min(limit, len(query_ids))
+    if any(len(ids) == 0 for ids in query_ids[:n_examples]):
+        raise ValueError("every query needs at least one token")
+
+    device = torch.device(model.cfg.device)
+    prefix_ids = prefix_ids.to(device)
+    n_prefix = prefix_ids.shape[0]
+    recorder = _LastPositionRecorder(model)
+    order = sorted(range(n_examples), key=lambda e: len(query_ids[e]))
+    if not reuse_prefix:
+        batch_size = 1
+    batches = [order[start : start + batch_size] for start in range(0, n_examples, batch_size)]
+    per_example: dict[int, dict[str, Tensor]] = {}
+
+    with torch.no_grad():
+        prefix_kv = _prefix_cache(model, prefix_ids, mask) if reuse_prefix else None
+    with torch.no_grad(), model.hooks(fwd_hooks=recorder.hooks):
+        progress = tqdm(total=n_examples, desc=desc, unit="example", leave=False)
+        for batch in batches:
+            lengths = [len(query_ids[e]) for e in batch]
+            width = max(lengths)
+            padded = torch.full((len(batch), width), int(prefix_ids[0]), dtype=torch.long)
+            for row, e in enumerate(batch):
+                padded[row, : lengths[row]] = query_ids[e]
+            padded = padded.to(device)
+            if prefix_kv is not None:
+                offset = 0
+                input_ids = padded
+                cache = _batched_cache(prefix_kv, len(batch))
+            else:
+                offset = n_prefix
+                input_ids = torch.cat([prefix_ids[None].expand(len(batch), -1), padded], dim=1)
+                cache = None
+            seq_len = n_prefix + width
+            last = torch.tensor(lengths, device=device) - 1 + offset
+            recorder.start(last, key_start=offset, key_len=width)
+            model.original_model(
+                input_ids=input_ids,
+                attention_mask=attention_mask_for(
+                    model,
+                    mask,
+                    seq_len,
+                    n_prefix=n_prefix,
+                    first_row=n_prefix - offset,
+                    device=device,
+                ),
+                position_ids=torch.arange(n_prefix - offset, seq_len, device=device)[None],
+                past_key_values=cache,
+                use_cache=cache is not None,
+                logits_to_keep=1,
+            )
+            resid = recorder.stacked("resid")
+            attn_out = recorder.stacked("attn_out")
+            logits = _query_logits(model, recorder.stacked("q"), recorder.stacked("k"))
+            lens = label_logits_from_resid(model, resid, label_token_ids)
+            for row, e in enumerate(batch):
+                per_example[e] = {
+                    "resid": resid[row],
+                    "attn_out": attn_out[row],
+                    "attn_logits": logits[row, :, :, : lengths[row]],
+                    "lens": lens[row],
+                }
+            progress.update(len(batch))
+        progress.close()
+
+    def gather(name: str) -> Tensor:
+        return torch.stack([per_example[e][name] for e in range(n_examples)]).float().cpu()
+
+    layer_label_logits = gather("lens")
+    return Capture(
+        resid=gather("resid"),
+        attn_out=gather("attn_out"),
+        attn_logits=[per_example[e]["attn_logits"].float().cpu() for e in range(n_examples)],
+        label_logits=layer_label_logits[:, -1].clone(),
+        layer_label_logits=layer_label_logits,
+        labels=labels[:n_examples].clone().cpu(),
+        meta={
+            "mask": mask,
+            "reuse_prefix": reuse_prefix,
+            "n_prefix_tokens": n_prefix,
+            "attn_out_hook": f"blocks.{{layer}}.{recorder.attn_hook}",
+            "attention_windows": attention_windows(model),
+            "label_token_ids": label_token_ids.tolist(),
+        },
+    )
+
+
+def capture_condition(model: Any, prompts: Any, condition: str, **options: Any) -> Capture:
+    """Capture a named condition from a ``PromptSet`` (``icl_interp.data.build_prompts``).
+
+    ``zsl``, ``gd``, ``lcgd``, ``untrained``: ``[bos] + query`` (pass the finetuned or
+    re-initialised model); ``icl_causal`` / ``icl_prefix``: demonstrations + query under
+    the causal / prefix mask. ``options`` go to ``capture``.
+    """
+    if condition not in CONDITION_MASKS:
+        raise UserError(
+            f"unknown condition {condition!r}; valid conditions: {', '.join(CONDITION_MASKS)}"
+        )
+    if condition in ZERO_SHOT_CONDITIONS:
+        prefix_ids = torch.tensor([prompts.bos_id], dtype=torch.long)
+    else:
+        prefix_ids = prompts.prefix_ids
+    options.setdefault("desc", condition)
+    result = capture(
+        model,
+        prefix_ids,
+        prompts.query_ids,
+        prompts.labels,
+        prompts.label_token_ids,
+        mask=CONDITION_MASKS[condition],
+        **options,
+    )
+    result.meta.update(
+        condition=condition, k_used=0 if condition in ZERO_SHOT_CONDITIONS else prompts.k_used
+    )
+    return result

@@ -188,8 +188,11 @@ def load_model(
             *tiny_hf_model(arch, 0), name=name_or_path, device=device, dtype=dtype
         )
     path = Path(name_or_path).expanduser()
+    boot_name = str(path)
     if name_or_path in MODELS:
-        hf_model, tokenizer = _load_hf_dir(MODELS.get(name_or_path).hf_dir(), local_only=True)
+        local_dir = MODELS.get(name_or_path).hf_dir()
+        boot_name = str(local_dir)
+        hf_model, tokenizer = _load_hf_dir(local_dir, local_only=True)
     elif path.is_file() and path.suffix == ".gguf":
         hf_model, tokenizer = _load_gguf(path)
     elif path.is_dir():
@@ -205,7 +208,8 @@ def load_model(
         )
     else:
         hf_model, tokenizer = _load_hf_dir(name_or_path, local_only=not allow_download)
-    return bridge_from_hf(hf_model, tokenizer, name=name_or_path, device=device, dtype=dtype)
+        boot_name = name_or_path
+    return bridge_from_hf(hf_model, tokenizer, name=boot_name, device=device, dtype=dtype)
 
 
 def _load_hf_dir(name_or_path: str | Path, *, local_only: bool) -> tuple[Any, Any]:
