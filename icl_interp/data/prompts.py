@@ -102,6 +102,19 @@ def select_eval(
     return random.Random(seed).sample(pool, n)
 
 
+def filter_by_length(
+    tokenizer, spec: DatasetSpec, examples: Sequence[Example], max_tokens: int
+) -> list[Example]:
+    """The examples whose input (template filled, no label word) is at most ``max_tokens`` tokens.
+
+    For data sets with very long inputs (IMDB), so that every query fits the model context.
+    """
+    if max_tokens < 1:
+        raise UserError(f"max_tokens must be >= 1, got {max_tokens}")
+    lengths = [len(ids) for ids in _token_ids(tokenizer, [spec.format(ex) for ex in examples])]
+    return [ex for ex, length in zip(examples, lengths, strict=True) if length <= max_tokens]
+
+
 def _token_ids(tokenizer, texts: Sequence[str]) -> list[list[int]]:
     if not texts:
         return []
