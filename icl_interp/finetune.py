@@ -1,0 +1,265 @@
+"""Finetuning on the k demonstrations of a run: standard GD, layer-causal GD, untrained baseline.
+
+Every function here returns a NEW model (a deep copy); the model passed in is never modified.
+
+- ``method="gd"`` (Dai et al. 2022): plain SGD, constant lr, no momentum, batch size 1, one
+  epoch over the demonstrations in their original order; loss = mean token NLL over each
+  demonstration's whole sequence ``[bos] + input + label``.
+- ``method="lcgd"`` (layer-causal GD, Deutch et al. 2023): same, except each block's input is
+  detached (stop-gradient) and each block's output goes through the final norm and the
+  unembedding; loss = sum over layers of the per-layer LM loss, so a layer's parameters only
+  ever receive the gradient of its own prediction error.
+- ``untrained_baseline``: attention and MLP weights re-drawn at random; embeddings, norms and
+  unembedding kept.
+
+Parameter groups (``params``): ``v`` (value projections), ``kv`` (key and value projections,
+the default), ``attn`` (q, k, v, o projections), ``all`` (every parameter); weights and biases,
+every layer. The model runs in eval mode (no dropout), so training is deterministic.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from jaxtyping import Float, Int
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from icl_interp.errors import UserError
+
+METHODS: tuple[str, ...] = ("gd", "lcgd")
+PARAM_GROUPS: dict[str, tuple[str, ...]] = {
+    "v": ("v",),
+    "kv": ("k", "v"),
+    "attn": ("q", "k", "v", "o"),
+}
+PARAM_GROUP_NAMES: tuple[str, ...] = (*PARAM_GROUPS, "all")
+
+
+@dataclass(frozen=True)
+class FinetuneConfig:
+    """How to finetune on the demonstrations (see the module docstring)."""
+
+    method: str = "gd"
+    lr: float = 1e-3
+    params: str = "kv"
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise UserError(
+                f"unknown finetuning method {self.method!r}; valid methods: {', '.join(METHODS)}"
+            )
+        if self.params not in PARAM_GROUP_NAMES:
+            raise UserError(
+                f"unknown parameter group {self.params!r}; valid groups: "
+                f"{', '.join(PARAM_GROUP_NAMES)}"
+            )
+        if not (math.isfinite(self.lr) and self.lr > 0):
+            raise UserError(f"learning rate must be a positive finite number, got {self.lr}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> FinetuneConfig:
+        return cls(**values)
+
+
+def copy_model(model: Any) -> Any:
+    """An independent deep copy of a TransformerBridge.
+
+    transformer-lens wires per-block capture hooks on the first forward; they close over weak
+    proxies of *this* model's attention modules, which ``copy.deepcopy`` shares instead of
+    copying, so the copy would write activations into the original. Removing them first
+    (they are re-wired on the next forward) makes the copy independent.
+    """
+    for block in getattr(model, "blocks", []):
+        if hasattr(block, "_teardown_capture_hooks"):
+            block._teardown_capture_hooks()
+        if hasattr(block, "_clear_attention_capture"):
+            block._clear_attention_capture()
+    return copy.deepcopy(model)
+
+
+def trainable_parameters(model: nn.Module, params: str) -> list[nn.Parameter]:
+    """The parameters of group ``params`` (weights and biases, every layer), in layer order."""
+    if params == "all":
+        return list(model.parameters())
+    if params not in PARAM_GROUPS:
+        raise UserError(
+            f"unknown parameter group {params!r}; valid groups: {', '.join(PARAM_GROUP_NAMES)}"
+        )
+    chosen: list[nn.Parameter] = []
+    for layer, block in enumerate(model.blocks):
+        for projection in PARAM_GROUPS[params]:
+            module = getattr(block.attn, projection, None)
+            if module is None:
+                raise UserError(
+                    f"layer {layer}'s attention has no separate {projection!r} projection; "
+                    f"use --params all for this architecture"
+                )
+            chosen.extend(module.parameters())
+    return chosen
+
+
+def lm_loss(
+    logits: Float[Tensor, "batch pos vocab"], ids: Int[Tensor, "batch pos"]
+) -> Float[Tensor, ""]:
+    """Mean next-token negative log-likelihood over every position of ``ids`` after the first."""
+    return F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), ids[:, 1:].flatten())
+
+
+def layer_lm_logits(model: Any, resid: Float[Tensor, "batch pos d_model"]) -> Tensor:
+    """Logit lens: a residual-stream state through the final norm and the unembedding."""
+    return model.unembed(model.ln_final(resid))
+
+
+def demo_loss(model: Any, demo_ids: list[Int[Tensor, " _tok"]]) -> float:
+    """Mean over demonstrations of the standard LM loss (no gradient)."""
+    _check_demos(demo_ids)
+    with torch.no_grad():
+        losses = [float(lm_loss(model(ids[None]), ids[None])) for ids in demo_ids]
+    return sum(losses) / len(losses)
+
+
+def _check_demos(demo_ids: list[Tensor]) -> None:
+    if not demo_ids:
+        raise UserError("no demonstrations to finetune on (k_used = 0)")
+    for i, ids in enumerate(demo_ids):
+        if ids.ndim != 1 or ids.numel() < 2:
+            raise UserError(f"demonstration {i} must be a 1-D token sequence of length >= 2")
+
+
+def _gd_step_loss(model: Any, ids: Int[Tensor, "batch pos"]) -> Float[Tensor, ""]:
+    loss = lm_loss(model(ids), ids)
+    _raise_if_not_finite(loss)
+    loss.backward()
+    return loss.detach()
+
+
+def layer_losses(model: Any, ids: Int[Tensor, "batch pos"]) -> Iterator[Float[Tensor, ""]]:
+    """Yield, layer by layer, the LM loss of block l's output with block l's input detached.
+
+    Block l's output goes through the final norm and the unembedding (logit lens). With every
+    block's input detached, layer l's loss depends on block l's parameters only (and on the
+    final norm and unembedding), so the layers' graphs are disjoint.
+    """
+    block_outputs: list[Tensor] = []
+
+    def stop_gradient(x: Tensor, hook: Any) -> Tensor:
+        return x.detach()
+
+    def keep_output(x: Tensor, hook: Any) -> Tensor:
+        block_outputs.append(x)
+        return x
+
+    hooks = []
+    for layer in range(len(model.blocks)):
+        hooks += [
+            (f"blocks.{layer}.hook_in", stop_gradient),
+            (f"blocks.{layer}.hook_out", keep_output),
+        ]
+    model.run_with_hooks(ids, fwd_hooks=hooks)
+    while block_outputs:
+        yield lm_loss(layer_lm_logits(model, block_outputs.pop(0)), ids)
+
+
+def _lcgd_step_loss(model: Any, ids: Int[Tensor, "batch pos"]) -> Float[Tensor, ""]:
+    """Backward the sum over layers of the per-layer losses of ``layer_losses``.
+
+    The layers' graphs are disjoint, so each layer's loss is backwarded (and its graph freed)
+    on its own; the accumulated gradient equals that of the summed loss.
+    """
+    total = torch.zeros(())
+    for layer, loss in enumerate(layer_losses(model, ids)):
+        _raise_if_not_finite(loss, layer=layer)
+        if loss.requires_grad:
+            loss.backward()
+        total += loss.detach()
+    return total
+
+
+class _NonFiniteLoss(Exception):
+    def __init__(self, layer: int | None) -> None:
+        self.layer = layer
+
+
+def _raise_if_not_finite(loss: Tensor, layer: int | None = None) -> None:
+    if not torch.isfinite(loss):
+        raise _NonFiniteLoss(layer)
+
+
+def finetune(
+    model: Any,
+    demo_ids: list[Int[Tensor, " _tok"]],
+    *,
+    method: str = "gd",
+    lr: float = 1e-3,
+    params: str = "kv",
+    seed: int = 0,
+    progress: bool = False,
+) -> Any:
+    """Return a copy of ``model`` finetuned on ``demo_ids`` (one SGD step per demonstration).
+
+    Raises ``UserError`` naming the step and demonstration when a loss is NaN/inf.
+    """
+    config = FinetuneConfig(method=method, lr=lr, params=params, seed=seed)
+    _check_demos(demo_ids)
+    tuned = copy_model(model)
+    tuned.eval()
+    for parameter in tuned.parameters():
+        parameter.requires_grad_(False)
+    trained = trainable_parameters(tuned, config.params)
+    for parameter in trained:
+        parameter.requires_grad_(True)
+    optimizer = torch.optim.SGD(trained, lr=config.lr, momentum=0.0)
+    step_loss = _gd_step_loss if config.method == "gd" else _lcgd_step_loss
+    device = next(tuned.parameters()).device
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(config.seed)
+        steps = tqdm(demo_ids, desc=f"{config.method} finetuning", disable=not progress)
+        for step, ids in enumerate(steps):
+            optimizer.zero_grad(set_to_none=True)
+            try:
+                loss = step_loss(tuned, ids[None].to(device))
+            except _NonFiniteLoss as err:
+                where = "" if err.layer is None else f" (layer {err.layer}'s loss)"
+                raise UserError(
+                    f"{config.method} finetuning diverged: non-finite loss{where} at step {step + 1} "
+                    f"(demonstration {step}) with lr={config.lr:g}; try a lower learning rate"
+                ) from None
+            optimizer.step()
+            steps.set_postfix(loss=f"{float(loss):.3f}")
+    for parameter in tuned.parameters():
+        parameter.requires_grad_(False)
+    return tuned
+
+
+def untrained_baseline(model: Any, seed: int) -> Any:
+    """Return a copy of ``model`` whose attention and MLP linear weights are re-drawn at random.
+
+    Weights ~ N(0, initializer_range^2) (the HF config's init scale, 0.02 if absent), biases 0;
+    embeddings, all norms and the unembedding are kept.
+    """
+    untrained = copy_model(model)
+    untrained.eval()
+    hf_config = getattr(getattr(untrained, "original_model", None), "config", None)
+    std = float(getattr(hf_config, "initializer_range", 0.02))
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for block in untrained.blocks:
+            for part in (block.attn, block.mlp):
+                for module in part.modules():
+                    if isinstance(module, nn.Linear):
+                        weight = torch.randn(module.weight.shape, generator=generator) * std
+                        module.weight.copy_(weight)
+                        if module.bias is not None:
+                            module.bias.zero_()
+    return untrained

@@ -1,0 +1,45 @@
+"""Accuracy and Recall2FTP from label-word logits, per layer (logit lens).
+
+Layer l's prediction is the argmax over label words of ``layer_label_logits[:, l]`` (the
+residual stream after block l through the final norm and unembedding); the last layer is the
+model's own prediction, which is what the summary table reports (``over_layers="last"``).
+"""
+
+from __future__ import annotations
+
+from jaxtyping import Bool, Float
+from torch import Tensor
+
+from icl_interp.capture import Capture
+from icl_interp.metrics.core import Conditions, register_metric
+
+
+def correct(capture: Capture) -> Bool[Tensor, "example layer"]:
+    """Whether each layer's label-word argmax equals the example's label."""
+    return capture.layer_label_logits.argmax(dim=-1) == capture.labels[:, None]
+
+
+@register_metric("accuracy_zsl", over_layers="last")
+def accuracy_zsl(c: Conditions) -> Float[Tensor, " layer"]:
+    """Accuracy of zero-shot = mean_e [argmax_label logits_ZSL = y]."""
+    return correct(c.zsl).float().mean(dim=0)
+
+
+@register_metric("accuracy_icl", over_layers="last")
+def accuracy_icl(c: Conditions) -> Float[Tensor, " layer"]:
+    """Accuracy of ICL = mean_e [argmax_label logits_ICL = y]."""
+    return correct(c.icl).float().mean(dim=0)
+
+
+@register_metric("accuracy_ft", over_layers="last")
+def accuracy_ft(c: Conditions) -> Float[Tensor, " layer"]:
+    """Accuracy of the finetuned model = mean_e [argmax_label logits_FT = y]."""
+    return correct(c.ft).float().mean(dim=0)
+
+
+@register_metric("recall2ftp", over_layers="last")
+def recall2ftp(c: Conditions) -> Float[Tensor, " layer"]:
+    """Recall2FTP = 100 |ZSL wrong & FT right & ICL right| / |ZSL wrong & FT right| (NaN if 0/0)."""
+    ft_fixes = ~correct(c.zsl) & correct(c.ft)
+    both_fix = ft_fixes & correct(c.icl)
+    return 100.0 * both_fix.sum(dim=0).float() / ft_fixes.sum(dim=0).float()

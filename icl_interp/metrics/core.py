@@ -1,0 +1,103 @@
+"""The metric registry, the ``Conditions`` a metric reads, and the per-layer metric table."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import pandas as pd
+import torch
+from jaxtyping import Float
+from torch import Tensor
+
+from icl_interp.capture import Capture
+from icl_interp.registry import Registry
+
+OVER_LAYERS: tuple[str, ...] = ("mean", "last")
+
+
+@dataclass(frozen=True)
+class Conditions:
+    """The captures one comparison needs, for the same test examples in the same order.
+
+    ``ft`` is the finetuned (GD or LCGD) model's zero-shot capture; ``seed`` drives any
+    randomness a metric needs (e.g. the random SimAOU baseline).
+    """
+
+    zsl: Capture
+    icl: Capture
+    ft: Capture
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        reference = self.zsl
+        for name, capture in (("icl", self.icl), ("ft", self.ft)):
+            if capture.attn_out.shape != reference.attn_out.shape:
+                raise ValueError(
+                    f"{name} capture has attn_out shape {tuple(capture.attn_out.shape)}, "
+                    f"zsl has {tuple(reference.attn_out.shape)}: captures must cover the same "
+                    "examples and layers"
+                )
+            if not torch.equal(capture.labels, reference.labels):
+                raise ValueError(f"{name} capture's labels differ from zsl's: examples misaligned")
+            if len(capture.attn_logits) != len(reference.attn_logits) or any(
+                a.shape != b.shape
+                for a, b in zip(capture.attn_logits, reference.attn_logits, strict=True)
+            ):
+                raise ValueError(
+                    f"{name} capture's attention logits do not cover the same query tokens as zsl's"
+                )
+
+    @property
+    def n_layers(self) -> int:
+        return int(self.zsl.attn_out.shape[1])
+
+
+MetricFn = Callable[[Conditions], Float[Tensor, " layer"]]
+
+
+@dataclass(frozen=True)
+class Metric:
+    """A registered metric: its function and how the summary reduces its layer axis."""
+
+    name: str
+    fn: MetricFn
+    over_layers: str = "mean"
+
+    def __post_init__(self) -> None:
+        if self.over_layers not in OVER_LAYERS:
+            raise ValueError(f"over_layers must be one of {OVER_LAYERS}, got {self.over_layers!r}")
+
+    def __call__(self, conditions: Conditions) -> Float[Tensor, " layer"]:
+        values = self.fn(conditions)
+        if values.shape != (conditions.n_layers,):
+            raise ValueError(
+                f"metric {self.name!r} returned shape {tuple(values.shape)}, "
+                f"expected ({conditions.n_layers},)"
+            )
+        return values
+
+
+METRICS: Registry[Metric] = Registry("metric")
+
+
+def register_metric(name: str, *, over_layers: str = "mean") -> Callable[[MetricFn], MetricFn]:
+    """Decorator: register ``fn`` as metric ``name``; returns ``fn`` unchanged."""
+
+    def decorator(fn: MetricFn) -> MetricFn:
+        METRICS.add(name, Metric(name=name, fn=fn, over_layers=over_layers))
+        return fn
+
+    return decorator
+
+
+def compute_metrics(conditions: Conditions, names: Sequence[str] | None = None) -> pd.DataFrame:
+    """A tidy table with columns ``metric, layer, value`` (one row per metric x layer)."""
+    rows = []
+    for name in names if names is not None else METRICS.names():
+        values = METRICS.get(name)(conditions)
+        rows += [
+            {"metric": name, "layer": layer, "value": float(v)}
+            for layer, v in enumerate(values.tolist())
+        ]
+    return pd.DataFrame(rows, columns=["metric", "layer", "value"])
