@@ -188,7 +188,7 @@ def test_hub_offline_says_what_to_pass(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_bad_source_name() -> None:
     with pytest.raises(UserError, match="valid sources: auto, folder, package, hub"):
         load_examples("mr", "train", source="web")
-    with pytest.raises(UserError, match="no packaged copy"):
+    with pytest.raises(UserError, match="'sst2' has no package source; it has: folder, hub"):
         load_examples("sst2", "train", source="package")
 
 
@@ -236,3 +236,72 @@ def test_shared_traps() -> None:
     assert Counter(ex.label for ex in agnews) == dict.fromkeys(range(4), 1520)
     cr = load_examples("cr", "train", SHARED_DATA) + load_examples("cr", "test", SHARED_DATA)
     assert all(ex.fields["text"].strip() for ex in cr)
+
+
+def fake_hub(monkeypatch: pytest.MonkeyPatch, columns: dict, features: dict | None = None) -> list:
+    """Make datasets.load_dataset return an in-memory table; returns the list of calls it got."""
+    import datasets
+
+    calls: list = []
+
+    def load_dataset(path, config=None, split=None):
+        calls.append((path, config, split))
+        return datasets.Dataset.from_dict(
+            columns, features=datasets.Features(features) if features else None
+        )
+
+    monkeypatch.setattr(datasets, "load_dataset", load_dataset)
+    return calls
+
+
+def test_hub_rows_become_examples(monkeypatch: pytest.MonkeyPatch) -> None:
+    import datasets
+
+    calls = fake_hub(
+        monkeypatch,
+        {"premise": ["It  rained.", "Sun."], "hypothesis": ["wet", "dry"], "label": [2, 0]},
+        {
+            "premise": datasets.Value("string"),
+            "hypothesis": datasets.Value("string"),
+            "label": datasets.ClassLabel(names=["entailment", "contradiction", "neutral"]),
+        },
+    )
+    examples = load_examples("cb", "test", source="hub")
+    assert calls == [("aps/super_glue", "cb", "validation")]
+    assert examples == [
+        Example({"premise": "It rained.", "hypothesis": "wet"}, 2),
+        Example({"premise": "Sun.", "hypothesis": "dry"}, 0),
+    ]
+    assert describe_source("cb", "test", source="hub") == "hub:aps/super_glue/cb[validation]"
+
+
+def test_hub_label_order_is_checked_not_trusted(monkeypatch: pytest.MonkeyPatch) -> None:
+    import datasets
+
+    fake_hub(
+        monkeypatch,
+        {"premise": ["p"], "hypothesis": ["h"], "label": [0]},
+        {
+            "premise": datasets.Value("string"),
+            "hypothesis": datasets.Value("string"),
+            "label": datasets.ClassLabel(names=["contradiction", "entailment", "neutral"]),
+        },
+    )
+    with pytest.raises(UserError, match="labels are .*'contradiction', 'entailment'.* expected"):
+        load_examples("cb", "train", source="hub")
+    fake_hub(
+        monkeypatch, {"text": ["a", "b"], "label": [0, 1], "label_text": ["objective", "objective"]}
+    )
+    with pytest.raises(
+        UserError, match="row 1: label 1 is named 'objective', expected 'subjective'"
+    ):
+        load_examples("subj", "train", source="hub")
+    fake_hub(monkeypatch, {"sentence": ["a"], "label": [-1]})
+    with pytest.raises(UserError, match="row 0: label -1 is not one of 0..1"):
+        load_examples("sst2", "train", source="hub")
+
+
+@needs_shared_data
+def test_default_folder_is_shared_data_beside_the_repo(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(DATA_DIR_ENV, raising=False)
+    assert describe_source("sst2", "train") == f"folder:{SHARED_DATA}/sst2/train.txt"

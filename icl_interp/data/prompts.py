@@ -166,7 +166,7 @@ class PromptSet:
     """Token ids for one run: shared demonstration prefix, per-query ids, labels and label tokens.
 
     ``demonstrations`` are the ones actually used (the first ``k_used`` of those requested, in order);
-    ``demo_ids`` are their finetuning sequences.
+    ``demo_ids`` are their finetuning sequences. ``query_ids`` and ``demo_ids`` vary in length.
     """
 
     prefix_ids: Int[Tensor, " prefix"]
@@ -238,7 +238,7 @@ def build_prompts(
             raise UserError(
                 f"{spec.name} query {longest} needs {1 + len(query_inputs[longest])} tokens with no "
                 f"demonstrations, more than max_len={max_len}: {spec.format(queries[longest])[:100]!r}...; "
-                "drop or shorten that example, or raise max_len"
+                "raise max_len or drop long examples with filter_by_length"
             )
         budget = max_len - 1 - len(query_inputs[longest])
         prefix_lengths = accumulate(len(ids) + 1 + len(separator) for ids in demo_inputs)

@@ -119,24 +119,30 @@ class MovieReviewsPackage:
 class HubDataset:
     """A data set on the Hugging Face hub, read with the ``datasets`` library (needs internet once).
 
-    ``splits`` maps our split names to hub split names (unlabelled hub test splits map "test" to
-    "validation"); ``columns`` maps template fields to hub columns; ``label_map`` maps hub label
-    values to our label indices (identity when empty).
+    ``splits_map`` maps our split names to hub split names (unlabelled hub test splits map "test" to
+    "validation"); ``columns`` maps template fields to hub columns. ``label_texts`` are the hub's
+    names of labels 0, 1, ... as we expect them: they are checked (case-insensitively) against the
+    hub's ClassLabel names or its ``label_text`` column, so a different label order is an error,
+    never a silent label flip.
     """
 
     path: str
     splits_map: Mapping[str, str]
+    label_texts: tuple[str, ...]
     columns: Mapping[str, str] = field(default_factory=lambda: {"text": "text"})
     config: str | None = None
     label_column: str = "label"
-    label_map: Mapping[int, int] = field(default_factory=dict)
 
     @property
     def splits(self) -> tuple[str, ...]:
         return tuple(self.splits_map)
 
+    @property
+    def where(self) -> str:
+        return f"{self.path}{'/' + self.config if self.config else ''}"
+
     def load(self, split: str, *, dataset_name: str) -> list[Example]:
-        _check_split(split, self.splits, f"hub data set {self.path}")
+        _check_split(split, self.splits, f"hub data set {self.where}")
         hint = (
             f"pass data_dir= (or set {DATA_DIR_ENV}) to a folder laid out like shared/data "
             f"with a '{dataset_name}' subfolder"
@@ -147,21 +153,32 @@ class HubDataset:
             raise UserError(
                 f"loading {dataset_name!r} from the hub needs `pip install datasets`; or {hint}"
             ) from None
+        hub_split = self.splits_map[split]
         try:
-            table = datasets.load_dataset(self.path, self.config, split=self.splits_map[split])
+            table = datasets.load_dataset(self.path, self.config, split=hub_split)
         except Exception as error:  # offline, missing repo, ...: all mean "use a local folder"
+            first_line = str(error).splitlines()[0] if str(error) else ""
             raise UserError(
-                f"could not load {dataset_name!r} from the Hugging Face hub ({self.path}"
-                f"{'/' + self.config if self.config else ''}, split {self.splits_map[split]!r}): "
-                f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}; {hint}"
+                f"could not load {dataset_name!r} from the Hugging Face hub ({self.where}, "
+                f"split {hub_split!r}): {type(error).__name__}: {first_line}; {hint}"
             ) from None
+        expected = [text.lower() for text in self.label_texts]
+        names = getattr(table.features.get(self.label_column), "names", None)
+        if names is not None and [n.lower() for n in names] != expected:
+            raise UserError(
+                f"hub data set {self.where} labels are {names}, expected {list(self.label_texts)} "
+                "in this order; fix label_texts in its HubDataset"
+            )
         examples = []
         for row_number, row in enumerate(table):
             label = int(row[self.label_column])
-            label = self.label_map.get(label, label)
-            if label < 0:
+            where = f"hub data set {self.where} split {hub_split!r} row {row_number}"
+            if not 0 <= label < len(expected):
+                raise UserError(f"{where}: label {label} is not one of 0..{len(expected) - 1}")
+            if "label_text" in row and str(row["label_text"]).lower() != expected[label]:
                 raise UserError(
-                    f"hub data set {self.path} split {self.splits_map[split]!r} row {row_number} has no label"
+                    f"{where}: label {label} is named {row['label_text']!r}, expected "
+                    f"{self.label_texts[label]!r}; fix label_texts in its HubDataset"
                 )
             examples.append(
                 Example({f: clean_text(row[c]) for f, c in self.columns.items()}, label)
@@ -169,9 +186,7 @@ class HubDataset:
         return examples
 
     def describe(self, split: str) -> str:
-        return (
-            f"hub:{self.path}{'/' + self.config if self.config else ''}[{self.splits_map[split]}]"
-        )
+        return f"hub:{self.where}[{self.splits_map[split]}]"
 
 
 def default_data_dirs(data_dir: str | os.PathLike | None) -> list[Path]:

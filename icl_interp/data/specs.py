@@ -133,48 +133,37 @@ def get_dataset(name: str) -> DatasetSpec:
     return DATASETS.get(name.lower().replace("-", "").replace("_", "").replace(" ", ""))
 
 
-def _describe_missing(spec: DatasetSpec, dirs: list[Path]) -> str:
-    looked = (
-        ", ".join(str(d / spec.folder.folder) for d in dirs)
-        if spec.folder and dirs
-        else "no data folder"
-    )
-    return f"looked in {looked}"
-
-
 def resolve_source(
     name: str, split: str, data_dir: str | os.PathLike | None = None, source: str = "auto"
 ) -> tuple[DatasetSpec, str, Path | None]:
-    """(spec, source kind, data root) that ``load_examples`` would use; see ``load_examples``."""
+    """(spec, source kind, data root or None) that ``load_examples`` would use; see ``load_examples``."""
     spec = get_dataset(name)
     if source not in SOURCES:
         raise UserError(f"unknown source {source!r}; valid sources: {', '.join(SOURCES)}")
-    if source in ("auto", "folder") and spec.folder is not None:
-        for root in default_data_dirs(data_dir):
+    available = [
+        kind
+        for kind, present in (("folder", spec.folder), ("package", spec.package), ("hub", spec.hub))
+        if present is not None
+    ]
+    if source != "auto" and source not in available:
+        raise UserError(
+            f"data set {spec.name!r} has no {source} source; it has: {', '.join(available)}"
+        )
+    for kind in available if source == "auto" else [source]:
+        if kind != "folder":
+            return _with_split(spec, split, kind, None)
+        assert spec.folder is not None
+        roots = default_data_dirs(data_dir)
+        for root in roots:
             if (root / spec.folder.folder).is_dir():
                 return _with_split(spec, split, "folder", root)
-    if source == "folder" and spec.folder is None:
-        raise UserError(
-            f"data set {spec.name!r} has no folder layout; use source 'package' or 'hub'"
-        )
-    if source == "folder" or (
-        source == "auto" and data_dir is not None and spec.folder is not None
-    ):
-        assert spec.folder is not None
-        raise UserError(
-            f"data set {spec.name!r}: no {spec.folder.folder!r} subfolder "
-            f"({_describe_missing(spec, default_data_dirs(data_dir))}); pass data_dir= or set ${DATA_DIR_ENV}"
-        )
-    if source in ("auto", "package") and spec.package is not None:
-        return _with_split(spec, split, "package", None)
-    if source == "package":
-        raise UserError(f"data set {spec.name!r} has no packaged copy (only mr and imdb do)")
-    if spec.hub is not None:
-        return _with_split(spec, split, "hub", None)
-    raise UserError(
-        f"data set {spec.name!r}: no local folder found ({_describe_missing(spec, default_data_dirs(None))}) "
-        f"and no other source; pass data_dir= or set ${DATA_DIR_ENV}"
-    )
+        if source == "folder" or data_dir is not None or len(available) == 1:
+            looked = ", ".join(str(root / spec.folder.folder) for root in roots) or "no data folder"
+            raise UserError(
+                f"data set {spec.name!r}: no {spec.folder.folder!r} subfolder (looked in {looked}); "
+                f"pass data_dir= or set ${DATA_DIR_ENV} to a folder laid out like shared/data"
+            )
+    raise AssertionError("unreachable: every spec has at least one source")
 
 
 def _with_split(
@@ -275,7 +264,10 @@ register_dataset(
             "sst2", {"train": "train.txt", "test": "test.txt", "dev": "dev.txt"}, 2
         ),
         hub=HubDataset(
-            "stanfordnlp/sst2", {"train": "train", "test": "validation"}, {"text": "sentence"}
+            "stanfordnlp/sst2",
+            {"train": "train", "test": "validation"},
+            label_texts=SENTIMENT,
+            columns={"text": "sentence"},
         ),
         description="SST-2 sentence polarity (Socher et al. 2013).",
     )
@@ -291,7 +283,11 @@ register_dataset(
         folder=_label_prefixed(
             "sst5", {"train": "train.txt", "test": "test.txt", "dev": "dev.txt"}, 5
         ),
-        hub=HubDataset("SetFit/sst5", {"train": "train", "test": "test", "dev": "validation"}),
+        hub=HubDataset(
+            "SetFit/sst5",
+            {"train": "train", "test": "test", "dev": "validation"},
+            label_texts=("very negative", "negative", "neutral", "positive", "very positive"),
+        ),
         description="SST-5 fine-grained sentiment.",
     )
 )
@@ -306,7 +302,9 @@ register_dataset(
         folder=_sentence_files("mr", "rt-polarity.neg", "rt-polarity.pos"),
         package=MovieReviewsPackage("rotten_tomatoes"),
         hub=HubDataset(
-            "cornell-movie-review-data/rotten_tomatoes", {"train": "train", "test": "test"}
+            "cornell-movie-review-data/rotten_tomatoes",
+            {"train": "train", "test": "test"},
+            label_texts=("neg", "pos"),
         ),
         description="MR movie-review sentence polarity v1.0 (Pang & Lee 2005).",
     )
@@ -320,7 +318,11 @@ register_dataset(
         gd_lr=3e-3,
         label_names=("objective", "subjective"),
         folder=_sentence_files("subj", "subj.objective", "subj.subjective"),
-        hub=HubDataset("SetFit/subj", {"train": "train", "test": "test"}),
+        hub=HubDataset(
+            "SetFit/subj",
+            {"train": "train", "test": "test"},
+            label_texts=("objective", "subjective"),
+        ),
         description="Subjectivity (Pang & Lee 2004).",
     )
 )
@@ -346,7 +348,9 @@ register_dataset(
                 )
             },
         ),
-        hub=HubDataset("fancyzhx/ag_news", {"train": "train", "test": "test"}),
+        hub=HubDataset(
+            "fancyzhx/ag_news", {"train": "train", "test": "test"}, label_texts=AGNEWS_CLASSES
+        ),
         description="AG News topic classification; text = title + ' ' + description.",
     )
 )
@@ -362,7 +366,8 @@ register_dataset(
         hub=HubDataset(
             "aps/super_glue",
             {"train": "train", "test": "validation", "val": "validation"},
-            {"premise": "premise", "hypothesis": "hypothesis"},
+            label_texts=("entailment", "contradiction", "neutral"),
+            columns={"premise": "premise", "hypothesis": "hypothesis"},
             config="cb",
         ),
         description="CommitmentBank (SuperGLUE); test = the labelled val.jsonl. Neutral is rare.",
@@ -380,7 +385,8 @@ register_dataset(
         hub=HubDataset(
             "aps/super_glue",
             {"train": "train", "test": "validation", "val": "validation"},
-            {"premise": "premise", "hypothesis": "hypothesis"},
+            label_texts=("entailment", "not_entailment"),
+            columns={"premise": "premise", "hypothesis": "hypothesis"},
             config="rte",
         ),
         description="RTE (SuperGLUE); test = the labelled val.jsonl. Template, label words, k, lr: ours.",
@@ -400,7 +406,10 @@ register_dataset(
             partial(read_label_prefixed, parse_label=coarse_label(TREC_COARSE)),
         ),
         hub=HubDataset(
-            "CogComp/trec", {"train": "train", "test": "test"}, label_column="coarse_label"
+            "CogComp/trec",
+            {"train": "train", "test": "test"},
+            label_texts=TREC_COARSE,
+            label_column="coarse_label",
         ),
         description="TREC question type, 6 coarse classes. Template, label words, k, lr: ours.",
     )
@@ -414,7 +423,9 @@ register_dataset(
         gd_lr=3e-3,
         label_names=SENTIMENT,
         folder=_sentence_files("cr", "custrev.neg", "custrev.pos"),
-        hub=HubDataset("SetFit/SentEval-CR", {"train": "train", "test": "test"}),
+        hub=HubDataset(
+            "SetFit/SentEval-CR", {"train": "train", "test": "test"}, label_texts=SENTIMENT
+        ),
         description="Customer reviews (Hu & Liu 2004). Template, label words, k, lr: ours (as MR).",
     )
 )
@@ -427,7 +438,7 @@ register_dataset(
         gd_lr=3e-3,
         label_names=SENTIMENT,
         folder=_sentence_files("mpqa", "mpqa.neg", "mpqa.pos"),
-        hub=HubDataset("SetFit/mpqa", {"train": "train", "test": "test"}),
+        hub=HubDataset("SetFit/mpqa", {"train": "train", "test": "test"}, label_texts=SENTIMENT),
         description="MPQA opinion polarity of short phrases. Template, label words, k, lr: ours.",
     )
 )
@@ -440,7 +451,9 @@ register_dataset(
         gd_lr=3e-3,
         label_names=SENTIMENT,
         package=MovieReviewsPackage("imdb"),
-        hub=HubDataset("stanfordnlp/imdb", {"train": "train", "test": "test"}),
+        hub=HubDataset(
+            "stanfordnlp/imdb", {"train": "train", "test": "test"}, label_texts=("neg", "pos")
+        ),
         description="IMDB reviews (long: ~300 tokens each, hence k=4). Template, label words, k, lr: ours.",
     )
 )
