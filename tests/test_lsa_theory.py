@@ -206,5 +206,6 @@ def test_largest_stable_eta_separates_convergence_from_divergence(variant: str) 
         if should_converge:
             check_step_size(variant, x, eta=eta)
         else:
-            with pytest.raises(UserError, match=f"diverges for {variant}LM"):
+            paper_name = {"prefix": "prefixLM", "causal": "causalLM", "causal2": "causalLM2"}
+            with pytest.raises(UserError, match=f"diverges for {paper_name[variant]} "):
                 check_step_size(variant, x, eta=eta)

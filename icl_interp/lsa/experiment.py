@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -54,7 +54,7 @@ class LSAConfig:
     n_layers: int = 50
     layer_mu_x: float = 0.0
     stationary_max_context: int = 300
-    stationary_mu_x: tuple[float, ...] = field(default=(0.0, 1.0, 2.0, 3.0))
+    stationary_mu_x: Sequence[float] = field(default=(0.0, 1.0, 2.0, 3.0))
     form: str = "recursion"
     dtype: str = "float64"
     seed: int = 0
@@ -331,6 +331,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="layer panels from the closed-form recursion or the explicit K,Q,V,P LSA stack",
     )
     parser.add_argument("--dtype", choices=sorted(DTYPES), default=defaults.dtype)
+    parser.add_argument(
+        "--no-figures", action="store_true", help="write results.csv and config.json only"
+    )
     parser.add_argument("--seed", type=int, default=defaults.seed)
 
 
@@ -350,6 +353,7 @@ def run(args: argparse.Namespace) -> int:
         dtype=args.dtype,
         seed=args.seed,
     )
-    run_experiment(config, args.out)
-    print(f"wrote {args.out}/results.csv, config.json, figure2.png/pdf, figure4.png/pdf")
+    run_experiment(config, args.out, figures=not args.no_figures)
+    figures = "" if args.no_figures else ", figure2.png/pdf, figure4.png/pdf"
+    print(f"wrote {args.out}/results.csv, config.json{figures}")
     return 0

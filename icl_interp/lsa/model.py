@@ -31,6 +31,7 @@ class LSAVariant:
     """How context tokens see each other and how the step size is normalised."""
 
     name: str
+    paper_name: str
     mask_kind: str
     per_position_step: bool
     description: str
@@ -38,9 +39,15 @@ class LSAVariant:
 
 LSA_VARIANTS: Registry[LSAVariant] = Registry("LSA variant")
 for _variant in (
-    LSAVariant("prefix", "prefix", False, "prefixLM: full-batch GD, step eta/n (eq. 3)"),
-    LSAVariant("causal", "causal", False, "causalLM: per-position GD, step eta/n (eq. 10)"),
-    LSAVariant("causal2", "causal", True, "causalLM2: per-position GD, step eta/j (eq. 18)"),
+    LSAVariant(
+        "prefix", "prefixLM", "prefix", False, "prefixLM: full-batch GD, step eta/n (eq. 3)"
+    ),
+    LSAVariant(
+        "causal", "causalLM", "causal", False, "causalLM: per-position GD, step eta/n (eq. 10)"
+    ),
+    LSAVariant(
+        "causal2", "causalLM2", "causal", True, "causalLM2: per-position GD, step eta/j (eq. 18)"
+    ),
 ):
     LSA_VARIANTS.add(_variant.name, _variant)
 

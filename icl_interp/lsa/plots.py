@@ -5,13 +5,9 @@ from __future__ import annotations
 import math
 from typing import Any
 
-import matplotlib
-
-matplotlib.use("Agg")
-
-import matplotlib.pyplot as plt  # noqa: E402
-import seaborn as sns  # noqa: E402
-from matplotlib.ticker import NullLocator  # noqa: E402
+import seaborn as sns
+from matplotlib.figure import Figure
+from matplotlib.ticker import NullLocator
 
 PANEL_TITLES = {
     "context_mse_vs_layer": "context MSE",
@@ -32,10 +28,14 @@ FIGURES: dict[str, dict[str, Any]] = {
 }
 
 
-def plot_lsa_figure(table: Any, figure: str) -> Any:
-    """Left: context MSE vs layer; middle: query MSE vs layer; right: stationary query MSE vs n."""
+def plot_lsa_figure(table: Any, figure: str) -> Figure:
+    """Left: context MSE vs layer; middle: query MSE vs layer; right: stationary query MSE vs n.
+
+    A pyplot-free ``Figure`` (no global state): save it with ``write_figure``.
+    """
     spec = FIGURES[figure]
-    fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
+    fig = Figure(figsize=(13, 3.8))
+    axes = fig.subplots(1, 3)
     fig.subplots_adjust(wspace=0.28, top=0.84)
     for ax, panel in zip(axes, PANEL_TITLES, strict=True):
         data = table[table["panel"] == panel]
@@ -58,5 +58,4 @@ def plot_lsa_figure(table: Any, figure: str) -> Any:
         ax.set_ylabel("MSE")
         ax.set_title(PANEL_TITLES[panel])
     fig.suptitle(spec["title"])
-    plt.close(fig)
     return fig

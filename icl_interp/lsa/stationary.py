@@ -156,6 +156,6 @@ def check_step_size(variant: str, x: Float[Tensor, "batch n d"], *, eta: float) 
         "causal2": "eta/j * |x_j|^2 < 2 for every j (spectral radius of I - eta S below 1)",
     }[variant]
     raise UserError(
-        f"eta={eta:g} diverges for {variant}LM on {n_bad} of {x.shape[0]} sequences: "
+        f"eta={eta:g} diverges for {LSA_VARIANTS.get(variant).paper_name} on {n_bad} of {x.shape[0]} sequences: "
         f"it needs {condition}; the largest stable eta here is {float(limits.min()):.4g}"
     )
