@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 from collections import Counter
 from pathlib import Path
 
@@ -17,6 +21,7 @@ from icl_interp.data import (
     build_prompts,
     filter_by_length,
     get_dataset,
+    heldout_split,
     label_token_ids,
     load_examples,
     sample_demonstrations,
@@ -241,3 +246,27 @@ def test_gemma_tokenizer_label_words_and_piecewise_tokenization() -> None:
             whole = "".join(spec.format_demonstration(d) for d in demos) + spec.format(query)
             whole_ids = [prompts.bos_id, *gemma(whole, add_special_tokens=False)["input_ids"]]
             assert whole_ids == prompts.icl_ids(index).tolist(), (name, index)
+
+
+def seeded_draws() -> list[list[str]]:
+    examples = [Example({"text": f"t{i}"}, i % 3) for i in range(60)]
+    demos = sample_demonstrations(examples, 7, seed=5)
+    queries = select_eval(examples, 6, seed=5, exclude=demos)
+    test = heldout_split(examples, "test", test_fraction=0.2, key="proc")
+    return [[ex.fields["text"] for ex in part] for part in (demos, queries, test)]
+
+
+def test_sampling_and_splits_are_identical_across_processes() -> None:
+    """Seeds, not Python's per-process string hashing, decide every draw."""
+    script = "import json, test_data_prompts as t; print(json.dumps(t.seeded_draws()))"
+    other = subprocess.run(
+        [sys.executable, "-c", script],
+        env={**os.environ, "PYTHONHASHSEED": "12345"},
+        cwd=Path(__file__).parent,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    here = seeded_draws()
+    assert json.loads(other) == here
+    assert [len(part) for part in here] == [7, 6, 12]
