@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import torch
 from einops import einsum
 from jaxtyping import Float
@@ -30,6 +31,7 @@ from icl_interp.errors import UserError
 from icl_interp.lsa.model import lsa_predictions
 from icl_interp.lsa.reference import reference_predictions
 from icl_interp.lsa.stationary import check_step_size, contraction_factor, stationary_weights
+from icl_interp.results import write_config, write_csv, write_figure
 
 LAYER_VARIANTS = ("prefix", "causal", "causal2")
 STATIONARY_VARIANTS = ("causal", "causal2")
@@ -96,6 +98,9 @@ class LSAConfig:
     def torch_dtype(self) -> torch.dtype:
         return DTYPES[self.dtype]
 
+    def eta_for(self, variant: str) -> float:
+        return self.eta_causal2 if variant == "causal2" else self.eta
+
 
 def child_generators(seed: int, count: int) -> list[torch.Generator]:
     """Independent torch generators derived from one seed (numpy SeedSequence spawning)."""
@@ -131,7 +136,7 @@ def layer_curves(
     y = einsum(x, w, "batch pos d, batch d -> batch pos")
     rows = []
     for variant in LAYER_VARIANTS:
-        eta = config.eta_causal2 if variant == "causal2" else config.eta
+        eta = config.eta_for(variant)
         predictions = FORMS[config.form](
             variant, x, y[:, : config.n_context], eta=eta, n_layers=config.n_layers
         )
@@ -197,14 +202,19 @@ def stationary_curves(
     return rows
 
 
-def run_experiment(config: LSAConfig, out: Path | None = None, *, figures: bool = True) -> Any:
+def run_experiment(
+    config: LSAConfig, out: Path | None = None, *, figures: bool = True
+) -> pd.DataFrame:
     """Compute every plotted point; with ``out``, write results.csv, config.json and figures.
 
-    Returns the tidy table (pandas DataFrame). Raises UserError before any LSA layer runs
-    when a step size diverges on the sampled data.
+    Returns the tidy table. Raises UserError before any LSA layer runs when a step size
+    diverges on the sampled data.
     """
     with single_threaded_torch():
-        return _run_experiment(config, out, figures=figures)
+        table, contraction = compute_curves(config)
+    if out is not None:
+        write_results(Path(out), config, table, contraction, figures=figures)
+    return table
 
 
 @contextmanager
@@ -218,68 +228,69 @@ def single_threaded_torch() -> Iterator[None]:
         torch.set_num_threads(previous)
 
 
-def _run_experiment(config: LSAConfig, out: Path | None, *, figures: bool) -> Any:
-    import pandas as pd
-
-    from icl_interp.results import write_config, write_csv
-
-    dtype = config.torch_dtype
+def compute_curves(config: LSAConfig) -> tuple[pd.DataFrame, dict[str, Tensor]]:
+    """The tidy table of every plotted point and each variant's per-sequence contraction factor."""
     layer_generator, stationary_generator = child_generators(config.seed, 2)
     u, w = sample_linear_regression(
         config.n_sequences,
         config.n_context + config.n_queries,
         config.d,
         generator=layer_generator,
-        dtype=dtype,
+        dtype=config.torch_dtype,
     )
     x = u + config.layer_mu_x
     x_context = x[:, : config.n_context]
-    steps = {"prefix": config.eta, "causal": config.eta, "causal2": config.eta_causal2}
-    for variant, eta in steps.items():
-        check_step_size(variant, x_context, eta=eta)
+    for variant in LAYER_VARIANTS:
+        check_step_size(variant, x_context, eta=config.eta_for(variant))
     contraction = {
-        variant: contraction_factor(variant, x_context, eta=eta) for variant, eta in steps.items()
+        variant: contraction_factor(variant, x_context, eta=config.eta_for(variant))
+        for variant in LAYER_VARIANTS
     }
-
     stationary_u, stationary_w = sample_linear_regression(
         config.n_sequences,
         config.stationary_max_context + config.n_queries,
         config.d,
         generator=stationary_generator,
-        dtype=dtype,
+        dtype=config.torch_dtype,
     )
     table = pd.DataFrame(
         layer_curves(config, x, w) + stationary_curves(config, stationary_u, stationary_w)
     )
+    return table, contraction
 
-    if out is not None:
-        out = Path(out)
-        write_csv(out / "results.csv", table)
-        write_config(
-            out,
-            config,
-            averaging={
-                "layer panels": "MSE = mean over sequences and over the context (left) or "
-                "query (middle) positions of each sequence",
-                "stationary panel": "MSE of w_n* on the isolated queries = mean over sequences "
-                "and queries, for each n = 1..stationary_max_context",
-            },
-            contraction_factor={
-                variant: {
-                    "max_over_sequences": float(factor.max()),
-                    "median_over_sequences": float(factor.median()),
-                }
-                for variant, factor in contraction.items()
-            },
-        )
-        if figures:
-            from icl_interp.lsa.plots import FIGURES, plot_lsa_figure
-            from icl_interp.results import write_figure
 
-            for figure in FIGURES:
-                fig = plot_lsa_figure(table, figure)
-                write_figure(out / figure, fig)
-    return table
+def write_results(
+    out: Path,
+    config: LSAConfig,
+    table: pd.DataFrame,
+    contraction: dict[str, Tensor],
+    *,
+    figures: bool,
+) -> None:
+    """results.csv, config.json (with how each panel averages) and figure2/figure4 PNG + PDF."""
+    write_csv(out / "results.csv", table)
+    write_config(
+        out,
+        config,
+        averaging={
+            "layer panels": "MSE = mean over sequences and over the context (left) or "
+            "query (middle) positions of each sequence",
+            "stationary panel": "MSE of w_n* on the isolated queries = mean over sequences "
+            "and queries, for each n = 1..stationary_max_context",
+        },
+        contraction_factor={
+            variant: {
+                "max_over_sequences": float(factor.max()),
+                "median_over_sequences": float(factor.median()),
+            }
+            for variant, factor in contraction.items()
+        },
+    )
+    if figures:
+        from icl_interp.lsa.plots import FIGURES, plot_lsa_figure
+
+        for figure in FIGURES:
+            write_figure(out / figure, plot_lsa_figure(table, figure))
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -55,6 +55,11 @@ for _variant in (
 class LSALayer(nn.Module):
     """One linear self-attention layer with explicit K, Q, V, P (float64 capable)."""
 
+    key: Tensor
+    query: Tensor
+    value: Tensor
+    projection: Tensor
+
     def __init__(
         self,
         key: Float[Tensor, "d1 d1"],

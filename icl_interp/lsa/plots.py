@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import pandas as pd
 import seaborn as sns
 from matplotlib.figure import Figure
 from matplotlib.ticker import NullLocator
@@ -28,7 +29,7 @@ FIGURES: dict[str, dict[str, Any]] = {
 }
 
 
-def plot_lsa_figure(table: Any, figure: str) -> Figure:
+def plot_lsa_figure(table: pd.DataFrame, figure: str) -> Figure:
     """Left: context MSE vs layer; middle: query MSE vs layer; right: stationary query MSE vs n.
 
     A pyplot-free ``Figure`` (no global state): save it with ``write_figure``.
