@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections import Counter
 from functools import partial
@@ -57,6 +58,12 @@ DESIGN_TABLE = {
 def test_design_table_settings(name: str) -> None:
     spec = get_dataset(name)
     assert (spec.template, spec.label_words, spec.k, spec.gd_lr) == DESIGN_TABLE[name]
+
+
+def test_to_dict_is_json_ready() -> None:
+    record = json.loads(json.dumps(get_dataset("sst5").to_dict()))
+    assert record["label_words"] == [" terrible", " bad", " neutral", " good", " great"]
+    assert (record["k"], record["gd_lr"], record["separator"]) == (32, 1.6e-4, "\n")
 
 
 def test_registry_names_and_aliases() -> None:

@@ -118,6 +118,19 @@ class DatasetSpec:
         """Input, label word and separator: how a demonstration reads in the prompt."""
         return self.format(example) + self.label_words[example.label] + self.separator
 
+    def to_dict(self) -> dict[str, object]:
+        """The prompt-defining settings, JSON-ready (for config.json; sources are described by
+        ``describe_source``)."""
+        return {
+            "name": self.name,
+            "template": self.template,
+            "label_words": list(self.label_words),
+            "label_names": list(self.label_names),
+            "k": self.k,
+            "gd_lr": self.gd_lr,
+            "separator": self.separator,
+        }
+
 
 DATASETS: Registry[DatasetSpec] = Registry("data set")
 
