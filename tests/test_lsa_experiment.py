@@ -174,3 +174,11 @@ def test_lsa_command_in_a_fresh_process_never_imports_transformers(tmp_path: Pat
 
 def test_walkthrough_notebook_executes(tmp_path: Path) -> None:
     run_notebook(REPO / "notebooks" / "lsa_walkthrough.ipynb", cwd=tmp_path, timeout=120)
+
+
+def test_float32_run_tracks_float64() -> None:
+    """--dtype float32 gives the same curves as float64 to rtol 1e-3 (well above rounding)."""
+    settings = dict(n_queries=20, n_sequences=4, n_layers=15, stationary_max_context=25)
+    double = run_experiment(LSAConfig(**settings), out=None)
+    single = run_experiment(LSAConfig(**settings, dtype="float32"), out=None)
+    np.testing.assert_allclose(single["value"], double["value"], rtol=1e-3, atol=1e-7)

@@ -119,10 +119,11 @@ def sample_linear_regression(
     """Centred inputs u ~ U(-1, 1)^d and task weights w ~ N(0, I), one w per sequence.
 
     Inputs are x = u + mu_x and labels y = w . x; sampling u once lets every mu_x reuse it.
+    Sampled in float64 and then cast, so every ``dtype`` sees the same draws.
     """
-    inputs = torch.rand(n_sequences, n_points, d, generator=generator, dtype=dtype) * 2 - 1
-    weights = torch.randn(n_sequences, d, generator=generator, dtype=dtype)
-    return inputs, weights
+    inputs = torch.rand(n_sequences, n_points, d, generator=generator, dtype=torch.float64)
+    weights = torch.randn(n_sequences, d, generator=generator, dtype=torch.float64)
+    return (inputs * 2 - 1).to(dtype), weights.to(dtype)
 
 
 def layer_curves(
