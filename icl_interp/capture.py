@@ -48,7 +48,7 @@ class Capture:
 
     resid: Float[Tensor, "example layer d_model"]
     attn_out: Float[Tensor, "example layer d_model"]
-    attn_logits: list[Float[Tensor, "layer head query_tok"]]
+    attn_logits: list[Float[Tensor, "layer head _query_tok"]]
     label_logits: Float[Tensor, "example label"]
     layer_label_logits: Float[Tensor, "example layer label"]
     labels: Int[Tensor, " example"]
@@ -245,7 +245,7 @@ def _batched_cache(prefix_kv: list[tuple[Tensor, Tensor]], batch: int) -> Any:
 def capture(
     model: Any,
     prefix_ids: Int[Tensor, " prefix"],
-    query_ids: Sequence[Int[Tensor, " q"]],
+    query_ids: Sequence[Int[Tensor, " _q"]],
     labels: Int[Tensor, " example"],
     label_token_ids: Int[Tensor, " label"],
     *,
