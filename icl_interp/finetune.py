@@ -166,7 +166,8 @@ def layer_losses(model: Any, ids: Int[Tensor, "batch pos"]) -> Iterator[Float[Te
             (f"blocks.{layer}.hook_in", stop_gradient),
             (f"blocks.{layer}.hook_out", keep_output),
         ]
-    model.run_with_hooks(ids, fwd_hooks=hooks)
+    with model.hooks(fwd_hooks=hooks):
+        model.original_model(input_ids=ids, use_cache=False, logits_to_keep=1)
     while block_outputs:
         yield lm_loss(layer_lm_logits(model, block_outputs.pop(0)), ids)
 
@@ -210,6 +211,24 @@ def finetune(
 
     Raises ``UserError`` naming the step and demonstration when a loss is NaN/inf.
     """
+    tuned, _ = finetune_with_losses(
+        model, demo_ids, method=method, lr=lr, params=params, seed=seed, progress=progress
+    )
+    return tuned
+
+
+def finetune_with_losses(
+    model: Any,
+    demo_ids: list[Int[Tensor, " _tok"]],
+    *,
+    method: str = "gd",
+    lr: float = 1e-3,
+    params: str = "kv",
+    seed: int = 0,
+    progress: bool = False,
+) -> tuple[Any, list[float]]:
+    """``finetune``, also returning each step's training loss (before that step's update;
+    for LCGD the sum over layers)."""
     config = FinetuneConfig(method=method, lr=lr, params=params, seed=seed)
     _check_demos(demo_ids)
     tuned = copy_model(model)
@@ -222,6 +241,7 @@ def finetune(
     optimizer = torch.optim.SGD(trained, lr=config.lr, momentum=0.0)
     step_loss = _gd_step_loss if config.method == "gd" else _lcgd_step_loss
     device = next(tuned.parameters()).device
+    losses: list[float] = []
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)
         steps = tqdm(demo_ids, desc=f"{config.method} finetuning", disable=not progress)
@@ -236,10 +256,11 @@ def finetune(
                     f"(demonstration {step}) with lr={config.lr:g}; try a lower learning rate"
                 ) from None
             optimizer.step()
-            steps.set_postfix(loss=f"{float(loss):.3f}")
+            losses.append(float(loss))
+            steps.set_postfix(loss=f"{losses[-1]:.3f}")
     for parameter in tuned.parameters():
         parameter.requires_grad_(False)
-    return tuned
+    return tuned, losses
 
 
 def untrained_baseline(model: Any, seed: int) -> Any:

@@ -1,0 +1,130 @@
+"""Seaborn figures for ``icl-interp compare``: per-layer metric curves and attention heatmaps.
+
+Both read the tidy tables the compare run writes (``metrics.csv``, ``attention.csv``), so a
+notebook can redraw them from a results folder without re-running anything.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import matplotlib.pyplot as plt
+import pandas as pd
+import seaborn as sns
+
+from icl_interp.results import write_figure
+
+CURVE_METRICS: dict[str, str] = {"simaou": "SimAOU", "simam": "SimAM", "simam_delta": "SimAM∆"}
+BASELINES: dict[str, tuple[str, str]] = {
+    "simaou_random": ("simaou", "random"),
+    "simam_zsl": ("simam", "ZSL"),
+}
+METHOD_LABELS: dict[str, str] = {"gd": "GD", "lcgd": "LCGD", "untrained": "untrained (GD)"}
+CONDITION_ORDER: tuple[str, ...] = ("zsl", "icl_causal", "icl_prefix", "gd", "lcgd")
+
+
+def curve_frame(table: pd.DataFrame) -> pd.DataFrame:
+    """The rows drawn as curves: SimAOU/SimAM/SimAM∆ per method, plus the random and ZSL
+    baselines (taken from the ``gd`` rows: they do not depend on the finetuned model)."""
+    main = table[table["metric"].isin(CURVE_METRICS)].assign(
+        curve=lambda t: t["method"].map(METHOD_LABELS)
+    )
+    baseline_rows = []
+    for metric, (shown_as, label) in BASELINES.items():
+        rows = table[(table["metric"] == metric) & (table["method"] == "gd")]
+        baseline_rows.append(rows.assign(metric=shown_as, curve=label))
+    frame = pd.concat([main, *baseline_rows], ignore_index=True)
+    frame["metric"] = frame["metric"].map(CURVE_METRICS)
+    frame["ICL mask"] = frame["mask"]
+    return frame
+
+
+def plot_layer_curves(table: pd.DataFrame, model: str) -> Any:
+    """Per-layer curves (mean over seeds, band = 95% CI across seeds): rows = data sets,
+    columns = metrics; hue = GD / LCGD / untrained / baselines, line style = ICL mask."""
+    frame = curve_frame(table[table["model"] == model])
+    hue_order = [
+        label
+        for label in (*METHOD_LABELS.values(), "random", "ZSL")
+        if label in set(frame["curve"])
+    ]
+    grid = sns.relplot(
+        data=frame,
+        x="layer",
+        y="value",
+        hue="curve",
+        hue_order=hue_order,
+        style="ICL mask",
+        row="data",
+        col="metric",
+        col_order=[m for m in CURVE_METRICS.values() if m in set(frame["metric"])],
+        kind="line",
+        height=2.4,
+        aspect=1.3,
+        facet_kws={"sharey": False, "margin_titles": True},
+    )
+    grid.set_titles(row_template="{row_name}", col_template="{col_name}")
+    grid.set_axis_labels("layer", "")
+    grid.figure.suptitle(f"{model}: ICL vs finetuning, per layer", y=1.02)
+    return grid.figure
+
+
+def plot_attention_heatmaps(
+    attention: pd.DataFrame, *, model: str, data: str, seed: int, example: int
+) -> Any:
+    """Attention logits (pre-softmax) from the last query position to the query's own tokens:
+    one panel per condition, rows = layer x head, columns = query tokens."""
+    rows = attention[
+        (attention["model"] == model)
+        & (attention["data"] == data)
+        & (attention["seed"] == seed)
+        & (attention["example"] == example)
+    ]
+    conditions = [c for c in CONDITION_ORDER if c in set(rows["condition"])]
+    tokens = rows.drop_duplicates("position").sort_values("position")["token"].tolist()
+    n_rows = rows[["layer", "head"]].drop_duplicates().shape[0]
+    fig, axes = plt.subplots(
+        1,
+        len(conditions),
+        figsize=(1.2 + 0.28 * len(tokens) * len(conditions), 1.5 + 0.12 * n_rows),
+        sharey=True,
+        squeeze=False,
+    )
+    for ax, condition in zip(axes[0], conditions, strict=True):
+        grid = rows[rows["condition"] == condition].pivot_table(
+            index=["layer", "head"], columns="position", values="logit"
+        )
+        grid.index = [f"L{layer} H{head}" for layer, head in grid.index]
+        grid.columns = [tokens[p] for p in grid.columns]
+        sns.heatmap(grid, ax=ax, cmap="viridis", cbar=ax is axes[0][-1], xticklabels=True)
+        ax.set_title(condition)
+        ax.set_xlabel("query token")
+        ax.tick_params(axis="x", labelrotation=90, labelsize=6)
+        ax.tick_params(axis="y", labelsize=5)
+    fig.suptitle(f"{model} / {data} / seed {seed} / example {example}: attention logits")
+    fig.tight_layout()
+    return fig
+
+
+def write_compare_figures(table: pd.DataFrame, attention: pd.DataFrame, folder: Path) -> list[Path]:
+    """Write every compare figure (PNG + PDF) into ``folder``; returns the files written."""
+    sns.set_theme(style="whitegrid", context="paper")
+    written: list[Path] = []
+    for model in sorted(table["model"].unique()):
+        fig = plot_layer_curves(table, model)
+        written += write_figure(folder / f"layer_curves__{_safe(model)}", fig)
+        plt.close(fig)
+    keys = attention[["model", "data", "seed", "example"]].drop_duplicates()
+    for model, data, seed, example in keys.itertuples(index=False):
+        fig = plot_attention_heatmaps(
+            attention, model=model, data=data, seed=int(seed), example=int(example)
+        )
+        stem = f"attention__{_safe(model)}__{data}__seed{seed}__ex{example}"
+        written += write_figure(folder / stem, fig)
+        plt.close(fig)
+    return written
+
+
+def _safe(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-." else "_" for c in name)

@@ -1,0 +1,150 @@
+"""``icl-interp compare`` end to end on a tiny random model: tables, summary, figures, resume, notebook."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from icl_interp.cli import main
+from icl_interp.compare import (
+    CompareConfig,
+    layer_reduced,
+    run_compare,
+    summary_table,
+    unit_stem,
+)
+from icl_interp.errors import UserError
+from icl_interp.metrics import METRICS
+from tests.helpers import SHARED_DATA, run_notebook
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = CompareConfig(
+    models=("tiny-gemma3",),
+    datasets=("sst2",),
+    n_test=3,
+    k=2,
+    lr=0.05,
+    heatmap_examples=1,
+    batch_size=2,
+    data_dir=str(SHARED_DATA),
+)
+
+
+@pytest.fixture(scope="module")
+def tiny_results(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("compare")
+    run_compare(TINY, out)
+    return out
+
+
+def test_tidy_table_has_one_row_per_mask_method_layer_metric(tiny_results: Path) -> None:
+    table = pd.read_csv(tiny_results / "metrics.csv")
+    keys = ["model", "data", "seed", "mask", "method", "layer", "metric"]
+    assert list(table.columns) == [*keys, "value"]
+    assert not table.duplicated(keys).any()
+    n_layers = 3
+    assert len(table) == 2 * 3 * len(METRICS) * n_layers
+    assert set(table["mask"]) == {"causal", "prefix"}
+    assert set(table["method"]) == {"gd", "lcgd", "untrained"}
+    similarity = table[table["metric"].isin(["simaou", "simam", "simam_delta", "simam_zsl"])]
+    assert similarity["value"].between(-1 - 1e-6, 1 + 1e-6).all()
+    accuracy = table[table["metric"].str.startswith("accuracy")]
+    assert ((accuracy["value"] * 3).round(6) % 1 == 0).all(), "accuracy over 3 examples is k/3"
+
+
+def test_zero_shot_quantities_do_not_depend_on_mask_or_trained_method(tiny_results: Path) -> None:
+    table = pd.read_csv(tiny_results / "metrics.csv")
+    zsl_acc = table[(table["metric"] == "accuracy_zsl") & (table["method"] != "untrained")]
+    assert zsl_acc.groupby("layer")["value"].nunique().eq(1).all()
+    gd_acc = table[(table["metric"] == "accuracy_ft") & (table["method"] == "gd")]
+    assert gd_acc.groupby("layer")["value"].nunique().eq(1).all(), "FT accuracy is mask-free"
+
+
+def test_results_folder_contents(tiny_results: Path) -> None:
+    config = json.loads((tiny_results / "config.json").read_text())
+    assert config["config"]["models"] == ["tiny-gemma3"]
+    assert "torch" in config["versions"]
+    stem = unit_stem("tiny-gemma3", "sst2", 0)
+    info = json.loads((tiny_results / "units" / f"{stem}.json").read_text())
+    assert info["k_used"] == 2 and info["n_test"] == 3
+    assert set(info["train_loss_per_step"]) == {"gd", "lcgd", "untrained_gd"}
+    assert all(len(v) == 2 for v in info["train_loss_per_step"].values())
+    summary = (tiny_results / "summary.md").read_text()
+    assert "## tiny-gemma3, ICL mask: causal" in summary and "SimAOU LCGD" in summary
+    attention = pd.read_csv(tiny_results / "attention.csv", keep_default_na=False)
+    assert set(attention["condition"]) == {"zsl", "icl_causal", "icl_prefix", "gd", "lcgd"}
+    assert set(attention["example"]) == {0}
+    figures = {p.name for p in (tiny_results / "figures").iterdir()}
+    assert {"layer_curves__tiny-gemma3.png", "layer_curves__tiny-gemma3.pdf"} <= figures
+    assert "attention__tiny-gemma3__sst2__seed0__ex0.png" in figures
+
+
+def test_rerun_skips_finished_units_and_recomputing_gives_identical_numbers(
+    tiny_results: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    unit = tiny_results / "units" / f"{unit_stem('tiny-gemma3', 'sst2', 0)}.csv"
+    first = unit.read_bytes()
+    stamp = unit.stat().st_mtime_ns
+    run_compare(TINY, tiny_results, figures=False)
+    assert "resuming: 1 of 1 units already done" in capsys.readouterr().out
+    assert unit.stat().st_mtime_ns == stamp
+    unit.unlink()
+    run_compare(TINY, tiny_results, figures=False)
+    assert unit.read_bytes() == first, "same config and seed must give identical numbers"
+
+
+def test_summary_reduces_layers_then_seeds() -> None:
+    rows = []
+    for seed, offset in ((0, 0.0), (1, 0.2)):
+        for layer, value in enumerate([0.1, 0.3]):
+            rows.append(("m", "mr", seed, "causal", "gd", layer, "simaou", value + offset))
+            rows.append(("m", "mr", seed, "causal", "gd", layer, "accuracy_icl", 0.5 + layer / 4))
+    table = pd.DataFrame(
+        rows, columns=["model", "data", "seed", "mask", "method", "layer", "metric", "value"]
+    )
+    reduced = layer_reduced(table).set_index(["seed", "metric"])["value"]
+    assert reduced[(0, "simaou")] == pytest.approx(0.2)  # mean over layers
+    assert reduced[(1, "simaou")] == pytest.approx(0.4)
+    assert reduced[(0, "accuracy_icl")] == pytest.approx(0.75)  # last layer
+    summary = summary_table(table).set_index("data")
+    assert summary.loc["mr", "SimAOU GD"] == pytest.approx(0.3)  # then mean over seeds
+    assert summary.loc["mr", "acc ICL"] == pytest.approx(0.75)
+    assert summary.loc["mean", "SimAOU GD"] == pytest.approx(0.3)
+    assert "SimAOU LCGD" not in summary.columns
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--n-test", "0"], "--n-test must be >= 1"),
+        (["--masks", "bidirectional"], "valid masks: causal, prefix"),
+        (["--methods", "adam"], "valid methods: gd, lcgd, untrained"),
+        (["--params", "qk"], "valid groups: v, kv, attn, all"),
+        (["--datasets", "nope"], "valid data sets"),
+        (["--metrics", "simaoo"], "valid metrics"),
+    ],
+)
+def test_bad_options_are_one_line_errors(
+    argv: list[str], message: str, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    assert main(["compare", "--out", str(tmp_path), *argv]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1
+
+
+def test_config_round_trips_and_validates() -> None:
+    assert CompareConfig.from_dict(TINY.to_dict()) == TINY
+    with pytest.raises(UserError, match="--lr must be > 0"):
+        CompareConfig(lr=-1.0)
+    assert math.isclose(CompareConfig().max_len, 2048)
+
+
+def test_notebook_runs_on_a_results_folder(
+    tiny_results: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ICL_INTERP_RESULTS", str(tiny_results))
+    run_notebook(ROOT / "notebooks" / "compare_results.ipynb", cwd=ROOT / "notebooks", timeout=300)
