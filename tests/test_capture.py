@@ -83,9 +83,10 @@ def test_against_an_independent_full_forward(mask: str) -> None:
     prefix, queries, labels = _inputs()
     result = capture(model, prefix, queries, labels, LABEL_IDS, mask=mask, batch_size=2)
     n_layers = model.cfg.n_layers
+    scores: dict[int, torch.Tensor] = {}
     for e in (1, 3):
         ids = torch.cat([prefix, queries[e]])[None]
-        scores: dict[int, torch.Tensor] = {}
+        scores.clear()
 
         def keep(activation: torch.Tensor, hook, layer: int) -> torch.Tensor:
             scores[layer] = activation[0, :, -1, len(prefix) :].clone()
