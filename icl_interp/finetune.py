@@ -19,6 +19,7 @@ every layer. The model runs in eval mode (no dropout), so training is determinis
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 from collections.abc import Iterator
@@ -40,6 +41,7 @@ PARAM_GROUPS: dict[str, tuple[str, ...]] = {
     "attn": ("q", "k", "v", "o"),
 }
 PARAM_GROUP_NAMES: tuple[str, ...] = (*PARAM_GROUPS, "all")
+COMPUTE_DTYPES: tuple[str, ...] = ("float32", "bfloat16")
 
 
 @dataclass(frozen=True)
@@ -50,8 +52,13 @@ class FinetuneConfig:
     lr: float = 1e-3
     params: str = "kv"
     seed: int = 0
+    compute_dtype: str = "float32"
 
     def __post_init__(self) -> None:
+        if self.compute_dtype not in COMPUTE_DTYPES:
+            raise UserError(
+                f"unknown compute dtype {self.compute_dtype!r}; valid: {', '.join(COMPUTE_DTYPES)}"
+            )
         if self.method not in METHODS:
             raise UserError(
                 f"unknown finetuning method {self.method!r}; valid methods: {', '.join(METHODS)}"
@@ -116,9 +123,35 @@ def lm_loss(
     return F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), ids[:, 1:].flatten())
 
 
-def layer_lm_logits(model: Any, resid: Float[Tensor, "batch pos d_model"]) -> Tensor:
-    """Logit lens: a residual-stream state through the final norm and the unembedding."""
-    return model.unembed(model.ln_final(resid))
+def layer_lm_logits(
+    model: Any, resid: Float[Tensor, "batch pos d_model"], dtype: torch.dtype = torch.float32
+) -> Float[Tensor, "batch pos vocab"]:
+    """Logit lens: a residual-stream state through the final norm and the unembedding.
+
+    The unembedding product runs in ``dtype`` (a frozen unembedding is cast once per model
+    and dtype, not per call); logits come back float32, soft-capped if the model does so.
+    """
+    unembed = model.unembed.original_component
+    weight = _unembedding_weight(model, dtype)
+    bias = getattr(unembed, "bias", None)
+    logits = F.linear(
+        model.ln_final(resid).to(dtype), weight, None if bias is None else bias.to(dtype)
+    ).float()
+    softcap = getattr(model.original_model.config, "final_logit_softcapping", None)
+    if softcap is not None:
+        logits = torch.tanh(logits / softcap) * softcap
+    return logits
+
+
+def _unembedding_weight(model: Any, dtype: torch.dtype) -> Tensor:
+    weight = model.unembed.original_component.weight
+    if weight.dtype == dtype or weight.requires_grad:
+        return weight.to(dtype)
+    cached = getattr(model, "_icl_interp_unembedding", None)
+    if cached is None or cached.dtype != dtype or cached.shape != weight.shape:
+        cached = weight.detach().to(dtype)
+        object.__setattr__(model, "_icl_interp_unembedding", cached)
+    return cached
 
 
 def demo_loss(model: Any, demo_ids: list[Int[Tensor, " _tok"]]) -> float:
@@ -137,14 +170,19 @@ def _check_demos(demo_ids: list[Tensor]) -> None:
             raise UserError(f"demonstration {i} must be a 1-D token sequence of length >= 2")
 
 
-def _gd_step_loss(model: Any, ids: Int[Tensor, "batch pos"]) -> Float[Tensor, ""]:
-    loss = lm_loss(model(ids), ids)
+def _gd_step_loss(
+    model: Any, ids: Int[Tensor, "batch pos"], dtype: torch.dtype
+) -> Float[Tensor, ""]:
+    with _autocast(ids.device, dtype):
+        loss = lm_loss(model(ids), ids)
     _raise_if_not_finite(loss)
     loss.backward()
     return loss.detach()
 
 
-def layer_losses(model: Any, ids: Int[Tensor, "batch pos"]) -> Iterator[Float[Tensor, ""]]:
+def layer_losses(
+    model: Any, ids: Int[Tensor, "batch pos"], dtype: torch.dtype = torch.float32
+) -> Iterator[Float[Tensor, ""]]:
     """Yield, layer by layer, the LM loss of block l's output with block l's input detached.
 
     Block l's output goes through the final norm and the unembedding (logit lens). With every
@@ -169,22 +207,36 @@ def layer_losses(model: Any, ids: Int[Tensor, "batch pos"]) -> Iterator[Float[Te
     with model.hooks(fwd_hooks=hooks):
         model.original_model(input_ids=ids, use_cache=False, logits_to_keep=1)
     while block_outputs:
-        yield lm_loss(layer_lm_logits(model, block_outputs.pop(0)), ids)
+        yield lm_loss(layer_lm_logits(model, block_outputs.pop(0), dtype), ids)
 
 
-def _lcgd_step_loss(model: Any, ids: Int[Tensor, "batch pos"]) -> Float[Tensor, ""]:
+def _lcgd_step_loss(
+    model: Any, ids: Int[Tensor, "batch pos"], dtype: torch.dtype
+) -> Float[Tensor, ""]:
     """Backward the sum over layers of the per-layer losses of ``layer_losses``.
 
     The layers' graphs are disjoint, so each layer's loss is backwarded (and its graph freed)
     on its own; the accumulated gradient equals that of the summed loss.
     """
     total = torch.zeros(())
-    for layer, loss in enumerate(layer_losses(model, ids)):
+    losses = layer_losses(model, ids, dtype)
+    layer = 0
+    while True:
+        with _autocast(ids.device, dtype):
+            loss = next(losses, None)
+        if loss is None:
+            return total
         _raise_if_not_finite(loss, layer=layer)
         if loss.requires_grad:
             loss.backward()
         total += loss.detach()
-    return total
+        layer += 1
+
+
+def _autocast(device: torch.device, dtype: torch.dtype) -> Any:
+    if dtype == torch.float32:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=dtype)
 
 
 class _NonFiniteLoss(Exception):
@@ -205,14 +257,25 @@ def finetune(
     lr: float = 1e-3,
     params: str = "kv",
     seed: int = 0,
+    compute_dtype: str = "float32",
     progress: bool = False,
 ) -> Any:
     """Return a copy of ``model`` finetuned on ``demo_ids`` (one SGD step per demonstration).
 
-    Raises ``UserError`` naming the step and demonstration when a loss is NaN/inf.
+    ``compute_dtype="bfloat16"`` runs the forward passes under bfloat16 autocast (weights,
+    gradients and updates stay float32): ~3x faster on CPUs with AVX512-BF16, gradients
+    accurate to ~1e-2 relative. Raises ``UserError`` naming the step and demonstration when
+    a loss is NaN/inf.
     """
     tuned, _ = finetune_with_losses(
-        model, demo_ids, method=method, lr=lr, params=params, seed=seed, progress=progress
+        model,
+        demo_ids,
+        method=method,
+        lr=lr,
+        params=params,
+        seed=seed,
+        compute_dtype=compute_dtype,
+        progress=progress,
     )
     return tuned
 
@@ -225,11 +288,14 @@ def finetune_with_losses(
     lr: float = 1e-3,
     params: str = "kv",
     seed: int = 0,
+    compute_dtype: str = "float32",
     progress: bool = False,
 ) -> tuple[Any, list[float]]:
     """``finetune``, also returning each step's training loss (before that step's update;
     for LCGD the sum over layers)."""
-    config = FinetuneConfig(method=method, lr=lr, params=params, seed=seed)
+    config = FinetuneConfig(
+        method=method, lr=lr, params=params, seed=seed, compute_dtype=compute_dtype
+    )
     _check_demos(demo_ids)
     tuned = copy_model(model)
     tuned.eval()
@@ -241,6 +307,7 @@ def finetune_with_losses(
     optimizer = torch.optim.SGD(trained, lr=config.lr, momentum=0.0)
     step_loss = _gd_step_loss if config.method == "gd" else _lcgd_step_loss
     device = next(tuned.parameters()).device
+    dtype = getattr(torch, config.compute_dtype)
     losses: list[float] = []
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)
@@ -248,7 +315,7 @@ def finetune_with_losses(
         for step, ids in enumerate(steps):
             optimizer.zero_grad(set_to_none=True)
             try:
-                loss = step_loss(tuned, ids[None].to(device))
+                loss = step_loss(tuned, ids[None].to(device), dtype)
             except _NonFiniteLoss as err:
                 where = "" if err.layer is None else f" (layer {err.layer}'s loss)"
                 raise UserError(
@@ -260,6 +327,7 @@ def finetune_with_losses(
             steps.set_postfix(loss=f"{losses[-1]:.3f}")
     for parameter in tuned.parameters():
         parameter.requires_grad_(False)
+    object.__setattr__(tuned, "_icl_interp_unembedding", None)
     return tuned, losses
 
 

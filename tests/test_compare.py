@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -95,6 +96,11 @@ def test_rerun_skips_finished_units_and_recomputing_gives_identical_numbers(
     unit.unlink()
     run_compare(TINY, tiny_results, figures=False)
     assert unit.read_bytes() == first, "same config and seed must give identical numbers"
+
+
+def test_resuming_with_other_settings_is_refused(tiny_results: Path) -> None:
+    with pytest.raises(UserError, match="other settings \\(lr\\)"):
+        run_compare(dataclasses.replace(TINY, lr=0.01), tiny_results, figures=False)
 
 
 def test_summary_reduces_layers_then_seeds() -> None:

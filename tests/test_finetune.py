@@ -187,3 +187,18 @@ def test_untrained_baseline_redraws_attention_and_mlp_only(gemma) -> None:
     assert abs(float(weights.std()) - std) < 0.1 * std
     assert changed(untrained_baseline(gemma, seed=1), snapshot(untrained)) == set()
     assert changed(untrained_baseline(gemma, seed=2), snapshot(untrained)) == redrawn
+
+
+@pytest.mark.parametrize("method", ["gd", "lcgd"])
+def test_bfloat16_forward_gives_nearly_the_float32_update(gemma, method: str) -> None:
+    ids = demos(gemma, 2)
+    before = torch.cat([p.flatten() for p in trainable_parameters(gemma, "kv")]).detach()
+
+    def update(dtype: str) -> torch.Tensor:
+        tuned = finetune(gemma, ids, method=method, lr=0.1, compute_dtype=dtype)
+        return torch.cat([p.flatten() for p in trainable_parameters(tuned, "kv")]) - before
+
+    exact, fast = update("float32"), update("bfloat16")
+    cosine = torch.nn.functional.cosine_similarity(exact, fast, dim=0)
+    assert cosine > 0.99, f"bf16 update direction off: cos {float(cosine):.4f}"
+    assert abs(float(fast.norm() / exact.norm()) - 1) < 0.05
