@@ -105,18 +105,16 @@ def test_simaou_random_sign_in_one_dimension_and_near_zero_for_symmetric_updates
     assert torch.equal(value, again), "same seed must give the same random baseline"
 
 
-# Capture's annotation binds ``query_tok`` across examples under the runtime shape checks, so
-# both examples have 3 query tokens (e0's third entries are 0, leaving its cosines 2-D ones).
 SIMAM_ZSL = [
-    [[[1, 0, 0], [1, 1, 0]]],  # example 0: 1 layer, 2 heads, 3 query tokens
-    [[[0, 0, 1], [1, 2, 2]]],  # example 1
+    [[[1, 0], [1, 1]]],  # example 0: 1 layer, 2 heads, 2 query tokens
+    [[[0, 0, 1], [1, 2, 2]]],  # example 1: 3 query tokens
 ]
 SIMAM_ICL = [
-    [[[1, 1, 0], [1, 0, 0]]],
+    [[[1, 1], [1, 0]]],
     [[[1, 2, 2], [1, 2, 2]]],
 ]
 SIMAM_FT = [
-    [[[2, 2, 0], [0, 1, 0]]],
+    [[[2, 2], [0, 1]]],
     [[[2, 1, -2], [2, 4, 4]]],
 ]
 
