@@ -215,7 +215,7 @@ def _prefix_cache(
 
     length = prefix_ids.shape[0]
     cache = DynamicCache()
-    model.original_model(
+    model.original_model.base_model(
         input_ids=prefix_ids[None],
         attention_mask=attention_mask_for(
             model, mask, length, n_prefix=length, device=prefix_ids.device
@@ -223,7 +223,6 @@ def _prefix_cache(
         position_ids=torch.arange(length, device=prefix_ids.device)[None],
         past_key_values=cache,
         use_cache=True,
-        logits_to_keep=1,
     )
     return [(layer.keys, layer.values) for layer in cache.layers]
 
@@ -234,11 +233,7 @@ def _batched_cache(prefix_kv: list[tuple[Tensor, Tensor]], batch: int) -> Any:
 
     cache = DynamicCache()
     for layer, (keys, values) in enumerate(prefix_kv):
-        cache.update(
-            keys.expand(batch, -1, -1, -1).contiguous(),
-            values.expand(batch, -1, -1, -1).contiguous(),
-            layer,
-        )
+        cache.update(keys.expand(batch, -1, -1, -1), values.expand(batch, -1, -1, -1), layer)
     return cache
 
 
@@ -309,7 +304,7 @@ def capture(
             seq_len = n_prefix + width
             last = torch.tensor(lengths, device=device) - 1 + offset
             recorder.start(last, key_start=offset, key_len=width)
-            model.original_model(
+            model.original_model.base_model(
                 input_ids=input_ids,
                 attention_mask=attention_mask_for(
                     model,
@@ -322,7 +317,6 @@ def capture(
                 position_ids=torch.arange(n_prefix - offset, seq_len, device=device)[None],
                 past_key_values=cache,
                 use_cache=cache is not None,
-                logits_to_keep=1,
             )
             resid = recorder.stacked("resid")
             attn_out = recorder.stacked("attn_out")

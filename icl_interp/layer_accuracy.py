@@ -1,0 +1,228 @@
+"""``icl-interp layers``: per-layer (logit-lens) accuracy of zero-shot, causal ICL and prefix ICL.
+
+For each condition the query's last position is read out at every layer through the
+final norm and the unembedding, restricted to the label words; accuracy = how often
+the true label's word scores highest. One k-shot prompt (seeded demonstrations) is
+shared by all test examples, and its keys/values are computed once per mask.
+
+Writes to ``--out``: ``config.json``, ``layer_accuracy.csv`` (one row per condition x
+layer x metric), ``layer_accuracy.png/.pdf``, and per-condition logit-lens logits
+(``logits_<condition>.pt``) so an interrupted run resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import pandas as pd
+import torch
+from jaxtyping import Float, Int
+from torch import Tensor
+
+from icl_interp.errors import UserError
+from icl_interp.results import (
+    done,
+    seed_everything,
+    write_atomic,
+    write_config,
+    write_csv,
+    write_figure,
+)
+
+CONDITIONS = ("zsl", "icl_causal", "icl_prefix")
+CONDITION_LABELS = {"zsl": "zero-shot", "icl_causal": "ICL, causal", "icl_prefix": "ICL, prefix"}
+
+
+@dataclass
+class LayerAccuracyConfig:
+    """One ``icl-interp layers`` run. ``k=None`` takes the data set's k (DESIGN.md section 5)."""
+
+    model: str = "gemma-3-270m"
+    dataset: str = "mr"
+    data_dir: str | None = None
+    k: int | None = None
+    n_test: int = 200
+    seed: int = 0
+    limit: int | None = None
+    max_len: int = 2048
+    batch_size: int = 8
+    out: str = "results/layers"
+
+    def __post_init__(self) -> None:
+        if self.k is not None and self.k < 0:
+            raise UserError(f"--k must be >= 0, got {self.k}")
+        if self.n_test < 1:
+            raise UserError(f"--n-test must be >= 1, got {self.n_test}")
+        if self.limit is not None and self.limit < 1:
+            raise UserError(f"--limit must be >= 1, got {self.limit}")
+        if self.max_len < 2:
+            raise UserError(f"--max-len must be >= 2, got {self.max_len}")
+        if self.batch_size < 1:
+            raise UserError(f"--batch-size must be >= 1, got {self.batch_size}")
+        if self.seed < 0:
+            raise UserError(f"--seed must be >= 0, got {self.seed}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> LayerAccuracyConfig:
+        return cls(**values)
+
+
+def layer_accuracy(
+    layer_label_logits: Float[Tensor, "example layer label"], labels: Int[Tensor, " example"]
+) -> Float[Tensor, " layer"]:
+    """Fraction of examples whose true label word has the highest logit, per layer.
+
+    Ties go to the lowest label index (``argmax``).
+    """
+    predictions = layer_label_logits.argmax(dim=-1)
+    return (predictions == labels[:, None]).float().mean(dim=0)
+
+
+def tidy_table(
+    accuracies: dict[str, Float[Tensor, " layer"]], config: LayerAccuracyConfig, k_used: int, n: int
+) -> pd.DataFrame:
+    rows = [
+        {
+            "model": config.model,
+            "dataset": config.dataset,
+            "seed": config.seed,
+            "k": 0 if condition == "zsl" else k_used,
+            "condition": condition,
+            "layer": layer,
+            "metric": "accuracy",
+            "value": float(value),
+            "n_examples": n,
+        }
+        for condition, per_layer in accuracies.items()
+        for layer, value in enumerate(per_layer.tolist())
+    ]
+    return pd.DataFrame(rows)
+
+
+def plot(table: pd.DataFrame, chance: float, title: str):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    sns.set_theme(style="whitegrid", context="paper")
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    shown = table.assign(condition=table["condition"].map(CONDITION_LABELS))
+    sns.lineplot(data=shown, x="layer", y="value", hue="condition", marker="o", ax=ax)
+    ax.axhline(chance, color="grey", linestyle="--", linewidth=1, label="chance")
+    ax.set(xlabel="layer (logit lens on the block output)", ylabel="accuracy", title=title)
+    ax.set_ylim(0, 1)
+    ax.legend(title=None, fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def run_config(config: LayerAccuracyConfig) -> pd.DataFrame:
+    from icl_interp.capture import capture_condition
+    from icl_interp.data import (
+        build_prompts,
+        get_dataset,
+        load_examples,
+        sample_demonstrations,
+        select_eval,
+    )
+    from icl_interp.models import load_model
+
+    out = Path(config.out)
+    previous = out / "config.json"
+    if previous.exists():
+        stored = json.loads(previous.read_text())["config"]
+        if stored != config.to_dict():
+            raise UserError(
+                f"{out} holds results of a different configuration; choose another --out "
+                f"or delete it (differs in: "
+                f"{', '.join(k for k in stored if stored[k] != config.to_dict().get(k))})"
+            )
+    seed_everything(config.seed)
+    spec = get_dataset(config.dataset)
+    k = spec.k if config.k is None else config.k
+    model = load_model(config.model)
+    demonstrations = sample_demonstrations(
+        load_examples(config.dataset, "train", config.data_dir), k, seed=config.seed
+    )
+    queries = select_eval(
+        load_examples(config.dataset, "test", config.data_dir),
+        config.n_test,
+        seed=config.seed,
+        exclude=demonstrations,
+    )
+    max_len = min(config.max_len, int(model.cfg.n_ctx))
+    prompts = build_prompts(model.tokenizer, spec, demonstrations, queries, max_len=max_len)
+    write_config(
+        out,
+        config,
+        k_used=prompts.k_used,
+        prefix_tokens=len(prompts.prefix_ids),
+        label_token_ids=prompts.label_token_ids.tolist(),
+    )
+
+    accuracies: dict[str, Tensor] = {}
+    seconds: dict[str, float] = {}
+    labels = prompts.labels[: config.limit]
+    for condition in CONDITIONS:
+        unit = out / f"logits_{condition}.pt"
+        if not done(unit):
+            start = time.perf_counter()
+            result = capture_condition(
+                model, prompts, condition, limit=config.limit, batch_size=config.batch_size
+            )
+            seconds[condition] = time.perf_counter() - start
+            write_atomic(unit, lambda path, r=result: torch.save(r.layer_label_logits, path))
+        logits = torch.load(unit)
+        accuracies[condition] = layer_accuracy(logits, labels)
+
+    table = tidy_table(accuracies, config, prompts.k_used, len(labels))
+    write_csv(out / "layer_accuracy.csv", table)
+    title = f"{config.model}, {config.dataset}, k={prompts.k_used}, n={len(labels)}"
+    fig = plot(table, 1.0 / len(spec.label_words), title)
+    write_figure(out / "layer_accuracy", fig)
+    final = {c: round(float(a[-1]), 3) for c, a in accuracies.items()}
+    timing = ", ".join(f"{c} {s:.0f}s" for c, s in seconds.items())
+    print(f"final-layer accuracy: {final}; capture time: {timing or 'resumed'}; wrote {out}")
+    return table
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    defaults = LayerAccuracyConfig()
+    parser.add_argument("--model", default=defaults.model, help="packaged name, HF name or path")
+    parser.add_argument("--dataset", default=defaults.dataset, help="data set name (e.g. mr, sst2)")
+    parser.add_argument("--data-dir", default=None, help="folder holding the data sets")
+    parser.add_argument("--k", type=int, default=None, help="demonstrations (default: data set's)")
+    parser.add_argument("--n-test", type=int, default=defaults.n_test, help="test examples")
+    parser.add_argument("--seed", type=int, default=defaults.seed)
+    parser.add_argument(
+        "--limit", type=int, default=None, help="use only the first N test examples"
+    )
+    parser.add_argument("--max-len", type=int, default=defaults.max_len, help="prompt token budget")
+    parser.add_argument("--batch-size", type=int, default=defaults.batch_size)
+    parser.add_argument("--out", default=defaults.out, help="results folder")
+
+
+def run(args: argparse.Namespace) -> int:
+    config = LayerAccuracyConfig(
+        model=args.model,
+        dataset=args.dataset,
+        data_dir=args.data_dir,
+        k=args.k,
+        n_test=args.n_test,
+        seed=args.seed,
+        limit=args.limit,
+        max_len=args.max_len,
+        batch_size=args.batch_size,
+        out=args.out,
+    )
+    run_config(config)
+    return 0
