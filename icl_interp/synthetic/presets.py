@@ -1,0 +1,45 @@
+"""Named training scales for ``icl-interp synthetic``: the paper's recipe, a 2-core CPU one, a test one.
+
+Each preset overrides fields of ``TrainConfig`` (``model`` overrides ``ModelConfig``);
+task, mask kind and layer sharing are filled in per run.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from icl_interp.registry import Registry
+
+PRESETS: Registry[dict[str, Any]] = Registry("preset")
+
+PRESETS.add(
+    "paper",
+    {
+        "model": {"n_layers": 24, "d_model": 128, "n_heads": 2, "d_mlp": 512},
+        "n_train": 64_000,
+        "n_eval": 64,
+        "epochs": 100,
+        "batch_size": 64,
+    },
+)
+PRESETS.add(
+    "cpu",
+    {
+        "model": {"n_layers": 4, "d_model": 32, "n_heads": 2, "d_mlp": 128},
+        "n_train": 4_096,
+        "n_eval": 64,
+        "epochs": 12,
+        "batch_size": 64,
+        "lr": 1e-3,
+    },
+)
+PRESETS.add(
+    "tiny",
+    {
+        "model": {"n_layers": 2, "d_model": 16, "n_heads": 2, "d_mlp": 32},
+        "n_train": 128,
+        "n_eval": 16,
+        "epochs": 2,
+        "batch_size": 32,
+    },
+)

@@ -1,0 +1,344 @@
+"""Training and evaluation of one synthetic-task transformer: seeded, checkpointed, resumable.
+
+AdamW (no weight decay) with linear warm-up over the first ``warmup_frac`` of the
+steps, then cosine decay to 0. Each epoch visits the fixed training pool in a
+permutation drawn from ``(seed, epoch)``, so a run resumed from any checkpoint
+takes exactly the steps an uninterrupted run takes. The loss is the query MSE of
+the model's read-out plus the query MSE of every per-layer probe (whose inputs are
+detached, so probe losses train the probes only).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from icl_interp.errors import UserError
+from icl_interp.results import write_atomic
+from icl_interp.synthetic.model import ModelConfig, SyntheticTransformer
+from icl_interp.synthetic.tasks import (
+    EVAL_STREAM,
+    TASKS,
+    TRAIN_STREAM,
+    SyntheticData,
+    SyntheticTask,
+    make_dataset,
+)
+
+
+@dataclass
+class TrainConfig:
+    """One training run: task, architecture, data sizes, optimiser and the seed that fixes all of it."""
+
+    task: str = "linear"
+    model: ModelConfig = field(default_factory=ModelConfig)
+    n_train: int = 64_000
+    n_eval: int = 64
+    epochs: int = 100
+    batch_size: int = 64
+    lr: float = 1e-4
+    betas: tuple[float, float] = (0.9, 0.999)
+    eps: float = 1e-7
+    weight_decay: float = 0.0
+    warmup_frac: float = 0.2
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        task = TASKS.get(self.task)
+        if self.model.d_y != task.d_y:
+            raise UserError(f"task {self.task!r} needs model.d_y={task.d_y}, got {self.model.d_y}")
+        for name in ("n_train", "n_eval", "epochs", "batch_size"):
+            if getattr(self, name) < 1:
+                raise UserError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.batch_size > self.n_train:
+            raise UserError(f"batch_size={self.batch_size} exceeds n_train={self.n_train}")
+        if self.lr <= 0 or self.eps <= 0 or self.weight_decay < 0:
+            raise UserError("lr and eps must be > 0 and weight_decay >= 0")
+        if not all(0 <= b < 1 for b in self.betas):
+            raise UserError(f"betas must lie in [0, 1), got {self.betas}")
+        if not 0 <= self.warmup_frac < 1:
+            raise UserError(f"warmup_frac must be in [0, 1), got {self.warmup_frac}")
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return self.n_train // self.batch_size
+
+    @property
+    def total_steps(self) -> int:
+        return self.steps_per_epoch * self.epochs
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
+        model = ModelConfig.from_dict(values["model"])
+        return cls(**{**values, "model": model, "betas": tuple(values["betas"])})
+
+
+def lr_factor(step: int, total_steps: int, warmup_frac: float) -> float:
+    """Multiplier of the base lr at ``step``: linear warm-up to 1, then cosine decay to 0."""
+    warmup = int(warmup_frac * total_steps)
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = (step - warmup) / max(1, total_steps - warmup)
+    return 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def epoch_permutation(seed: int, epoch: int, n: int) -> torch.Tensor:
+    return torch.randperm(n, generator=torch.Generator().manual_seed(seed * 1_000_003 + epoch))
+
+
+def query_losses(
+    model: SyntheticTransformer, tokens: torch.Tensor, targets: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(read-out query MSE, sum over layers of probe query MSE)."""
+    output, probes = model.predict_queries(tokens)
+    model_loss = nn.functional.mse_loss(output, targets)
+    probe_loss = (probes - targets).pow(2).mean(dim=(1, 2, 3)).sum()
+    return model_loss, probe_loss
+
+
+@dataclass
+class TrainState:
+    model: SyntheticTransformer
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LambdaLR
+    step: int = 0
+    elapsed_s: float = 0.0
+
+
+def build_state(
+    cfg: TrainConfig, device: torch.device | str, *, capturable: bool = False
+) -> TrainState:
+    """Model, optimiser and schedule at step 0 (initialisation seeded by ``cfg.seed``).
+
+    ``capturable`` keeps the learning rate and optimiser state on the GPU so that a
+    whole training step can be captured in a CUDA graph.
+    """
+    torch.manual_seed(cfg.seed)
+    model = SyntheticTransformer(cfg.model).to(device)
+    on_cuda = torch.device(device).type == "cuda"
+    optimizer = torch.optim.AdamW(
+        model.parameters(),
+        lr=torch.tensor(cfg.lr, device=device) if capturable else cfg.lr,
+        betas=cfg.betas,
+        eps=cfg.eps,
+        weight_decay=cfg.weight_decay,
+        fused=on_cuda or None,
+        capturable=capturable,
+    )
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: lr_factor(step, cfg.total_steps, cfg.warmup_frac)
+    )
+    return TrainState(model, optimizer, scheduler)
+
+
+def save_checkpoint(path: Path, cfg: TrainConfig, state: TrainState) -> None:
+    payload = {
+        "config": cfg.to_dict(),
+        "step": state.step,
+        "elapsed_s": state.elapsed_s,
+        "model": state.model.state_dict(),
+        "optimizer": state.optimizer.state_dict(),
+        "scheduler": state.scheduler.state_dict(),
+    }
+    write_atomic(path, lambda p: torch.save(payload, p))
+
+
+def load_checkpoint(path: Path, cfg: TrainConfig, state: TrainState) -> None:
+    payload = torch.load(path, map_location=next(state.model.parameters()).device)
+    if TrainConfig.from_dict(payload["config"]) != cfg:
+        raise UserError(
+            f"checkpoint {path} was made with a different config; use another --out or delete it"
+        )
+    state.model.load_state_dict(payload["model"])
+    state.optimizer.load_state_dict(payload["optimizer"])
+    state.scheduler.load_state_dict(payload["scheduler"])
+    state.step = payload["step"]
+    state.elapsed_s = payload["elapsed_s"]
+
+
+def train(
+    cfg: TrainConfig,
+    *,
+    device: torch.device | str = "cpu",
+    checkpoint: Path | None = None,
+    checkpoint_every_s: float = 120.0,
+    max_seconds: float | None = None,
+    max_steps: int | None = None,
+    cuda_graph: bool = False,
+    desc: str = "train",
+) -> TrainState:
+    """Train (resuming from ``checkpoint`` if it exists) until done or a time/step limit is hit.
+
+    The checkpoint is rewritten every ``checkpoint_every_s`` seconds and when training
+    stops. ``state.step == cfg.total_steps`` tells whether training finished.
+    ``cuda_graph`` replays the whole step (forward, backward, AdamW) as one CUDA
+    graph: the same arithmetic, far less launch overhead for these small kernels.
+    """
+    if cuda_graph and torch.device(device).type != "cuda":
+        raise UserError("cuda_graph needs a CUDA device")
+    state = build_state(cfg, device, capturable=cuda_graph)
+    if checkpoint is not None and checkpoint.exists():
+        load_checkpoint(checkpoint, cfg, state)
+    task = TASKS.get(cfg.task)
+    data = make_dataset(
+        task,
+        cfg.n_train,
+        n_context=cfg.model.n_context,
+        n_queries=cfg.model.n_queries,
+        d_x=cfg.model.d_x,
+        seed=cfg.seed,
+        stream=TRAIN_STREAM,
+    ).to(device)
+    batch = slice(0, cfg.batch_size)
+    step_fn = (
+        _make_graphed_step(state, data.tokens[batch], data.query_targets[batch])
+        if cuda_graph
+        else _make_step(state)
+    )
+    stop_at = cfg.total_steps if max_steps is None else min(cfg.total_steps, max_steps)
+    started = last_saved = time.monotonic()
+    elapsed_before = state.elapsed_s
+    state.model.train()
+    with tqdm(total=cfg.total_steps, initial=state.step, desc=desc, dynamic_ncols=True) as bar:
+        perm_epoch, perm = -1, torch.empty(0, dtype=torch.long)
+        while state.step < stop_at:
+            epoch, offset = divmod(state.step, cfg.steps_per_epoch)
+            if epoch != perm_epoch:
+                perm_epoch = epoch
+                perm = epoch_permutation(cfg.seed, epoch, cfg.n_train).to(device)
+            idx = perm[offset * cfg.batch_size : (offset + 1) * cfg.batch_size]
+            model_loss = step_fn(data.tokens[idx], data.query_targets[idx])
+            state.scheduler.step()
+            state.step += 1
+            bar.update(1)
+            if state.step % 100 == 0 or state.step == stop_at:
+                bar.set_postfix(query_mse=f"{model_loss.item():.3g}", epoch=epoch)
+            now = time.monotonic()
+            state.elapsed_s = elapsed_before + now - started
+            if checkpoint is not None and now - last_saved > checkpoint_every_s:
+                save_checkpoint(checkpoint, cfg, state)
+                last_saved = now
+            if max_seconds is not None and now - started > max_seconds:
+                break
+    if checkpoint is not None:
+        save_checkpoint(checkpoint, cfg, state)
+    state.model.eval()
+    return state
+
+
+def _make_step(state: TrainState) -> Callable[[Tensor, Tensor], Tensor]:
+    def step(tokens: Tensor, targets: Tensor) -> Tensor:
+        model_loss, probe_loss = query_losses(state.model, tokens, targets)
+        state.optimizer.zero_grad(set_to_none=True)
+        (model_loss + probe_loss).backward()
+        state.optimizer.step()
+        return model_loss.detach()
+
+    return step
+
+
+def _make_graphed_step(
+    state: TrainState, example_tokens: Tensor, example_targets: Tensor
+) -> Callable[[Tensor, Tensor], Tensor]:
+    """Capture one full training step in a CUDA graph; the state is left as it was before.
+
+    Warm-up steps (needed before capture) run on a side stream and are then undone
+    in place, so the graphed run takes exactly the steps of the eager one.
+    """
+    tokens, targets = example_tokens.clone(), example_targets.clone()
+    params = [p for group in state.optimizer.param_groups for p in group["params"]]
+    saved_params = [p.detach().clone() for p in params]
+    saved_moments = {
+        id(p): {k: v.clone() for k, v in state.optimizer.state[p].items()}
+        for p in params
+        if p in state.optimizer.state
+    }
+
+    def full_step() -> Tensor:
+        model_loss, probe_loss = query_losses(state.model, tokens, targets)
+        (model_loss + probe_loss).backward()
+        state.optimizer.step()
+        return model_loss
+
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        for _ in range(3):
+            state.optimizer.zero_grad(set_to_none=True)
+            full_step()
+    torch.cuda.current_stream().wait_stream(side)
+    with torch.no_grad():
+        for p, saved in zip(params, saved_params, strict=True):
+            p.copy_(saved)
+            for key, value in state.optimizer.state[p].items():
+                before = saved_moments.get(id(p), {}).get(key)
+                if before is None:
+                    value.zero_()
+                else:
+                    value.copy_(before)
+    state.optimizer.zero_grad(set_to_none=True)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        graph_loss = full_step()
+
+    def step(batch_tokens: Tensor, batch_targets: Tensor) -> Tensor:
+        tokens.copy_(batch_tokens)
+        targets.copy_(batch_targets)
+        graph.replay()
+        return graph_loss.detach()
+
+    return step
+
+
+def eval_data(cfg: TrainConfig) -> SyntheticData:
+    """The held-out sequences (``n_eval`` of them, from a stream training never uses)."""
+    return make_dataset(
+        TASKS.get(cfg.task),
+        cfg.n_eval,
+        n_context=cfg.model.n_context,
+        n_queries=cfg.model.n_queries,
+        d_x=cfg.model.d_x,
+        seed=cfg.seed,
+        stream=EVAL_STREAM,
+    )
+
+
+@torch.no_grad()
+def evaluate(model: SyntheticTransformer, task: SyntheticTask, data: SyntheticData) -> pd.DataFrame:
+    """Query error of the read-out and of each layer's probe: columns readout, layer, metric, value.
+
+    ``layer`` counts blocks from 1 (the probe after block l); the read-out sits at the last layer.
+    """
+    device = next(model.parameters()).device
+    output, probes = model.predict_queries(data.tokens.to(device))
+    targets = data.query_targets.to(device)
+    rows = [
+        {
+            "readout": "model",
+            "layer": model.cfg.n_layers,
+            "metric": task.error_name,
+            "value": task.error(output, targets).mean().item(),
+        }
+    ]
+    rows += [
+        {
+            "readout": "probe",
+            "layer": layer + 1,
+            "metric": task.error_name,
+            "value": task.error(probe, targets).mean().item(),
+        }
+        for layer, probe in enumerate(probes)
+    ]
+    return pd.DataFrame(rows)
