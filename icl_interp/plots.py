@@ -12,13 +12,14 @@ from typing import Any
 import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
+from matplotlib.ticker import MaxNLocator
 
 from icl_interp.results import write_figure
 
 CURVE_METRICS: dict[str, str] = {"simaou": "SimAOU", "simam": "SimAM", "simam_delta": "SimAM∆"}
 BASELINES: dict[str, tuple[str, str]] = {
-    "simaou_random": ("simaou", "random"),
-    "simam_zsl": ("simam", "ZSL"),
+    "simaou_random": ("simaou", "random baseline"),
+    "simam_zsl": ("simam", "ZSL baseline"),
 }
 METHOD_LABELS: dict[str, str] = {"gd": "GD", "lcgd": "LCGD", "untrained": "untrained (GD)"}
 CONDITION_ORDER: tuple[str, ...] = ("zsl", "icl_causal", "icl_prefix", "gd", "lcgd")
@@ -46,7 +47,7 @@ def plot_layer_curves(table: pd.DataFrame, model: str) -> Any:
     frame = curve_frame(table[table["model"] == model])
     hue_order = [
         label
-        for label in (*METHOD_LABELS.values(), "random", "ZSL")
+        for label in (*METHOD_LABELS.values(), *(label for _, label in BASELINES.values()))
         if label in set(frame["curve"])
     ]
     grid = sns.relplot(
@@ -65,16 +66,19 @@ def plot_layer_curves(table: pd.DataFrame, model: str) -> Any:
         facet_kws={"sharey": False, "margin_titles": True},
     )
     grid.set_titles(row_template="{row_name}", col_template="{col_name}")
+    for ax in grid.axes.flat:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     grid.set_axis_labels("layer", "")
     grid.figure.suptitle(f"{model}: ICL vs finetuning, per layer", y=1.02)
     return grid.figure
 
 
 def plot_attention_heatmaps(
-    attention: pd.DataFrame, *, model: str, data: str, seed: int, example: int
+    attention: pd.DataFrame, *, model: str, data: str, seed: int, example: int, columns: int = 3
 ) -> Any:
     """Attention logits (pre-softmax) from the last query position to the query's own tokens:
-    one panel per condition, rows = layer x head, columns = query tokens."""
+    one panel per condition (shared colour scale, 1st-99th percentile), rows = layer x head,
+    columns = query tokens."""
     rows = attention[
         (attention["model"] == model)
         & (attention["data"] == data)
@@ -84,24 +88,32 @@ def plot_attention_heatmaps(
     conditions = [c for c in CONDITION_ORDER if c in set(rows["condition"])]
     tokens = rows.drop_duplicates("position").sort_values("position")["token"].tolist()
     n_rows = rows[["layer", "head"]].drop_duplicates().shape[0]
+    vmin, vmax = rows["logit"].quantile([0.01, 0.99]).tolist()
+    n_cols = min(columns, len(conditions))
+    n_grid_rows = -(-len(conditions) // n_cols)
     fig, axes = plt.subplots(
-        1,
-        len(conditions),
-        figsize=(1.2 + 0.28 * len(tokens) * len(conditions), 1.5 + 0.12 * n_rows),
-        sharey=True,
+        n_grid_rows,
+        n_cols,
+        figsize=(n_cols * (1.2 + 0.16 * len(tokens)), n_grid_rows * (1.2 + 0.11 * n_rows)),
         squeeze=False,
     )
-    for ax, condition in zip(axes[0], conditions, strict=True):
+    for index, ax in enumerate(axes.flat):
+        if index >= len(conditions):
+            ax.axis("off")
+            continue
+        condition = conditions[index]
         grid = rows[rows["condition"] == condition].pivot_table(
             index=["layer", "head"], columns="position", values="logit"
         )
         grid.index = [f"L{layer} H{head}" for layer, head in grid.index]
         grid.columns = [tokens[p] for p in grid.columns]
-        sns.heatmap(grid, ax=ax, cmap="viridis", cbar=ax is axes[0][-1], xticklabels=True)
+        sns.heatmap(
+            grid, ax=ax, cmap="viridis", vmin=vmin, vmax=vmax, xticklabels=True, yticklabels=True
+        )
         ax.set_title(condition)
         ax.set_xlabel("query token")
         ax.tick_params(axis="x", labelrotation=90, labelsize=6)
-        ax.tick_params(axis="y", labelsize=5)
+        ax.tick_params(axis="y", labelsize=4)
     fig.suptitle(f"{model} / {data} / seed {seed} / example {example}: attention logits")
     fig.tight_layout()
     return fig
