@@ -70,11 +70,12 @@ def test_table1_markdown_layout() -> None:
             "variant": ["PrefixLM-SL", "CausalLM-SL", "PrefixLM-SL"],
             "task": ["linear", "linear", "classification"],
             "value": [0.0086, 0.19, 24.1],
+            "se": [0.0012, float("nan"), 1.25],
         }
     )
     lines = table1_markdown(table).splitlines()
     assert lines[0] == "| variant | LR | MC |"
-    assert lines[2] == "| PrefixLM-SL | 8.6e-03 | 24.1 |"
+    assert lines[2] == "| PrefixLM-SL | 8.6e-03 ± 1.2e-03 | 24.1 ± 1.2 |"
     assert lines[3] == "| CausalLM-SL | 1.9e-01 | - |"
 
 

@@ -86,6 +86,8 @@ def test_evaluate_rows_match_direct_computation() -> None:
     output, probes = state.model.predict_queries(data.tokens)
     wrong = (output.argmax(-1) != data.query_targets.argmax(-1)).float().mean() * 100
     assert table["value"][0] == pytest.approx(wrong.item(), abs=1e-4)
+    per_seq = (output.argmax(-1) != data.query_targets.argmax(-1)).float().mean(-1) * 100
+    assert table["se"][0] == pytest.approx(per_seq.std().item() / 8**0.5, abs=1e-4)
     wrong1 = (probes[0].argmax(-1) != data.query_targets.argmax(-1)).float().mean() * 100
     assert table["value"][1] == pytest.approx(wrong1.item(), abs=1e-4)
 

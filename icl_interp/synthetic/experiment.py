@@ -127,7 +127,8 @@ def write_reports(out: Path) -> pd.DataFrame:
             f"{MASK_NAMES[m]}-{s}" for m, s in zip(table["mask"], table["sharing"], strict=True)
         ]
     )
-    write_csv(out / "table1.csv", table[["variant", "task", "metric", "value", "train_seconds"]])
+    columns = ["variant", "task", "metric", "value", "se", "train_seconds"]
+    write_csv(out / "table1.csv", table.reindex(columns=columns))
     write_text(out / "table1.md", table1_markdown(table))
     write_figure(out / "figure3", figure3(results[results["readout"] == "probe"]))
     return results
@@ -143,12 +144,19 @@ def table1_markdown(table: pd.DataFrame) -> str:
             variant = f"{MASK_NAMES[mask]}-{sharing}"
             cells = []
             for task in tasks:
-                hit = table[(table["variant"] == variant) & (table["task"] == task)]["value"]
+                hit = table[(table["variant"] == variant) & (table["task"] == task)]
                 fmt = "{:.1f}" if task == "classification" else "{:.1e}"
-                cells.append(fmt.format(hit.iloc[0]) if len(hit) else "-")
+                if not len(hit):
+                    cells.append("-")
+                    continue
+                cell = fmt.format(hit["value"].iloc[0])
+                if "se" in hit and pd.notna(hit["se"].iloc[0]):
+                    cell += " ± " + fmt.format(hit["se"].iloc[0])
+                cells.append(cell)
             if any(c != "-" for c in cells):
                 lines.append(f"| {variant} | " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n\nLR, N-LR: query MSE; MC: query error %.\n"
+    note = "LR, N-LR: query MSE; MC: query error %; ± one standard error over held-out sequences."
+    return "\n".join(lines) + f"\n\n{note}\n"
 
 
 def figure3(probes: pd.DataFrame) -> Any:

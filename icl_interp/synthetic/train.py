@@ -317,28 +317,27 @@ def eval_data(cfg: TrainConfig) -> SyntheticData:
 
 @torch.no_grad()
 def evaluate(model: SyntheticTransformer, task: SyntheticTask, data: SyntheticData) -> pd.DataFrame:
-    """Query error of the read-out and of each layer's probe: columns readout, layer, metric, value.
+    """Query error of the read-out and of each layer's probe.
 
-    ``layer`` counts blocks from 1 (the probe after block l); the read-out sits at the last layer.
+    Columns readout, layer, metric, value (mean over sequences and queries) and se
+    (standard error of that mean across the held-out sequences). ``layer`` counts
+    blocks from 1 (the probe after block l); the read-out sits at the last layer.
     """
     device = next(model.parameters()).device
     output, probes = model.predict_queries(data.tokens.to(device))
     targets = data.query_targets.to(device)
-    rows = [
-        {
-            "readout": "model",
-            "layer": model.cfg.n_layers,
-            "metric": task.error_name,
-            "value": task.error(output, targets).mean().item(),
-        }
-    ]
-    rows += [
-        {
-            "readout": "probe",
-            "layer": layer + 1,
-            "metric": task.error_name,
-            "value": task.error(probe, targets).mean().item(),
-        }
-        for layer, probe in enumerate(probes)
-    ]
+    readouts = [("model", model.cfg.n_layers, output)]
+    readouts += [("probe", layer + 1, probe) for layer, probe in enumerate(probes)]
+    rows = []
+    for readout, layer, prediction in readouts:
+        per_sequence = task.error(prediction, targets).mean(dim=1)
+        rows.append(
+            {
+                "readout": readout,
+                "layer": layer,
+                "metric": task.error_name,
+                "value": per_sequence.mean().item(),
+                "se": (per_sequence.std() / len(per_sequence) ** 0.5).item(),
+            }
+        )
     return pd.DataFrame(rows)
