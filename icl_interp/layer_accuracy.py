@@ -34,6 +34,7 @@ from icl_interp.results import (
 )
 
 CONDITIONS = ("zsl", "icl_causal", "icl_prefix")
+RESUME_IGNORES = frozenset({"threads", "out"})
 CONDITION_LABELS = {"zsl": "zero-shot", "icl_causal": "ICL, causal", "icl_prefix": "ICL, prefix"}
 
 
@@ -50,6 +51,7 @@ class LayerAccuracyConfig:
     limit: int | None = None
     max_len: int = 2048
     batch_size: int = 8
+    threads: int | None = None
     out: str = "results/layers"
 
     def __post_init__(self) -> None:
@@ -65,6 +67,8 @@ class LayerAccuracyConfig:
             raise UserError(f"--batch-size must be >= 1, got {self.batch_size}")
         if self.seed < 0:
             raise UserError(f"--seed must be >= 0, got {self.seed}")
+        if self.threads is not None and self.threads < 1:
+            raise UserError(f"--threads must be >= 1, got {self.threads}")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -126,6 +130,17 @@ def plot(table: pd.DataFrame, chance: float, title: str):
 
 
 def run_config(config: LayerAccuracyConfig) -> pd.DataFrame:
+    """Run (or resume) one configuration; ``threads`` applies for the run's duration only."""
+    threads_before = torch.get_num_threads()
+    if config.threads is not None:
+        torch.set_num_threads(config.threads)
+    try:
+        return _run_config(config)
+    finally:
+        torch.set_num_threads(threads_before)
+
+
+def _run_config(config: LayerAccuracyConfig) -> pd.DataFrame:
     from icl_interp.capture import capture_condition
     from icl_interp.data import (
         build_prompts,
@@ -140,11 +155,12 @@ def run_config(config: LayerAccuracyConfig) -> pd.DataFrame:
     previous = out / "config.json"
     if previous.exists():
         stored = json.loads(previous.read_text())["config"]
-        if stored != config.to_dict():
+        current = config.to_dict()
+        differs = [k for k in current if k not in RESUME_IGNORES and stored.get(k) != current[k]]
+        if differs:
             raise UserError(
-                f"{out} holds results of a different configuration; choose another --out "
-                f"or delete it (differs in: "
-                f"{', '.join(k for k in stored if stored[k] != config.to_dict().get(k))})"
+                f"{out} holds results of a different configuration (differs in: "
+                f"{', '.join(differs)}); choose another --out or delete it"
             )
     seed_everything(config.seed)
     spec = get_dataset(config.dataset)
@@ -208,6 +224,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--max-len", type=int, default=defaults.max_len, help="prompt token budget")
     parser.add_argument("--batch-size", type=int, default=defaults.batch_size)
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch CPU threads for this run (default: torch's; 1 is fastest on a busy machine)",
+    )
     parser.add_argument("--out", default=defaults.out, help="results folder")
 
 
@@ -222,6 +244,7 @@ def run(args: argparse.Namespace) -> int:
         limit=args.limit,
         max_len=args.max_len,
         batch_size=args.batch_size,
+        threads=args.threads,
         out=args.out,
     )
     run_config(config)

@@ -1,0 +1,138 @@
+"""Benchmark: shared-prefix key/value reuse vs one full forward per example.
+
+Same model, prompts and examples, measured in one run, for both masks:
+- ``full``: one forward of ``prefix + query`` per example (the reference pipeline);
+- ``reuse, batch 1``: prefix keys/values computed once, then one query per forward;
+- ``reuse, batch B``: the same with B right-padded queries per forward.
+Reports wall time, speed-up over ``full`` and the largest absolute difference of any
+captured value (residuals, attention outputs, attention logits, label logits).
+
+    .venv/bin/python analyses/bench_prefix_reuse.py --model gemma-3-270m --n 16
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from icl_interp.capture import Capture, capture
+from icl_interp.data import (
+    build_prompts,
+    get_dataset,
+    load_examples,
+    sample_demonstrations,
+    select_eval,
+)
+from icl_interp.errors import UserError
+from icl_interp.models import load_model
+from icl_interp.results import seed_everything, write_config, write_csv
+
+
+def max_abs_diff(a: Capture, b: Capture) -> float:
+    """Largest absolute difference over every captured tensor."""
+    pairs = [
+        (a.resid, b.resid),
+        (a.attn_out, b.attn_out),
+        (a.label_logits, b.label_logits),
+        (a.layer_label_logits, b.layer_label_logits),
+        *zip(a.attn_logits, b.attn_logits, strict=True),
+    ]
+    return max(float((x - y).abs().max()) for x, y in pairs)
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="gemma-3-270m")
+    parser.add_argument("--dataset", default="mr")
+    parser.add_argument("--data-dir", default=None)
+    parser.add_argument("--k", type=int, default=32)
+    parser.add_argument("--n", type=int, default=16, help="test examples timed per method")
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--max-len", type=int, default=2048)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument("--out", default="results/bench_prefix_reuse")
+    args = parser.parse_args(argv)
+    for name in ("k", "n", "batch_size", "max_len"):
+        if getattr(args, name) < (0 if name == "k" else 1):
+            raise UserError(f"--{name.replace('_', '-')} is too small: {getattr(args, name)}")
+    return args
+
+
+def main(args: argparse.Namespace) -> pd.DataFrame:
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    seed_everything(args.seed)
+    model = load_model(args.model)
+    spec = get_dataset(args.dataset)
+    demos = sample_demonstrations(
+        load_examples(args.dataset, "train", args.data_dir), args.k, seed=args.seed
+    )
+    queries = select_eval(
+        load_examples(args.dataset, "test", args.data_dir), args.n, seed=args.seed, exclude=demos
+    )
+    prompts = build_prompts(
+        model.tokenizer, spec, demos, queries, max_len=min(args.max_len, int(model.cfg.n_ctx))
+    )
+    methods = {
+        "full": {"reuse_prefix": False},
+        "reuse, batch 1": {"reuse_prefix": True, "batch_size": 1},
+        f"reuse, batch {args.batch_size}": {"reuse_prefix": True, "batch_size": args.batch_size},
+    }
+    rows = []
+    for mask in ("causal", "prefix"):
+        results: dict[str, Capture] = {}
+        for method, options in methods.items():
+            start = time.perf_counter()
+            results[method] = capture(
+                model,
+                prompts.prefix_ids,
+                prompts.query_ids,
+                prompts.labels,
+                prompts.label_token_ids,
+                mask=mask,
+                desc=f"{mask}: {method}",
+                **options,
+            )
+            seconds = time.perf_counter() - start
+            rows.append({"mask": mask, "method": method, "seconds": seconds})
+        for row in rows[-len(methods) :]:
+            row["max_abs_diff_vs_full"] = max_abs_diff(results[row["method"]], results["full"])
+    table = pd.DataFrame(rows)
+    full_seconds = table[table["method"] == "full"].set_index("mask")["seconds"]
+    table["speedup_vs_full"] = full_seconds.loc[table["mask"]].to_numpy() / table["seconds"]
+    table["seconds_per_example"] = table["seconds"] / prompts.n_examples
+    table.insert(0, "model", args.model)
+    table.insert(1, "n_examples", prompts.n_examples)
+    table.insert(2, "prefix_tokens", len(prompts.prefix_ids))
+    out = Path(args.out)
+    write_config(
+        out,
+        vars(args),
+        k_used=prompts.k_used,
+        torch_threads=torch.get_num_threads(),
+        mean_query_tokens=sum(len(q) for q in prompts.query_ids) / prompts.n_examples,
+    )
+    write_csv(out / "bench_prefix_reuse.csv", table)
+    with pd.option_context("display.width", 160, "display.precision", 3):
+        print(table.drop(columns=["model"]).to_string(index=False))
+    return table
+
+
+def _main(argv: Sequence[str] | None = None) -> int:
+    try:
+        main(parse_args(argv))
+    except UserError as err:
+        print(f"bench_prefix_reuse: error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_main())

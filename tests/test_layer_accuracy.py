@@ -1,0 +1,68 @@
+"""``icl-interp layers``: the accuracy metric by hand, and an end-to-end run on a tiny model."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+import torch
+
+from icl_interp.cli import main as cli_main
+from icl_interp.errors import UserError
+from icl_interp.layer_accuracy import LayerAccuracyConfig, layer_accuracy
+from tests.helpers import SHARED_DATA, assert_close
+
+
+def test_layer_accuracy_by_hand() -> None:
+    logits = torch.tensor(
+        [
+            [[2.0, 1.0, 0.0], [0.0, 3.0, 1.0]],  # layer 0 -> 0, layer 1 -> 1
+            [[0.0, 0.0, 5.0], [1.0, 0.0, 0.0]],  # layer 0 -> 2, layer 1 -> 0
+            [[1.0, 1.0, 0.0], [0.0, 0.0, 2.0]],  # tie -> 0, layer 1 -> 2
+            [[0.0, 4.0, 0.0], [0.0, 4.0, 0.0]],  # 1, 1
+        ]
+    )
+    labels = torch.tensor([0, 0, 2, 1])
+    assert_close(layer_accuracy(logits, labels), torch.tensor([0.5, 0.75]), atol=0.0, what="acc")
+
+
+def test_config_validation() -> None:
+    for bad in ({"k": -1}, {"n_test": 0}, {"limit": 0}, {"batch_size": 0}, {"threads": 0}):
+        with pytest.raises(UserError):
+            LayerAccuracyConfig(**bad)
+
+
+def _args(out, *extra: str) -> list[str]:
+    data = ["--data-dir", str(SHARED_DATA)] if (SHARED_DATA / "mr").exists() else []
+    return ["layers", "--model", "tiny-gemma3", "--k", "2", "--n-test", "4", *data,
+            "--out", str(out), *extra]  # fmt: skip
+
+
+def test_layers_end_to_end_and_resume(tmp_path, capsys) -> None:
+    out = tmp_path / "layers"
+    assert cli_main(_args(out)) == 0
+    table = pd.read_csv(out / "layer_accuracy.csv")
+    assert list(table.columns) == [
+        "model", "dataset", "seed", "k", "condition", "layer", "metric", "value", "n_examples",
+    ]  # fmt: skip
+    assert len(table) == 3 * 3
+    assert set(table["condition"]) == {"zsl", "icl_causal", "icl_prefix"}
+    assert table["value"].between(0, 1).all() and (table["metric"] == "accuracy").all()
+    assert set(table.loc[table["condition"] == "zsl", "k"]) == {0}
+    assert set(table.loc[table["condition"] != "zsl", "k"]) == {2}
+    for name in ("config.json", "layer_accuracy.png", "layer_accuracy.pdf"):
+        assert (out / name).exists(), name
+    config = json.loads((out / "config.json").read_text())
+    assert config["config"]["k"] == 2 and config["k_used"] == 2
+    logits = torch.load(out / "logits_icl_prefix.pt")
+    assert logits.shape == (4, 3, 2)
+
+    first = (out / "layer_accuracy.csv").read_text()
+    (out / "logits_zsl.pt").unlink()
+    assert cli_main(_args(out, "--threads", "1")) == 0
+    assert (out / "layer_accuracy.csv").read_text() == first
+
+    assert cli_main(_args(out, "--seed", "1")) == 2
+    assert "different configuration (differs in: seed)" in capsys.readouterr().err
+    assert cli_main(_args(tmp_path / "bad", "--n-test", "0")) == 2
