@@ -1,0 +1,96 @@
+"""Per-layer (logit-lens) accuracy: zero-shot vs causal ICL vs prefix ICL, over demonstration seeds.
+
+ICL accuracy of small models swings with the sampled demonstrations, so this driver runs
+``icl-interp layers`` once per (k, seed) (each resumable, in ``<out>/k<k>_seed<seed>``)
+and draws the mean over seeds with a band of one standard error.
+
+    .venv/bin/python analyses/layer_accuracy.py --ks 32 --seeds 0 1 2 --threads 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import pandas as pd
+
+from icl_interp.errors import UserError
+from icl_interp.layer_accuracy import CONDITION_LABELS, LayerAccuracyConfig, run_config
+from icl_interp.results import write_config, write_csv, write_figure
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="gemma-3-270m")
+    parser.add_argument("--dataset", default="mr")
+    parser.add_argument("--data-dir", default=None)
+    parser.add_argument("--ks", type=int, nargs="+", default=[32])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--n-test", type=int, default=200)
+    parser.add_argument("--limit", type=int, default=None)
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--out", default="results/layer_accuracy")
+    return parser.parse_args(argv)
+
+
+def plot(table: pd.DataFrame, title: str):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import seaborn as sns
+
+    sns.set_theme(style="whitegrid", context="paper")
+    shown = table.assign(condition=table["condition"].map(CONDITION_LABELS))
+    shown["k_panel"] = "k = " + shown["k_requested"].astype(str)
+    grid = sns.relplot(
+        data=shown, x="layer", y="value", hue="condition", col="k_panel", kind="line",
+        marker="o", errorbar="se", height=3.4, aspect=1.3,
+    )  # fmt: skip
+    grid.set_axis_labels("layer (logit lens on the block output)", "accuracy")
+    grid.set_titles("{col_name}")
+    grid.set(ylim=(0, 1))
+    grid.figure.suptitle(title, y=1.03)
+    return grid.figure
+
+
+def main(args: argparse.Namespace) -> pd.DataFrame:
+    out = Path(args.out)
+    tables = []
+    for k in args.ks:
+        for seed in args.seeds:
+            config = LayerAccuracyConfig(
+                model=args.model, dataset=args.dataset, data_dir=args.data_dir, k=k,
+                n_test=args.n_test, seed=seed, limit=args.limit, batch_size=args.batch_size,
+                threads=args.threads, out=str(out / f"k{k}_seed{seed}"),
+            )  # fmt: skip
+            tables.append(run_config(config).assign(k_requested=k))
+    table = pd.concat(tables, ignore_index=True)
+    write_config(out, vars(args))
+    write_csv(out / "layer_accuracy_all.csv", table)
+    n_examples = int(table["n_examples"].iloc[0])
+    title = f"{args.model}, {args.dataset}, n={n_examples}, seeds {args.seeds}"
+    write_figure(out / "layer_accuracy", plot(table, title))
+    last = table[table["layer"] == table["layer"].max()]
+    summary = (
+        last.groupby(["k_requested", "condition"])["value"]
+        .agg(["mean", "std", "min", "max"])
+        .round(3)
+    )
+    print("final-layer accuracy over seeds:\n" + summary.to_string())
+    return table
+
+
+def _main(argv: Sequence[str] | None = None) -> int:
+    try:
+        main(parse_args(argv))
+    except UserError as err:
+        print(f"layer_accuracy: error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_main())
