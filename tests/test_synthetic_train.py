@@ -110,3 +110,14 @@ def test_cuda_graph_step_matches_eager_step() -> None:
     graphed = train(cfg, device="cuda", cuda_graph=True)
     for p, q in zip(eager.model.parameters(), graphed.model.parameters(), strict=True):
         assert_close(q, p, atol=1e-6, what="graphed vs eager parameters")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_graphed_run_resumes_an_eager_checkpoint(tmp_path) -> None:
+    cfg = _cfg(epochs=2)
+    eager = train(cfg, device="cuda")
+    ckpt = tmp_path / "ckpt.pt"
+    train(cfg, device="cuda", checkpoint=ckpt, max_steps=3)
+    resumed = train(cfg, device="cuda", checkpoint=ckpt, cuda_graph=True)
+    for p, q in zip(eager.model.parameters(), resumed.model.parameters(), strict=True):
+        assert_close(q, p, atol=1e-6, what="eager vs eager-then-graphed parameters")

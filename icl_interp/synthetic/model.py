@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, cast
 
 import torch
 from einops import einsum
@@ -198,7 +198,7 @@ class SyntheticTransformer(HookedRootModule):
         self.setup()
 
     def weights_of_layer(self, layer: int) -> BlockWeights:
-        return self.layer_weights[0 if self.cfg.shared_layers else layer]
+        return cast(BlockWeights, self.layer_weights[0 if self.cfg.shared_layers else layer])
 
     def residual_streams(
         self, tokens: Float[Tensor, "batch pos d_token"]
@@ -233,8 +233,11 @@ class SyntheticTransformer(HookedRootModule):
 
     def count_parameters(self, part: str = "transformer") -> int:
         """Parameters of the transformer proper (``transformer``) or of the probes (``probes``)."""
-        modules = {
+        parts: dict[str, list[nn.Module]] = {
             "transformer": [self.read_in, self.layer_weights, self.read_out],
             "probes": [self.probes],
-        }[part]
+        }
+        if part not in parts:
+            raise UserError(f"unknown part {part!r}; valid parts: {', '.join(parts)}")
+        modules = parts[part]
         return sum(p.numel() for m in modules for p in m.parameters())

@@ -155,7 +155,13 @@ def save_checkpoint(path: Path, cfg: TrainConfig, state: TrainState) -> None:
     write_atomic(path, lambda p: torch.save(payload, p))
 
 
-def load_checkpoint(path: Path, cfg: TrainConfig, state: TrainState) -> None:
+def load_checkpoint(
+    path: Path, cfg: TrainConfig, state: TrainState, *, lr_device: torch.device | str | None = None
+) -> None:
+    """Restore ``state`` from ``path``; ``lr_device`` keeps the lr a tensor there (CUDA graphs).
+
+    Checkpoints of eager and graphed runs are interchangeable.
+    """
     payload = torch.load(path, map_location=next(state.model.parameters()).device)
     if TrainConfig.from_dict(payload["config"]) != cfg:
         raise UserError(
@@ -164,6 +170,9 @@ def load_checkpoint(path: Path, cfg: TrainConfig, state: TrainState) -> None:
     state.model.load_state_dict(payload["model"])
     state.optimizer.load_state_dict(payload["optimizer"])
     state.scheduler.load_state_dict(payload["scheduler"])
+    for group in state.optimizer.param_groups:
+        lr = float(group["lr"])
+        group["lr"] = torch.tensor(lr, device=lr_device) if lr_device is not None else lr
     state.step = payload["step"]
     state.elapsed_s = payload["elapsed_s"]
 
@@ -190,7 +199,7 @@ def train(
         raise UserError("cuda_graph needs a CUDA device")
     state = build_state(cfg, device, capturable=cuda_graph)
     if checkpoint is not None and checkpoint.exists():
-        load_checkpoint(checkpoint, cfg, state)
+        load_checkpoint(checkpoint, cfg, state, lr_device=device if cuda_graph else None)
     task = TASKS.get(cfg.task)
     data = make_dataset(
         task,
