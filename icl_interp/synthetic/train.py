@@ -210,13 +210,14 @@ def train(
         seed=cfg.seed,
         stream=TRAIN_STREAM,
     ).to(device)
+    stop_at = cfg.total_steps if max_steps is None else min(cfg.total_steps, max_steps)
     batch = slice(0, cfg.batch_size)
     step_fn = (
         _make_graphed_step(state, data.tokens[batch], data.query_targets[batch])
-        if cuda_graph
+        if cuda_graph and state.step < stop_at
         else _make_step(state)
     )
-    stop_at = cfg.total_steps if max_steps is None else min(cfg.total_steps, max_steps)
+    running_mse = torch.zeros((), device=device)
     started = last_saved = time.monotonic()
     elapsed_before = state.elapsed_s
     state.model.train()
@@ -229,11 +230,12 @@ def train(
                 perm = epoch_permutation(cfg.seed, epoch, cfg.n_train).to(device)
             idx = perm[offset * cfg.batch_size : (offset + 1) * cfg.batch_size]
             model_loss = step_fn(data.tokens[idx], data.query_targets[idx])
+            running_mse.lerp_(model_loss, 0.02 if state.step > 0 else 1.0)
             state.scheduler.step()
             state.step += 1
             bar.update(1)
             if state.step % 100 == 0 or state.step == stop_at:
-                bar.set_postfix(query_mse=f"{model_loss.item():.3g}", epoch=epoch)
+                bar.set_postfix(running_query_mse=f"{running_mse.item():.3g}", epoch=epoch)
             now = time.monotonic()
             state.elapsed_s = elapsed_before + now - started
             if checkpoint is not None and now - last_saved > checkpoint_every_s:
