@@ -140,7 +140,8 @@ class CompareConfig:
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> CompareConfig:
         tuples = ("models", "datasets", "seeds", "masks", "methods", "metrics")
-        return cls(**{k: tuple(v) if k in tuples else v for k, v in values.items()})
+        fields: dict[str, Any] = {k: tuple(v) if k in tuples else v for k, v in values.items()}
+        return cls(**fields)
 
 
 # --------------------------------------------------------------------------- one unit

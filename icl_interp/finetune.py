@@ -95,7 +95,7 @@ def copy_model(model: Any) -> Any:
     return copy.deepcopy(model)
 
 
-def trainable_parameters(model: nn.Module, params: str) -> list[nn.Parameter]:
+def trainable_parameters(model: Any, params: str) -> list[nn.Parameter]:
     """The parameters of group ``params`` (weights and biases, every layer), in layer order."""
     if params == "all":
         return list(model.parameters())
