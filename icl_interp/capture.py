@@ -256,7 +256,9 @@ def capture(
     the prefix tokens attend to each other bidirectionally; query tokens are causal. With
     ``reuse_prefix`` the prefix's keys/values are computed once (under ``mask``) and
     queries run in right-padded batches of ``batch_size``; without it, one full forward
-    per example. Both give the same numbers (to float error).
+    per example. Both give the same numbers (to float error). The unembedding itself is
+    never run: label logits are the final norm + label rows of the unembedding applied to
+    the last block's output, which equals the model's own logits.
     """
     if mask not in MASK_KINDS:
         raise UserError(f"unknown mask {mask!r}; valid masks: {', '.join(MASK_KINDS)}")
@@ -319,9 +321,10 @@ def capture(
                 use_cache=cache is not None,
             )
             resid = recorder.stacked("resid")
-            attn_out = recorder.stacked("attn_out")
-            logits = _query_logits(model, recorder.stacked("q"), recorder.stacked("k"))
-            lens = label_logits_from_resid(model, resid, label_token_ids)
+            logits = _query_logits(model, recorder.stacked("q"), recorder.stacked("k")).float()
+            lens = label_logits_from_resid(model, resid, label_token_ids).float().cpu()
+            resid, attn_out = resid.float().cpu(), recorder.stacked("attn_out").float().cpu()
+            logits = logits.cpu()
             for row, e in enumerate(batch):
                 per_example[e] = {
                     "resid": resid[row],
@@ -333,13 +336,13 @@ def capture(
         progress.close()
 
     def gather(name: str) -> Tensor:
-        return torch.stack([per_example[e][name] for e in range(n_examples)]).float().cpu()
+        return torch.stack([per_example[e][name] for e in range(n_examples)])
 
     layer_label_logits = gather("lens")
     return Capture(
         resid=gather("resid"),
         attn_out=gather("attn_out"),
-        attn_logits=[per_example[e]["attn_logits"].float().cpu() for e in range(n_examples)],
+        attn_logits=[per_example[e]["attn_logits"].clone() for e in range(n_examples)],
         label_logits=layer_label_logits[:, -1].clone(),
         layer_label_logits=layer_label_logits,
         labels=labels[:n_examples].clone().cpu(),
