@@ -115,7 +115,7 @@ def plot_attention_heatmaps(
         ax.tick_params(axis="x", labelrotation=90, labelsize=6)
         ax.tick_params(axis="y", labelsize=4)
     fig.suptitle(f"{model} / {data} / seed {seed} / example {example}: attention logits")
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 0.97))
     return fig
 
 
