@@ -203,7 +203,9 @@ def load_model(
     if name_or_path in MODELS:
         local_dir = MODELS.get(name_or_path).hf_dir()
         boot_name = str(local_dir)
-        hf_model, tokenizer = _load_hf_dir(local_dir, local_only=True)
+        # transformer-lens reloads tokenizers lacking add_bos_token with it set; the
+        # packaged models all have a BOS token, so load them that way once.
+        hf_model, tokenizer = _load_hf_dir(local_dir, local_only=True, add_bos_token=True)
     elif path.is_file() and path.suffix == ".gguf":
         hf_model, tokenizer = _load_gguf(path)
     elif path.is_dir():
@@ -223,11 +225,15 @@ def load_model(
     return bridge_from_hf(hf_model, tokenizer, name=boot_name, device=device, dtype=dtype)
 
 
-def _load_hf_dir(name_or_path: str | Path, *, local_only: bool) -> tuple[Any, Any]:
+def _load_hf_dir(
+    name_or_path: str | Path, *, local_only: bool, **tokenizer_options: Any
+) -> tuple[Any, Any]:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     try:
-        tokenizer = AutoTokenizer.from_pretrained(str(name_or_path), local_files_only=local_only)
+        tokenizer = AutoTokenizer.from_pretrained(
+            str(name_or_path), local_files_only=local_only, **tokenizer_options
+        )
         hf_model = AutoModelForCausalLM.from_pretrained(
             str(name_or_path), dtype=torch.float32, local_files_only=local_only
         )
