@@ -224,7 +224,7 @@ def _prefix_cache(
         past_key_values=cache,
         use_cache=True,
     )
-    return [(layer.keys, layer.values) for layer in cache.layers]
+    return [(layer.keys, layer.values) for layer in cache.layers]  # type: ignore[union-attr,misc]
 
 
 def _batched_cache(prefix_kv: list[tuple[Tensor, Tensor]], batch: int) -> Any:

@@ -27,10 +27,10 @@ from icl_interp.errors import UserError
 from icl_interp.results import (
     done,
     seed_everything,
-    write_atomic,
     write_config,
     write_csv,
     write_figure,
+    write_torch,
 )
 
 CONDITIONS = ("zsl", "icl_causal", "icl_prefix")
@@ -198,7 +198,7 @@ def _run_config(config: LayerAccuracyConfig) -> pd.DataFrame:
                 model, prompts, condition, limit=config.limit, batch_size=config.batch_size
             )
             seconds[condition] = time.perf_counter() - start
-            write_atomic(unit, lambda path, r=result: torch.save(r.layer_label_logits, path))
+            write_torch(unit, result.layer_label_logits)
         logits = torch.load(unit)
         accuracies[condition] = layer_accuracy(logits, labels)
 

@@ -167,7 +167,7 @@ def _load_gguf(gguf_path: Path) -> tuple[Any, Any]:
     tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
     hf_model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.float32)
     # The weights are dequantised float32 now; drop the GGUF marker so they can be saved.
-    hf_model.hf_quantizer = None
+    hf_model.hf_quantizer = None  # type: ignore[assignment]
     hf_model.config.__dict__.pop("quantization_config", None)
     hf_model.config.architectures = [type(hf_model).__name__]
     return hf_model, tokenizer
@@ -278,7 +278,7 @@ def attention_windows(model: TransformerBridge) -> list[int | None]:
 # --------------------------------------------------------------------------- tiny models
 
 
-def _tiny_gemma3(vocab_size: int, special: dict[str, int], **overrides: Any) -> Any:
+def _tiny_gemma3(vocab_size: int, special: dict[str, Any], **overrides: Any) -> Any:
     from transformers import Gemma3ForCausalLM, Gemma3TextConfig
 
     settings: dict[str, Any] = {
@@ -300,7 +300,7 @@ def _tiny_gemma3(vocab_size: int, special: dict[str, int], **overrides: Any) -> 
     return Gemma3ForCausalLM(Gemma3TextConfig(vocab_size=vocab_size, **special, **settings))
 
 
-def _tiny_llama(vocab_size: int, special: dict[str, int], **overrides: Any) -> Any:
+def _tiny_llama(vocab_size: int, special: dict[str, Any], **overrides: Any) -> Any:
     from transformers import LlamaConfig, LlamaForCausalLM
 
     settings: dict[str, Any] = {
@@ -316,7 +316,7 @@ def _tiny_llama(vocab_size: int, special: dict[str, int], **overrides: Any) -> A
     return LlamaForCausalLM(LlamaConfig(vocab_size=vocab_size, **special, **settings))
 
 
-def _tiny_qwen2(vocab_size: int, special: dict[str, int], **overrides: Any) -> Any:
+def _tiny_qwen2(vocab_size: int, special: dict[str, Any], **overrides: Any) -> Any:
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
     settings: dict[str, Any] = {

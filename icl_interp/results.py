@@ -75,6 +75,11 @@ def write_text(path: str | Path, text: str) -> Path:
     return write_atomic(path, lambda p: p.write_text(text, encoding="utf-8"))
 
 
+def write_torch(path: str | Path, obj: Any) -> Path:
+    """``torch.save`` atomically (checkpoints, captured tensors)."""
+    return write_atomic(path, lambda p: torch.save(obj, p))
+
+
 def write_csv(path: str | Path, table: pd.DataFrame) -> Path:
     """Write a tidy table deterministically (fixed float format, no index)."""
     return write_atomic(
@@ -87,15 +92,16 @@ def write_figure(
 ) -> list[Path]:
     """Save a matplotlib figure as ``stem.png`` and ``stem.pdf`` (atomically)."""
     stem = Path(path_stem)
-    return [
-        write_atomic(
-            stem.with_suffix(f".{fmt}"),
-            lambda p, fmt=fmt: fig.savefig(
-                p, format=fmt, dpi=150, bbox_inches="tight", metadata=_fixed_metadata(fmt)
-            ),
-        )
-        for fmt in formats
-    ]
+    paths = []
+    for fmt in formats:
+
+        def save(path: Path, fmt: str = fmt) -> None:
+            fig.savefig(
+                path, format=fmt, dpi=150, bbox_inches="tight", metadata=_fixed_metadata(fmt)
+            )
+
+        paths.append(write_atomic(stem.with_suffix(f".{fmt}"), save))
+    return paths
 
 
 def _fixed_metadata(fmt: str) -> dict[str, Any] | None:

@@ -23,7 +23,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from icl_interp.errors import UserError
-from icl_interp.results import write_atomic
+from icl_interp.results import write_torch
 from icl_interp.synthetic.model import ModelConfig, SyntheticTransformer
 from icl_interp.synthetic.tasks import (
     EVAL_STREAM,
@@ -152,7 +152,7 @@ def save_checkpoint(path: Path, cfg: TrainConfig, state: TrainState) -> None:
         "optimizer": state.optimizer.state_dict(),
         "scheduler": state.scheduler.state_dict(),
     }
-    write_atomic(path, lambda p: torch.save(payload, p))
+    write_torch(path, payload)
 
 
 def load_checkpoint(
