@@ -300,35 +300,28 @@ def _tiny_gemma3(vocab_size: int, special: dict[str, Any], **overrides: Any) -> 
     return Gemma3ForCausalLM(Gemma3TextConfig(vocab_size=vocab_size, **special, **settings))
 
 
+_TINY_DECODER_SETTINGS: dict[str, Any] = {
+    "hidden_size": 32,
+    "intermediate_size": 64,
+    "num_hidden_layers": 3,
+    "num_attention_heads": 4,
+    "num_key_value_heads": 2,
+    "max_position_embeddings": 2048,
+    "tie_word_embeddings": True,
+}
+
+
 def _tiny_llama(vocab_size: int, special: dict[str, Any], **overrides: Any) -> Any:
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    settings: dict[str, Any] = {
-        "hidden_size": 32,
-        "intermediate_size": 64,
-        "num_hidden_layers": 3,
-        "num_attention_heads": 4,
-        "num_key_value_heads": 2,
-        "max_position_embeddings": 2048,
-        "tie_word_embeddings": True,
-    }
-    settings.update(overrides)
+    settings = {**_TINY_DECODER_SETTINGS, **overrides}
     return LlamaForCausalLM(LlamaConfig(vocab_size=vocab_size, **special, **settings))
 
 
 def _tiny_qwen2(vocab_size: int, special: dict[str, Any], **overrides: Any) -> Any:
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
-    settings: dict[str, Any] = {
-        "hidden_size": 32,
-        "intermediate_size": 64,
-        "num_hidden_layers": 3,
-        "num_attention_heads": 4,
-        "num_key_value_heads": 2,
-        "max_position_embeddings": 2048,
-        "tie_word_embeddings": True,
-    }
-    settings.update(overrides)
+    settings = {**_TINY_DECODER_SETTINGS, **overrides}
     return Qwen2ForCausalLM(Qwen2Config(vocab_size=vocab_size, **special, **settings))
 
 
