@@ -31,6 +31,7 @@ TINY = CompareConfig(
     lr=0.05,
     heatmap_examples=1,
     batch_size=2,
+    finetune_dtype="float32",
     data_dir=str(SHARED_DATA),
 )
 
@@ -82,6 +83,29 @@ def test_results_folder_contents(tiny_results: Path) -> None:
     figures = {p.name for p in (tiny_results / "figures").iterdir()}
     assert {"layer_curves__tiny-gemma3.png", "layer_curves__tiny-gemma3.pdf"} <= figures
     assert "attention__tiny-gemma3__sst2__seed0__ex0.png" in figures
+
+
+def test_finetune_dtype_reaches_every_finetuning(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import icl_interp.finetune as finetune_module
+
+    seen: list[str] = []
+    real = finetune_module.finetune_with_losses
+
+    def spy(*args: object, **kwargs: object) -> object:
+        seen.append(str(kwargs["compute_dtype"]))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(finetune_module, "finetune_with_losses", spy)
+    config = dataclasses.replace(TINY, finetune_dtype="bfloat16", n_test=1, masks=("causal",))
+    run_compare(config, tmp_path, figures=False)
+    assert seen == ["bfloat16"] * 3
+    info = json.loads(
+        (tmp_path / "units" / f"{unit_stem('tiny-gemma3', 'sst2', 0)}.json").read_text()
+    )
+    assert info["finetune_dtype"] == "bfloat16"
+    assert set(info["seconds_per_stage"]) >= {"zsl", "icl_causal", "lcgd finetuning"}
 
 
 def test_rerun_skips_finished_units_and_recomputing_gives_identical_numbers(

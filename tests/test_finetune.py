@@ -7,6 +7,7 @@ import copy
 import pytest
 import torch
 
+import icl_interp.finetune as finetune_module
 from icl_interp.errors import UserError
 from icl_interp.finetune import (
     FinetuneConfig,
@@ -14,6 +15,7 @@ from icl_interp.finetune import (
     finetune,
     layer_losses,
     lm_loss,
+    resolve_compute_dtype,
     trainable_parameters,
     untrained_baseline,
 )
@@ -202,3 +204,22 @@ def test_bfloat16_forward_gives_nearly_the_float32_update(gemma, method: str) ->
     cosine = torch.nn.functional.cosine_similarity(exact, fast, dim=0)
     assert cosine > 0.99, f"bf16 update direction off: cos {float(cosine):.4f}"
     assert abs(float(fast.norm() / exact.norm()) - 1) < 0.05
+
+
+def test_lcgd_update_does_not_depend_on_how_layers_are_chunked(
+    gemma, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One unembedding product for all layers == one per layer (LOGIT_ROWS=1)."""
+    ids = demos(gemma, 2)
+    fused = trainable_parameters(finetune(gemma, ids, method="lcgd", lr=0.1), "kv")
+    monkeypatch.setattr(finetune_module, "LOGIT_ROWS", 1)
+    per_layer = trainable_parameters(finetune(gemma, ids, method="lcgd", lr=0.1), "kv")
+    for a, b in zip(fused, per_layer, strict=True):
+        assert_close(a, b, atol=1e-6, what="chunked LCGD update")
+
+
+def test_auto_compute_dtype_is_bfloat16_only_where_the_cpu_has_it() -> None:
+    assert resolve_compute_dtype("float32") == "float32"
+    assert resolve_compute_dtype("bfloat16") == "bfloat16"
+    native = torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    assert resolve_compute_dtype("auto", "cpu") == ("bfloat16" if native else "float32")
