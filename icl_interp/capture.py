@@ -129,10 +129,8 @@ class _LastPositionRecorder:
 
     def __init__(self, model: Any) -> None:
         self.n_layers = model.cfg.n_layers
-        hooks = model.hook_dict
-        self.attn_hook = (
-            "ln1_post.hook_out" if "blocks.0.ln1_post.hook_out" in hooks else "attn.hook_out"
-        )
+        # the attention module's output (after o_proj; before Gemma's post-attention norm)
+        self.attn_hook = "attn.hook_out"
         self.hooks: list[tuple[str, Callable[..., Any]]] = []
         for layer in range(self.n_layers):
             self.hooks += [

@@ -161,3 +161,28 @@ def test_zero_shot_conditions_and_prompt_sets() -> None:
             prompts.label_token_ids,
             mask="full",
         )
+
+
+@pytest.mark.parametrize("arch", ["gemma3", "llama"])
+def test_attention_output_is_the_o_proj_output(arch: str) -> None:
+    """attn_out = the HF attention module's output projection at the last query token
+    (for Gemma: before its post-attention norm)."""
+    model = tiny_random_model(arch)
+    prefix, queries, labels = _inputs()
+    result = capture(model, prefix, queries, labels, LABEL_IDS, batch_size=2)
+    layers = model.original_model.model.layers
+    outputs: dict[int, torch.Tensor] = {}
+    handles = [
+        layer.self_attn.o_proj.register_forward_hook(
+            lambda module, args, output, i=i: outputs.__setitem__(i, output[0, -1].clone())
+        )
+        for i, layer in enumerate(layers)
+    ]
+    try:
+        with torch.no_grad():
+            model.original_model(torch.cat([prefix, queries[3]])[None])
+    finally:
+        for handle in handles:
+            handle.remove()
+    expected = torch.stack([outputs[i] for i in range(len(layers))])
+    assert_close(result.attn_out[3], expected, atol=1e-5, what="o_proj output")
