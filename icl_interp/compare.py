@@ -165,7 +165,12 @@ def _prompts(model: Any, data: str, seed: int, config: CompareConfig) -> Any:
     train = load_examples(spec.name, "train", config.data_dir, source=config.source)
     test = load_examples(spec.name, "test", config.data_dir, source=config.source)
     demos = sample_demonstrations(train, config.k or spec.k, seed=seed)
-    queries = select_eval(test, config.n_test, seed=seed, exclude=demos)
+    queries = select_eval(test, config.n_test, seed=seed, exclude=demos, at_most=True)
+    if len(queries) < config.n_test:
+        tqdm.write(
+            f"{spec.name}: only {len(queries)} evaluation examples remain after excluding the "
+            f"demonstrations; using {len(queries)} instead of {config.n_test}"
+        )
     return spec, build_prompts(model.tokenizer, spec, demos, queries, max_len=config.max_len)
 
 
@@ -341,12 +346,19 @@ def summary_table(table: pd.DataFrame) -> pd.DataFrame:
     )
 
 
-def summary_markdown(summary: pd.DataFrame, config: CompareConfig) -> str:
+def summary_markdown(
+    summary: pd.DataFrame, config: CompareConfig, n_test: dict[str, int] | None = None
+) -> str:
+    """The summary table as Markdown; ``n_test``: test examples used per data set (when some
+    evaluation split held fewer than ``config.n_test``)."""
+    counts = ", ".join(f"{data} {n}" for data, n in sorted((n_test or {}).items()))
+    used = f" (used: {counts})" if counts else ""
     parts = [
         "# ICL vs GD: summary",
         "",
         f"Mean over layers (accuracy and Recall2FTP: last layer) and over seeds {list(config.seeds)}; "
-        f"{config.n_test} test examples per data set. Rows: data sets; 'mean' = mean over data sets.",
+        f"up to {config.n_test} test examples per data set{used}. Rows: data sets; "
+        "'mean' = mean over data sets.",
     ]
     for (model, mask), block in summary.groupby(["model", "mask"], sort=False):
         parts += ["", f"## {model}, ICL mask: {mask}", ""]
@@ -421,7 +433,11 @@ def run_compare(config: CompareConfig, out: Path, *, figures: bool = True) -> pd
     write_csv(out / "attention.csv", attention)
     summary = summary_table(table)
     write_csv(out / "summary.csv", summary)
-    markdown = summary_markdown(summary, config)
+    infos = [json.loads((units / f"{unit_stem(*unit)}.json").read_text()) for unit in plan]
+    n_test = {
+        info["data"]: min(i["n_test"] for i in infos if i["data"] == info["data"]) for info in infos
+    }
+    markdown = summary_markdown(summary, config, n_test)
     write_text(out / "summary.md", markdown)
     print(markdown)
     if figures:

@@ -35,9 +35,8 @@ from icl_interp.registry import Registry
 DEFAULT_MODEL = "gemma-3-270m"
 CACHE_ENV = "ICL_INTERP_CACHE_DIR"
 
-# Word-level vocabulary of the tiny test tokenizer: the prompt templates and label words
-# of every data set in DESIGN.md section 5, punctuation, and a few common words.
-TINY_SPECIAL_TOKENS = ("[UNK]", "<pad>", "<bos>", "<eos>")
+# Words of the tiny models' tokenizer (besides every registered template and label word):
+# punctuation and common words, so test prompts are not all [UNK].
 TINY_WORDS_TEXT = (
     ". , : ; ? ! ' \" ( ) - "
     "Sentence Label Review Sentiment Input Type Classify the news articles into categories "
@@ -337,31 +336,14 @@ def _tiny_names() -> list[str]:
 
 
 def tiny_tokenizer() -> Any:
-    """A word-level fast tokenizer (whitespace + punctuation split, ``[UNK]`` for the rest).
+    """The tiny models' tokenizer: ``icl_interp.data.tiny_tokenizer`` over ``TINY_WORDS_TEXT``
+    (and every registered data set's template and label words, so label words are one token).
 
-    ``tok(" Negative", add_special_tokens=False).input_ids`` is one token, as label words
-    need; ``bos_token_id`` is set and never added automatically.
+    Adds ``<bos>`` when called with ``add_special_tokens=True`` (the default), like Gemma's.
     """
-    from tokenizers import Tokenizer, models, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast
+    from icl_interp.data.tiny_tokenizer import tiny_tokenizer as word_level_tokenizer
 
-    vocab = {
-        word: i
-        for i, word in enumerate(dict.fromkeys((*TINY_SPECIAL_TOKENS, *TINY_WORDS_TEXT.split())))
-    }
-    backend = Tokenizer(models.WordLevel(vocab=vocab, unk_token="[UNK]"))
-    backend.pre_tokenizer = pre_tokenizers.Whitespace()
-    tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=backend,
-        bos_token="<bos>",
-        eos_token="<eos>",
-        pad_token="<pad>",
-        unk_token="[UNK]",
-        add_bos_token=True,
-    )
-    # transformer-lens reads this key (it reloads tokenizers lacking add_bos_token from it).
-    tokenizer.init_kwargs["name_or_path"] = "tiny-word-level"
-    return tokenizer
+    return word_level_tokenizer([TINY_WORDS_TEXT])
 
 
 def tiny_random_model(arch: str = "gemma3", seed: int = 0, **overrides: Any) -> TransformerBridge:

@@ -108,6 +108,23 @@ def test_finetune_dtype_reaches_every_finetuning(
     assert set(info["seconds_per_stage"]) >= {"zsl", "icl_causal", "lcgd finetuning"}
 
 
+def test_small_evaluation_split_uses_what_remains_and_says_so(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """CB has 56 labelled evaluation examples: asking for more uses all that remain."""
+    config = dataclasses.replace(
+        TINY, datasets=("cb",), n_test=500, masks=("causal",), methods=("gd",)
+    )
+    run_compare(config, tmp_path, figures=False)
+    info = json.loads(
+        (tmp_path / "units" / f"{unit_stem('tiny-gemma3', 'cb', 0)}.json").read_text()
+    )
+    assert 50 <= info["n_test"] <= 56
+    captured = capsys.readouterr()
+    assert f"using {info['n_test']} instead of 500" in captured.out + captured.err
+    assert f"(used: cb {info['n_test']})" in (tmp_path / "summary.md").read_text()
+
+
 def test_rerun_skips_finished_units_and_recomputing_gives_identical_numbers(
     tiny_results: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

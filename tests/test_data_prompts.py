@@ -83,6 +83,11 @@ def test_eval_set_is_seeded_and_disjoint_from_demonstrations() -> None:
     )
     with pytest.raises(UserError, match="only 34 remain"):
         select_eval(examples, 35, seed=1, exclude=demos)
+    capped = select_eval(examples, 35, seed=1, exclude=demos, at_most=True)
+    assert sorted(ex.content_key for ex in capped) == sorted(ex.content_key for ex in queries)
+    assert select_eval(examples, 10, seed=1, exclude=demos, at_most=True) == select_eval(
+        examples, 10, seed=1, exclude=demos
+    ), "at_most changes nothing when enough remain"
 
 
 SPEC = DatasetSpec(

@@ -81,17 +81,23 @@ def _balanced_quota(available: dict[int, int], k: int, rng: random.Random) -> di
 
 
 def select_eval(
-    examples: Sequence[Example], n: int | None, seed: int, exclude: Iterable[Example] = ()
+    examples: Sequence[Example],
+    n: int | None,
+    seed: int,
+    exclude: Iterable[Example] = (),
+    *,
+    at_most: bool = False,
 ) -> list[Example]:
     """``n`` evaluation examples drawn with ``seed`` (all of them when ``n`` is None), in a seeded order.
 
     Examples whose inputs equal those of any example in ``exclude`` (the demonstrations) are never
     chosen, whatever their label, so evaluation is disjoint from the demonstrations; repeated inputs
-    count once (the first copy's label).
+    count once (the first copy's label). Asking for more than remain is an error, unless
+    ``at_most`` (then all that remain are returned).
     """
     excluded = {example.content_key for example in exclude}
     pool = [ex for ex in distinct_inputs(examples) if ex.content_key not in excluded]
-    if n is None:
+    if n is None or (at_most and n > len(pool)):
         n = len(pool)
     if n < 0:
         raise UserError(f"number of evaluation examples must be >= 0, got {n}")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable
 
-from tokenizers import Regex, Tokenizer, models, pre_tokenizers, processors
+from tokenizers import Regex, Tokenizer, models, pre_tokenizers
 from transformers import PreTrainedTokenizerFast
 
 SPECIAL_TOKENS = ("[UNK]", "[PAD]", "<bos>", "<eos>", "\n")
@@ -45,17 +45,17 @@ def tiny_tokenizer(
         vocab[word] = len(vocab)
     backend = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
     backend.pre_tokenizer = pre_tokenizer
-    backend.post_processor = processors.TemplateProcessing(
-        single="<bos> $A", pair="<bos> $A $B", special_tokens=[("<bos>", vocab["<bos>"])]
-    )
     tokenizer = PreTrainedTokenizerFast(
         tokenizer_object=backend,
         unk_token="[UNK]",
         pad_token="[PAD]",
         bos_token="<bos>",
         eos_token="<eos>",
+        add_bos_token=True,
     )
     if directory is None:
+        # transformer-lens reloads tokenizers from this name unless it is set
+        tokenizer.init_kwargs["name_or_path"] = "tiny-word-level"
         return tokenizer
     tokenizer.save_pretrained(str(directory))
     return PreTrainedTokenizerFast.from_pretrained(str(directory))
