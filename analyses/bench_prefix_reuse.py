@@ -22,6 +22,7 @@ import pandas as pd
 import torch
 
 from icl_interp.capture import Capture, capture
+from icl_interp.cli import exit_code
 from icl_interp.data import (
     build_prompts,
     get_dataset,
@@ -125,14 +126,5 @@ def main(args: argparse.Namespace) -> pd.DataFrame:
     return table
 
 
-def _main(argv: Sequence[str] | None = None) -> int:
-    try:
-        main(parse_args(argv))
-    except UserError as err:
-        print(f"bench_prefix_reuse: error: {err}", file=sys.stderr)
-        return 2
-    return 0
-
-
 if __name__ == "__main__":
-    sys.exit(_main())
+    sys.exit(exit_code("bench_prefix_reuse", lambda: main(parse_args(sys.argv[1:]))))

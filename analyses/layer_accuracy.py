@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from icl_interp.errors import UserError
+from icl_interp.cli import exit_code
 from icl_interp.layer_accuracy import CONDITION_LABELS, LayerAccuracyConfig, run_config
 from icl_interp.results import write_config, write_csv, write_figure
 
@@ -86,14 +86,5 @@ def main(args: argparse.Namespace) -> pd.DataFrame:
     return table
 
 
-def _main(argv: Sequence[str] | None = None) -> int:
-    try:
-        main(parse_args(argv))
-    except UserError as err:
-        print(f"layer_accuracy: error: {err}", file=sys.stderr)
-        return 2
-    return 0
-
-
 if __name__ == "__main__":
-    sys.exit(_main())
+    sys.exit(exit_code("layer_accuracy", lambda: main(parse_args(sys.argv[1:]))))

@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import NoReturn
 
 from icl_interp.errors import UserError
@@ -37,6 +37,17 @@ class OneLineParser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 
+def exit_code(prog: str, action: Callable[[], object]) -> int:
+    """Run ``action`` and return its exit code: its result if an int, else 0; a ``UserError``
+    prints ``<prog>: error: <message>`` on stderr (one line) and gives 2."""
+    try:
+        result = action()
+    except UserError as err:
+        print(f"{prog}: error: {err}", file=sys.stderr)
+        return 2
+    return result if isinstance(result, int) else 0
+
+
 def build_parser(chosen: str | None = None) -> OneLineParser:
     parser = OneLineParser(prog="icl-interp", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=OneLineParser)
@@ -57,10 +68,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     module = importlib.import_module(SUBCOMMANDS[args.command][0])
     try:
-        return int(module.run(args) or 0)
-    except UserError as err:
-        print(f"icl-interp {args.command}: error: {err}", file=sys.stderr)
-        return 2
+        return exit_code(f"icl-interp {args.command}", lambda: module.run(args))
     except KeyboardInterrupt:
         print(
             f"icl-interp {args.command}: interrupted; rerun the same command to resume",

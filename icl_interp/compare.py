@@ -433,10 +433,10 @@ def run_compare(config: CompareConfig, out: Path, *, figures: bool = True) -> pd
     write_csv(out / "attention.csv", attention)
     summary = summary_table(table)
     write_csv(out / "summary.csv", summary)
-    infos = [json.loads((units / f"{unit_stem(*unit)}.json").read_text()) for unit in plan]
-    n_test = {
-        info["data"]: min(i["n_test"] for i in infos if i["data"] == info["data"]) for info in infos
-    }
+    n_test: dict[str, int] = {}
+    for unit in plan:
+        info = json.loads((units / f"{unit_stem(*unit)}.json").read_text())
+        n_test[info["data"]] = min(info["n_test"], n_test.get(info["data"], info["n_test"]))
     markdown = summary_markdown(summary, config, n_test)
     write_text(out / "summary.md", markdown)
     print(markdown)
