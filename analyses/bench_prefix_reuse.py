@@ -21,17 +21,17 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from icl_interp.capture import Capture, capture
 from icl_interp.cli import exit_code
-from icl_interp.data import (
+from icl_interp.errors import UserError
+from icl_interp.lm.capture import Capture, capture
+from icl_interp.lm.data import (
     build_prompts,
     get_dataset,
     load_examples,
     sample_demonstrations,
     select_eval,
 )
-from icl_interp.errors import UserError
-from icl_interp.models import load_model
+from icl_interp.lm.models import load_model
 from icl_interp.results import seed_everything, write_config, write_csv
 
 

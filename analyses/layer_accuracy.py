@@ -17,7 +17,7 @@ from pathlib import Path
 import pandas as pd
 
 from icl_interp.cli import exit_code
-from icl_interp.layer_accuracy import CONDITION_LABELS, LayerAccuracyConfig, run_config
+from icl_interp.lm.layers import CONDITION_LABELS, LayerAccuracyConfig, run_config
 from icl_interp.results import write_config, write_csv, write_figure
 
 

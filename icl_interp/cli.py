@@ -23,10 +23,10 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
         "trained transformers on synthetic tasks: Table 1, Figure 3",
     ),
     "layers": (
-        "icl_interp.layer_accuracy",
+        "icl_interp.lm.layers",
         "per-layer (logit-lens) accuracy: zero-shot vs causal vs prefix ICL",
     ),
-    "compare": ("icl_interp.compare", "ICL vs GD vs layer-causal GD: similarity metrics per layer"),
+    "compare": ("icl_interp.lm.compare", "ICL vs GD vs layer-causal GD: similarity metrics per layer"),
 }
 
 

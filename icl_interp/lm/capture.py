@@ -26,8 +26,8 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from icl_interp.errors import UserError
+from icl_interp.lm.models import attention_windows
 from icl_interp.masks import MASK_KINDS, additive_mask, build_mask
-from icl_interp.models import attention_windows
 
 ZERO_SHOT_CONDITIONS = ("zsl", "gd", "lcgd", "untrained")
 CONDITION_MASKS: dict[str, str] = {
@@ -356,7 +356,7 @@ def capture(
 
 
 def capture_condition(model: Any, prompts: Any, condition: str, **options: Any) -> Capture:
-    """Capture a named condition from a ``PromptSet`` (``icl_interp.data.build_prompts``).
+    """Capture a named condition from a ``PromptSet`` (``icl_interp.lm.data.build_prompts``).
 
     ``zsl``, ``gd``, ``lcgd``, ``untrained``: ``[bos] + query`` (pass the finetuned or
     re-initialised model); ``icl_causal`` / ``icl_prefix``: demonstrations + query under

@@ -31,9 +31,9 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from icl_interp.errors import UserError
-from icl_interp.finetune import COMPUTE_DTYPES
+from icl_interp.lm.finetune import COMPUTE_DTYPES
+from icl_interp.lm.metrics import METRICS, Conditions, compute_metrics
 from icl_interp.masks import MASK_KINDS
-from icl_interp.metrics import METRICS, Conditions, compute_metrics
 from icl_interp.results import (
     done,
     seed_everything,
@@ -153,7 +153,7 @@ def unit_stem(model: str, data: str, seed: int) -> str:
 
 
 def _prompts(model: Any, data: str, seed: int, config: CompareConfig) -> Any:
-    from icl_interp.data import (
+    from icl_interp.lm.data import (
         build_prompts,
         get_dataset,
         load_examples,
@@ -179,8 +179,8 @@ def _capture_all(
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Captures of every condition the unit needs; info: lr, finetuning losses per step and
     seconds per stage."""
-    from icl_interp.capture import capture_condition
-    from icl_interp.finetune import (
+    from icl_interp.lm.capture import capture_condition
+    from icl_interp.lm.finetune import (
         finetune_with_losses,
         resolve_compute_dtype,
         untrained_baseline,
@@ -412,7 +412,7 @@ def run_compare(config: CompareConfig, out: Path, *, figures: bool = True) -> pd
     loaded: dict[str, Any] = {}
     for model_name, data, seed in tqdm(todo, desc="units", unit="unit"):
         if model_name not in loaded:
-            from icl_interp.models import load_model
+            from icl_interp.lm.models import load_model
 
             loaded.clear()
             loaded[model_name] = load_model(model_name, device=config.device)
@@ -441,7 +441,7 @@ def run_compare(config: CompareConfig, out: Path, *, figures: bool = True) -> pd
     write_text(out / "summary.md", markdown)
     print(markdown)
     if figures:
-        from icl_interp.plots import write_compare_figures
+        from icl_interp.lm.plots import write_compare_figures
 
         write_compare_figures(table, attention, out / "figures")
     return table
@@ -498,13 +498,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def config_from_args(args: argparse.Namespace) -> CompareConfig:
-    from icl_interp.finetune import PARAM_GROUP_NAMES
+    from icl_interp.lm.finetune import PARAM_GROUP_NAMES
 
     if args.params not in PARAM_GROUP_NAMES:
         raise UserError(
             f"unknown parameter group {args.params!r}; valid groups: {', '.join(PARAM_GROUP_NAMES)}"
         )
-    from icl_interp.data import get_dataset
+    from icl_interp.lm.data import get_dataset
 
     return CompareConfig(
         models=tuple(args.models),

@@ -143,15 +143,15 @@ def run_config(config: LayerAccuracyConfig) -> pd.DataFrame:
 
 
 def _run_config(config: LayerAccuracyConfig) -> pd.DataFrame:
-    from icl_interp.capture import capture_condition
-    from icl_interp.data import (
+    from icl_interp.lm.capture import capture_condition
+    from icl_interp.lm.data import (
         build_prompts,
         get_dataset,
         load_examples,
         sample_demonstrations,
         select_eval,
     )
-    from icl_interp.models import load_model
+    from icl_interp.lm.models import load_model
 
     out = Path(config.out)
     previous = out / "config.json"

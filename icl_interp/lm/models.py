@@ -336,12 +336,12 @@ def _tiny_names() -> list[str]:
 
 
 def tiny_tokenizer() -> Any:
-    """The tiny models' tokenizer: ``icl_interp.data.tiny_tokenizer`` over ``TINY_WORDS_TEXT``
+    """The tiny models' tokenizer: ``icl_interp.lm.data.tiny_tokenizer`` over ``TINY_WORDS_TEXT``
     (and every registered data set's template and label words, so label words are one token).
 
     Adds ``<bos>`` when called with ``add_special_tokens=True`` (the default), like Gemma's.
     """
-    from icl_interp.data.tiny_tokenizer import tiny_tokenizer as word_level_tokenizer
+    from icl_interp.lm.data.tiny_tokenizer import tiny_tokenizer as word_level_tokenizer
 
     return word_level_tokenizer([TINY_WORDS_TEXT])
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from icl_interp.capture import Capture, capture, capture_condition, run_with_mask
-from icl_interp.data import Example, build_prompts, get_dataset
 from icl_interp.errors import UserError
+from icl_interp.lm.capture import Capture, capture, capture_condition, run_with_mask
+from icl_interp.lm.data import Example, build_prompts, get_dataset
+from icl_interp.lm.models import attention_windows, tiny_random_model
 from icl_interp.masks import build_mask
-from icl_interp.models import attention_windows, tiny_random_model
 from tests.helpers import assert_close
 
 LABEL_IDS = torch.tensor([40, 41])

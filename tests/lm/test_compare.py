@@ -11,18 +11,18 @@ import pandas as pd
 import pytest
 
 from icl_interp.cli import main
-from icl_interp.compare import (
+from icl_interp.errors import UserError
+from icl_interp.lm.compare import (
     CompareConfig,
     layer_reduced,
     run_compare,
     summary_table,
     unit_stem,
 )
-from icl_interp.errors import UserError
-from icl_interp.metrics import METRICS
+from icl_interp.lm.metrics import METRICS
 from tests.helpers import SHARED_DATA, run_notebook
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 TINY = CompareConfig(
     models=("tiny-gemma3",),
     datasets=("sst2",),
@@ -88,7 +88,7 @@ def test_results_folder_contents(tiny_results: Path) -> None:
 def test_finetune_dtype_reaches_every_finetuning(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import icl_interp.finetune as finetune_module
+    import icl_interp.lm.finetune as finetune_module
 
     seen: list[str] = []
     real = finetune_module.finetune_with_losses

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from icl_interp.data import Example, PooledFiles, clean_text, heldout_split
-from icl_interp.data.loaders import (
+from icl_interp.errors import UserError
+from icl_interp.lm.data import Example, PooledFiles, clean_text, heldout_split
+from icl_interp.lm.data.loaders import (
     coarse_label,
     int_label,
     read_csv,
@@ -16,7 +17,6 @@ from icl_interp.data.loaders import (
     read_label_prefixed,
     read_sentences,
 )
-from icl_interp.errors import UserError
 
 
 def write(path: Path, data: bytes) -> Path:

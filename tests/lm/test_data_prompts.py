@@ -13,7 +13,8 @@ import pytest
 import torch
 from tokenizers import Tokenizer, models, pre_tokenizers
 
-from icl_interp.data import (
+from icl_interp.errors import UserError
+from icl_interp.lm.data import (
     DATASETS,
     DatasetSpec,
     Example,
@@ -28,7 +29,6 @@ from icl_interp.data import (
     select_eval,
     tiny_tokenizer,
 )
-from icl_interp.errors import UserError
 
 
 def pool(counts: dict[int, int]) -> list[Example]:
@@ -263,11 +263,11 @@ def seeded_draws() -> list[list[str]]:
 
 def test_sampling_and_splits_are_identical_across_processes() -> None:
     """Seeds, not Python's per-process string hashing, decide every draw."""
-    script = "import json, test_data_prompts as t; print(json.dumps(t.seeded_draws()))"
+    script = "import json, tests.lm.test_data_prompts as t; print(json.dumps(t.seeded_draws()))"
     other = subprocess.run(
         [sys.executable, "-c", script],
         env={**os.environ, "PYTHONHASHSEED": "12345"},
-        cwd=Path(__file__).parent,
+        cwd=Path(__file__).resolve().parents[2],
         capture_output=True,
         text=True,
         check=True,

@@ -9,9 +9,9 @@ from functools import partial
 from pathlib import Path
 
 import pytest
-from helpers import SHARED_DATA
 
-from icl_interp.data import (
+from icl_interp.errors import UserError
+from icl_interp.lm.data import (
     DATA_DIR_ENV,
     DATASETS,
     DatasetSpec,
@@ -22,9 +22,9 @@ from icl_interp.data import (
     load_examples,
     register_dataset,
 )
-from icl_interp.data import specs as specs_module
-from icl_interp.data.loaders import int_label, read_label_prefixed
-from icl_interp.errors import UserError
+from icl_interp.lm.data import specs as specs_module
+from icl_interp.lm.data.loaders import int_label, read_label_prefixed
+from tests.helpers import SHARED_DATA
 
 needs_shared_data = pytest.mark.skipif(not SHARED_DATA.is_dir(), reason="no shared/data folder")
 

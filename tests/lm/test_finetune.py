@@ -7,9 +7,9 @@ import copy
 import pytest
 import torch
 
-import icl_interp.finetune as finetune_module
+import icl_interp.lm.finetune as finetune_module
 from icl_interp.errors import UserError
-from icl_interp.finetune import (
+from icl_interp.lm.finetune import (
     FinetuneConfig,
     demo_loss,
     finetune,
@@ -19,7 +19,7 @@ from icl_interp.finetune import (
     trainable_parameters,
     untrained_baseline,
 )
-from icl_interp.models import tiny_random_model
+from icl_interp.lm.models import tiny_random_model
 from tests.helpers import assert_close
 
 

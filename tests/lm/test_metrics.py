@@ -7,9 +7,9 @@ import math
 import pytest
 import torch
 
-from icl_interp.capture import Capture
 from icl_interp.errors import UserError
-from icl_interp.metrics import METRICS, Conditions, compute_metrics, register_metric
+from icl_interp.lm.capture import Capture
+from icl_interp.lm.metrics import METRICS, Conditions, compute_metrics, register_metric
 from tests.helpers import assert_close
 
 

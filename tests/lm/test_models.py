@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from icl_interp.errors import UserError
-from icl_interp.models import (
+from icl_interp.lm.models import (
     MODELS,
     TINY_ARCHS,
     attention_windows,

@@ -17,7 +17,7 @@ from icl_interp.errors import UserError
 from icl_interp.lsa.experiment import LSAConfig, run_experiment
 from tests.helpers import run_notebook
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 TINY = [
     "--d", "4", "--n-context", "10", "--n-queries", "5", "--n-sequences", "3",
     "--n-layers", "6", "--max-context", "20", "--mu-x", "0", "2", "--eta", "0.5",

@@ -6,8 +6,8 @@ queries = select_eval(load_examples("sst2", "test"), 200, seed=0, exclude=demos)
 prompts = build_prompts(tokenizer, spec, demos, queries, max_len=2048)
 """
 
-from icl_interp.data.examples import Example, clean_text, heldout_split
-from icl_interp.data.prompts import (
+from icl_interp.lm.data.examples import Example, clean_text, heldout_split
+from icl_interp.lm.data.prompts import (
     PromptSet,
     bos_token_id,
     build_prompts,
@@ -17,14 +17,14 @@ from icl_interp.data.prompts import (
     sample_demonstrations,
     select_eval,
 )
-from icl_interp.data.sources import (
+from icl_interp.lm.data.sources import (
     DATA_DIR_ENV,
     HubDataset,
     MovieReviewsPackage,
     PooledFiles,
     SplitFiles,
 )
-from icl_interp.data.specs import (
+from icl_interp.lm.data.specs import (
     DATASETS,
     DatasetSpec,
     describe_source,
@@ -32,7 +32,7 @@ from icl_interp.data.specs import (
     load_examples,
     register_dataset,
 )
-from icl_interp.data.tiny_tokenizer import tiny_tokenizer
+from icl_interp.lm.data.tiny_tokenizer import tiny_tokenizer
 
 __all__ = [
     "DATASETS",

@@ -18,8 +18,8 @@ import json
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 
-from icl_interp.data.examples import Example, clean_text
 from icl_interp.errors import UserError
+from icl_interp.lm.data.examples import Example, clean_text
 
 LabelParser = Callable[[str], int]
 

@@ -22,9 +22,9 @@ import torch
 from jaxtyping import Int
 from torch import Tensor
 
-from icl_interp.data.examples import Example
-from icl_interp.data.specs import DatasetSpec
 from icl_interp.errors import UserError
+from icl_interp.lm.data.examples import Example
+from icl_interp.lm.data.specs import DatasetSpec
 
 
 def distinct_inputs(examples: Iterable[Example]) -> list[Example]:

@@ -12,12 +12,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from icl_interp.data.examples import Example, clean_text, heldout_split
-from icl_interp.data.loaders import read_csv
 from icl_interp.errors import UserError
+from icl_interp.lm.data.examples import Example, clean_text, heldout_split
+from icl_interp.lm.data.loaders import read_csv
 
 DATA_DIR_ENV = "ICL_INTERP_DATA_DIR"
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[3]
 TEST_FRACTION = 0.2
 
 FileReader = Callable[[Path], list[Example]]

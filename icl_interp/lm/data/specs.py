@@ -18,8 +18,9 @@ from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
-from icl_interp.data.examples import Example
-from icl_interp.data.loaders import (
+from icl_interp.errors import UserError
+from icl_interp.lm.data.examples import Example
+from icl_interp.lm.data.loaders import (
     coarse_label,
     int_label,
     read_csv,
@@ -27,7 +28,7 @@ from icl_interp.data.loaders import (
     read_label_prefixed,
     read_sentences,
 )
-from icl_interp.data.sources import (
+from icl_interp.lm.data.sources import (
     DATA_DIR_ENV,
     FolderSource,
     HubDataset,
@@ -36,7 +37,6 @@ from icl_interp.data.sources import (
     SplitFiles,
     default_data_dirs,
 )
-from icl_interp.errors import UserError
 from icl_interp.registry import Registry
 
 SOURCES = ("auto", "folder", "package", "hub")

@@ -34,7 +34,7 @@ def tiny_tokenizer(
     pre_tokenizer = pre_tokenizers.Split(Regex(WORD_PATTERN), behavior="removed", invert=True)
     all_texts = list(texts)
     if include_registered:
-        from icl_interp.data.specs import DATASETS
+        from icl_interp.lm.data.specs import DATASETS
 
         for name in DATASETS.names():
             spec = DATASETS.get(name)

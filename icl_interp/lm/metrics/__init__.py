@@ -14,9 +14,9 @@ metrics whose last layer is the model's own output). Metrics never touch capture
 
 from __future__ import annotations
 
-from icl_interp.metrics import accuracy as _accuracy  # noqa: F401  (registers metrics)
-from icl_interp.metrics import similarity as _similarity  # noqa: F401  (registers metrics)
-from icl_interp.metrics.core import (
+from icl_interp.lm.metrics import accuracy as _accuracy  # noqa: F401  (registers metrics)
+from icl_interp.lm.metrics import similarity as _similarity  # noqa: F401  (registers metrics)
+from icl_interp.lm.metrics.core import (
     METRICS,
     Conditions,
     Metric,

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from jaxtyping import Float
 from torch import Tensor
 
-from icl_interp.metrics.core import Conditions, register_metric
+from icl_interp.lm.metrics.core import Conditions, register_metric
 
 
 def _cosine(a: Tensor, b: Tensor) -> Tensor:
