@@ -1,12 +1,16 @@
-"""Attention masks: the one builder every model in the project uses.
+"""Attention masks: the mask-kind registry and the one builder every model in the project uses.
 
 A mask is a boolean tensor ``[q_pos, k_pos]`` with True = the query position may
 attend to the key position. Sequences are ``n_context`` context positions
-followed by ``n_queries`` query positions.
+followed by ``n_queries`` query positions. Mask kinds live in ``MASKS``; every
+command, report and figure reads its list of masks (and their labels) from there,
+so a new kind is one ``register_mask`` call:
 
 - ``causal``: position j attends to i <= j.
 - ``prefix``: the first ``n_prefix`` positions attend to each other freely; every
   later position attends causally (prefixLM).
+
+Modifiers that apply to every kind:
 - ``isolate_queries=True`` (LSA and synthetic tasks): the last ``n_queries``
   positions each attend to every context position and to nothing else, not even
   themselves; context positions never attend to queries.
@@ -16,14 +20,62 @@ followed by ``n_queries`` query positions.
 
 from __future__ import annotations
 
-from typing import Literal
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 from jaxtyping import Bool, Float
 from torch import Tensor
 
-MaskKind = Literal["causal", "prefix"]
-MASK_KINDS: tuple[str, ...] = ("causal", "prefix")
+from icl_interp.registry import Registry
+
+MaskRule = Callable[[Tensor, Tensor, int], Tensor]
+
+
+@dataclass(frozen=True)
+class MaskKind:
+    """A kind of attention mask.
+
+    ``rule(q, k, n_prefix)`` says, elementwise over broadcast position grids, which key
+    positions ``k`` query position ``q`` may attend to, given the prefix length.
+    ``reuses_prefix``: the prefix's keys and values never depend on later positions under
+    this mask (prefix rows attend only inside the prefix), so they can be computed once and
+    reused for every continuation. ``short`` names the kind in table rows ("PrefixLM").
+    """
+
+    name: str
+    label: str
+    short: str
+    rule: MaskRule
+    reuses_prefix: bool = True
+
+
+MASKS: Registry[MaskKind] = Registry("mask kind")
+
+
+def register_mask(kind: MaskKind) -> MaskKind:
+    """Add a mask kind; it appears in every command's ``--masks`` and in every report."""
+    MASKS.add(kind.name, kind)
+    return kind
+
+
+def _causal(q: Tensor, k: Tensor, n_prefix: int) -> Tensor:
+    return k <= q
+
+
+def _prefix(q: Tensor, k: Tensor, n_prefix: int) -> Tensor:
+    return (k <= q) | ((q < n_prefix) & (k < n_prefix))
+
+
+register_mask(MaskKind("causal", "causal (each token sees the past)", "CausalLM", _causal))
+register_mask(
+    MaskKind("prefix", "prefix (bidirectional demonstrations/context)", "PrefixLM", _prefix)
+)
+
+
+def mask_names() -> list[str]:
+    """Registered mask kinds in registration order (causal, prefix, then user kinds)."""
+    return list(MASKS.registered())
 
 
 def build_mask(
@@ -42,14 +94,13 @@ def build_mask(
     ``kind="prefix"``; with ``isolate_queries`` and no ``n_prefix`` given, the
     prefix is the whole context (``seq_len - n_queries``).
     """
-    if kind not in MASK_KINDS:
-        raise ValueError(f"unknown mask kind {kind!r}; valid kinds: {', '.join(MASK_KINDS)}")
+    rule = MASKS.get(kind).rule
     if seq_len < 1:
         raise ValueError(f"seq_len must be >= 1, got {seq_len}")
     if not 0 <= n_queries <= seq_len:
         raise ValueError(f"n_queries must be in [0, seq_len={seq_len}], got {n_queries}")
     n_context = seq_len - n_queries
-    if isolate_queries and n_prefix == 0 and kind == "prefix":
+    if isolate_queries and n_prefix == 0:
         n_prefix = n_context
     if not 0 <= n_prefix <= seq_len:
         raise ValueError(f"n_prefix must be in [0, seq_len={seq_len}], got {n_prefix}")
@@ -60,9 +111,7 @@ def build_mask(
 
     pos = torch.arange(seq_len, device=device)
     q, k = pos[:, None], pos[None, :]
-    mask = k <= q
-    if kind == "prefix":
-        mask = mask | ((q < n_prefix) & (k < n_prefix))
+    mask = rule(q, k, n_prefix)
     if isolate_queries and n_queries > 0:
         is_query_row = q >= n_context
         mask = torch.where(is_query_row, k < n_context, mask & (k < n_context))

@@ -50,6 +50,14 @@ class Registry(Generic[T]):
     def names(self) -> list[str]:
         return sorted(self._items)
 
+    def registered(self) -> list[str]:
+        """Names in registration order (for reports that follow a declared order)."""
+        return list(self._items)
+
+    def remove(self, name: str) -> None:
+        """Unregister ``name`` (tests that register a temporary entry clean up with this)."""
+        del self._items[name]
+
     def __contains__(self, name: object) -> bool:
         return name in self._items
 

@@ -1,14 +1,18 @@
-"""Result folders: seeding, atomic writes, config + provenance, resumable units.
+"""Result folders: seeding, atomic writes, ownership + provenance, resumable units.
 
-Every analysis writes into one folder holding ``config.json`` (the config that
-made it plus package versions) and its tables and figures. Files are written to
-a temporary name and renamed, so an interrupted run never leaves half a file;
-``done(unit)`` lets a rerun skip units already written.
+Every command writes into one folder it owns (``ResultFolder``): ``config.json``
+records the command, the settings that change results, a fingerprint of the
+inputs, package versions and the command line. Another command, other settings or
+other inputs are refused with one line saying what differs; nothing is written
+until the caller ``claim()``s the folder after its own validation. Files are written
+to a temporary name and renamed (readable as the umask allows), so an interrupted
+run never leaves half a file; ``done(unit)`` lets a rerun skip units already written.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import os
 import platform
@@ -23,6 +27,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
+
+from icl_interp.errors import UserError
 
 TRACKED_PACKAGES = (
     "icl_interp",
@@ -64,11 +70,18 @@ def write_atomic(path: str | Path, write: Callable[[Path], Any]) -> Path:
     os.close(fd)
     try:
         write(Path(tmp))
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
     return path
+
+
+def _umask() -> int:
+    current = os.umask(0)
+    os.umask(current)
+    return current
 
 
 def write_text(path: str | Path, text: str) -> Path:
@@ -122,6 +135,116 @@ def to_jsonable(config: Any) -> Any:
     if isinstance(config, Path):
         return str(config)
     return config
+
+
+def file_fingerprint(path: str | Path) -> str:
+    """``sha256:<first 16 hex digits>`` of a file's bytes (what an input file was, not where)."""
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return f"sha256:{digest.hexdigest()[:16]}"
+
+
+def _differences(recorded: dict[str, Any], current: dict[str, Any], skip: frozenset[str]) -> list[str]:
+    keys = sorted((set(recorded) | set(current)) - skip)
+    return [
+        f"{key}: {_short(recorded.get(key))} -> {_short(current.get(key))}"
+        for key in keys
+        if recorded.get(key) != current.get(key)
+    ]
+
+
+def _short(value: Any) -> str:
+    text = json.dumps(value, sort_keys=True)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+@dataclasses.dataclass
+class ResultFolder:
+    """A result folder owned by one command, its result-changing settings and its inputs.
+
+    ``settings`` is the command's config (dict or dataclass); keys in ``ignore`` (threads,
+    output path, ...) are recorded but never compared; keys in ``may_differ`` (a resumable
+    plan's list of units, say) may change between runs because every unit records its own.
+    ``inputs`` maps an input's name to its fingerprint (``file_fingerprint``, a model's
+    identity). ``check()`` only reads; ``claim()`` checks, then writes ``config.json``.
+    """
+
+    path: Path
+    command: str
+    settings: Any
+    inputs: dict[str, Any] = dataclasses.field(default_factory=dict)
+    ignore: frozenset[str] = frozenset()
+    may_differ: frozenset[str] = frozenset()
+
+    def __post_init__(self) -> None:
+        self.path = Path(self.path)
+
+    @property
+    def config_file(self) -> Path:
+        return self.path / "config.json"
+
+    def recorded(self) -> dict[str, Any] | None:
+        """The folder's ``config.json`` (None if absent); a corrupt one is a ``UserError``."""
+        if not self.config_file.exists():
+            return None
+        try:
+            recorded = json.loads(self.config_file.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+            raise UserError(
+                f"{self.config_file} is unreadable or corrupt ({type(err).__name__}); "
+                "move the folder aside or pass a new --out"
+            ) from None
+        if not isinstance(recorded, dict):
+            raise UserError(f"{self.config_file} is not a result folder's config; pass a new --out")
+        return recorded
+
+    def check(self) -> None:
+        """Refuse (``UserError``, one line) a folder that is not this run's to write or resume."""
+        where = self.path
+        if where.exists() and not where.is_dir():
+            raise UserError(f"--out {where} is a file, not a folder; pass a folder path")
+        existing = where
+        while not existing.exists():
+            existing = existing.parent
+        if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+            raise UserError(f"--out {where}: {existing} is not writable; pass another --out")
+        recorded = self.recorded()
+        if recorded is None:
+            if where.exists() and any(where.iterdir()):
+                raise UserError(
+                    f"--out {where} is not empty and was not made by icl-interp {self.command}; "
+                    "pass a new or empty folder"
+                )
+            return
+        command = recorded.get("command")
+        if command != self.command:
+            made_by = f"icl-interp {command}" if command else "another program"
+            raise UserError(
+                f"--out {where} holds results of {made_by}, not icl-interp {self.command}; "
+                "pass a new --out"
+            )
+        skip = self.ignore | self.may_differ
+        differ = _differences(recorded.get("config", {}), to_jsonable(self.settings), skip)
+        if differ:
+            raise UserError(
+                f"--out {where} holds results made with other settings ({'; '.join(differ)}); "
+                "rerun with the same options to resume, or pass a new --out"
+            )
+        changed = _differences(recorded.get("inputs", {}), to_jsonable(self.inputs), frozenset())
+        if changed:
+            raise UserError(
+                f"--out {where} holds results made from other inputs ({'; '.join(changed)}); "
+                "pass a new --out"
+            )
+
+    def claim(self, **extra: Any) -> Path:
+        """``check()``, then write ``config.json`` (settings, inputs, versions, command line)."""
+        self.check()
+        return write_config(
+            self.path, self.settings, command=self.command, inputs=self.inputs, **extra
+        )
 
 
 def write_config(folder: str | Path, config: Any, **extra: Any) -> Path:

@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 
 from icl_interp.errors import UserError
 from icl_interp.lm.models import attention_windows
-from icl_interp.masks import MASK_KINDS, additive_mask, build_mask
+from icl_interp.masks import MASKS, additive_mask, build_mask
 
 ZERO_SHOT_CONDITIONS = ("zsl", "gd", "lcgd", "untrained")
 CONDITION_MASKS: dict[str, str] = {
@@ -74,9 +74,7 @@ def attention_mask_for(
     ``{layer_type: mask}`` (Gemma-3 and Qwen2 accept it), each with its own window;
     others one tensor.
     """
-    if kind not in MASK_KINDS:
-        raise UserError(f"unknown mask {kind!r}; valid masks: {', '.join(MASK_KINDS)}")
-    n_prefix = n_prefix if kind == "prefix" else 0
+    MASKS.get(kind)
 
     def one(window: int | None) -> Tensor:
         allowed = build_mask(kind, seq_len, n_prefix=n_prefix, sliding_window=window, device=device)
@@ -258,8 +256,8 @@ def capture(
     never run: label logits are the final norm + label rows of the unembedding applied to
     the last block's output, which equals the model's own logits.
     """
-    if mask not in MASK_KINDS:
-        raise UserError(f"unknown mask {mask!r}; valid masks: {', '.join(MASK_KINDS)}")
+    if reuse_prefix and not MASKS.get(mask).reuses_prefix:
+        reuse_prefix = False
     if batch_size < 1:
         raise UserError(f"batch_size must be >= 1, got {batch_size}")
     if limit is not None and limit < 1:

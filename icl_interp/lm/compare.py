@@ -33,7 +33,7 @@ from tqdm.auto import tqdm
 from icl_interp.errors import UserError
 from icl_interp.lm.finetune import COMPUTE_DTYPES
 from icl_interp.lm.metrics import METRICS, Conditions, compute_metrics
-from icl_interp.masks import MASK_KINDS
+from icl_interp.masks import MASKS, mask_names
 from icl_interp.results import (
     done,
     seed_everything,
@@ -90,7 +90,7 @@ class CompareConfig:
     models: tuple[str, ...] = ("gemma-3-270m",)
     datasets: tuple[str, ...] = ("mr",)
     seeds: tuple[int, ...] = (0,)
-    masks: tuple[str, ...] = MASK_KINDS
+    masks: tuple[str, ...] = field(default_factory=lambda: tuple(mask_names()))
     methods: tuple[str, ...] = METHODS
     n_test: int = 24
     k: int | None = None
@@ -110,8 +110,7 @@ class CompareConfig:
             if not getattr(self, name):
                 raise UserError(f"--{name.replace('_', '-')} needs at least one value")
         for mask in self.masks:
-            if mask not in MASK_KINDS:
-                raise UserError(f"unknown mask {mask!r}; valid masks: {', '.join(MASK_KINDS)}")
+            MASKS.get(mask)
         for method in self.methods:
             if method not in METHODS:
                 raise UserError(f"unknown method {method!r}; valid methods: {', '.join(METHODS)}")
@@ -458,7 +457,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--datasets", "--data", nargs="+", default=list(defaults.datasets))
     parser.add_argument("--seeds", nargs="+", type=int, default=list(defaults.seeds))
     parser.add_argument(
-        "--masks", nargs="+", default=list(defaults.masks), help="ICL masks: causal, prefix"
+        "--masks", nargs="+", default=list(defaults.masks), help="ICL masks: " + ", ".join(mask_names())
     )
     parser.add_argument(
         "--methods", nargs="+", default=list(defaults.methods), help="gd, lcgd, untrained"

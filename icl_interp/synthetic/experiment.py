@@ -21,7 +21,7 @@ import pandas as pd
 import torch
 
 from icl_interp.errors import UserError
-from icl_interp.masks import MASK_KINDS
+from icl_interp.masks import MASKS, mask_names
 from icl_interp.results import done, write_config, write_csv, write_figure, write_text
 from icl_interp.synthetic.model import ModelConfig
 from icl_interp.synthetic.presets import PRESETS
@@ -30,7 +30,6 @@ from icl_interp.synthetic.train import TrainConfig, eval_data, evaluate, train
 
 SHARINGS = ("SL", "UL")
 TASK_COLUMNS = {"linear": "LR", "nonlinear": "N-LR", "classification": "MC"}
-MASK_NAMES = {"prefix": "PrefixLM", "causal": "CausalLM"}
 
 
 @dataclass
@@ -49,8 +48,7 @@ class ExperimentConfig:
         for task in self.tasks:
             TASKS.get(task)
         for mask in self.masks:
-            if mask not in MASK_KINDS:
-                raise UserError(f"unknown mask {mask!r}; valid masks: {', '.join(MASK_KINDS)}")
+            MASKS.get(mask)
         for sharing in self.sharing:
             if sharing not in SHARINGS:
                 raise UserError(f"unknown sharing {sharing!r}; valid: {', '.join(SHARINGS)}")
@@ -124,7 +122,7 @@ def write_reports(out: Path) -> pd.DataFrame:
     table = results[results["readout"] == "model"].drop(columns=["readout", "layer"])
     table = table.assign(
         variant=[
-            f"{MASK_NAMES[m]}-{s}" for m, s in zip(table["mask"], table["sharing"], strict=True)
+            f"{MASKS.get(m).short}-{s}" for m, s in zip(table["mask"], table["sharing"], strict=True)
         ]
     )
     columns = ["variant", "task", "metric", "value", "se", "train_seconds"]
@@ -140,8 +138,7 @@ def table1_markdown(table: pd.DataFrame) -> str:
     header = "| variant | " + " | ".join(TASK_COLUMNS[t] for t in tasks) + " |"
     lines = [header, "|---" * (len(tasks) + 1) + "|"]
     for sharing in SHARINGS:
-        for mask in MASK_NAMES:
-            variant = f"{MASK_NAMES[mask]}-{sharing}"
+        for variant in [v for v in dict.fromkeys(table["variant"]) if v.endswith(f"-{sharing}")]:
             cells = []
             for task in tasks:
                 hit = table[(table["variant"] == variant) & (table["task"] == task)]
@@ -168,7 +165,7 @@ def figure3(probes: pd.DataFrame) -> Any:
 
     data = probes.assign(
         variant=[
-            f"{MASK_NAMES[m]}-{s}" for m, s in zip(probes["mask"], probes["sharing"], strict=True)
+            f"{MASKS.get(m).short}-{s}" for m, s in zip(probes["mask"], probes["sharing"], strict=True)
         ]
     )
     grid = sns.relplot(
@@ -197,7 +194,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--tasks", nargs="+", default=list(TASK_COLUMNS), help=f"of {', '.join(TASKS.names())}"
     )
-    parser.add_argument("--masks", nargs="+", default=["prefix", "causal"], help="prefix, causal")
+    parser.add_argument("--masks", nargs="+", default=["prefix", "causal"], help=", ".join(mask_names()))
     parser.add_argument(
         "--sharing", nargs="+", default=list(SHARINGS), help="SL (shared layers), UL"
     )

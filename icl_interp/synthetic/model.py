@@ -29,7 +29,7 @@ from transformer_lens import HookedRootModule
 from transformer_lens.hook_points import HookPoint
 
 from icl_interp.errors import UserError
-from icl_interp.masks import MASK_KINDS, build_mask, masked_softmax
+from icl_interp.masks import MASKS, build_mask, masked_softmax
 
 
 @dataclass
@@ -49,10 +49,7 @@ class ModelConfig:
     init_std: float = 0.02
 
     def __post_init__(self) -> None:
-        if self.mask_kind not in MASK_KINDS:
-            raise UserError(
-                f"unknown mask kind {self.mask_kind!r}; valid mask kinds: {', '.join(MASK_KINDS)}"
-            )
+        MASKS.get(self.mask_kind)
         for name in ("d_x", "d_y", "n_layers", "d_model", "n_heads", "d_mlp", "n_context"):
             if getattr(self, name) < 1:
                 raise UserError(f"{name} must be >= 1, got {getattr(self, name)}")

@@ -1,7 +1,15 @@
 import pytest
 import torch
 
-from icl_interp.masks import additive_mask, build_mask, masked_softmax
+from icl_interp.errors import UserError
+from icl_interp.masks import (
+    MASKS,
+    MaskKind,
+    additive_mask,
+    build_mask,
+    masked_softmax,
+    register_mask,
+)
 
 
 def test_causal_is_lower_triangular() -> None:
@@ -61,7 +69,6 @@ def test_row_with_no_allowed_key_is_zero_not_nan() -> None:
 @pytest.mark.parametrize(
     "kwargs",
     [
-        {"kind": "bogus", "seq_len": 3},
         {"kind": "causal", "seq_len": 0},
         {"kind": "prefix", "seq_len": 3, "n_prefix": 4},
         {"kind": "causal", "seq_len": 3, "n_queries": 4},
@@ -71,3 +78,21 @@ def test_row_with_no_allowed_key_is_zero_not_nan() -> None:
 def test_bad_arguments_raise(kwargs: dict) -> None:
     with pytest.raises(ValueError):
         build_mask(**kwargs)
+
+
+def test_unknown_kind_is_a_user_error_listing_the_kinds() -> None:
+    with pytest.raises(UserError, match="valid mask kinds: causal, prefix"):
+        build_mask("bogus", 3)
+
+
+def test_a_registered_kind_is_built_like_the_others() -> None:
+    """A mask kind is one registration: its rule, then the shared modifiers (window, queries)."""
+    register_mask(MaskKind("past_only", "strictly past", "PastLM", lambda q, k, n: k < q))
+    try:
+        mask = build_mask("past_only", 4, sliding_window=2)
+        expected = torch.tensor(
+            [[0, 0, 0, 0], [1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, 0]], dtype=torch.bool
+        )
+        assert torch.equal(mask, expected)
+    finally:
+        MASKS.remove("past_only")

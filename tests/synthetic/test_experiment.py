@@ -50,7 +50,7 @@ def test_driver_writes_table_figure_config_and_resumes(tmp_path) -> None:
     ("args", "message"),
     [
         (["--tasks", "sorting"], "valid tasks"),
-        (["--masks", "bidirectional"], "valid masks"),
+        (["--masks", "bidirectional"], "valid mask kinds"),
         (["--sharing", "XL"], "valid"),
         (["--epochs", "-1"], "epochs"),
         (["--preset", "huge"], "valid presets"),

@@ -1,0 +1,87 @@
+"""Result folders: ownership (command, settings, inputs), nothing written before claim, file modes."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from icl_interp.errors import UserError
+from icl_interp.results import ResultFolder, file_fingerprint, write_text
+
+
+def folder(path: Path, **overrides: object) -> ResultFolder:
+    options: dict = {
+        "command": "lsa",
+        "settings": {"seed": 0, "n": 3, "threads": 1},
+        "inputs": {"data": "sha256:aa"},
+        "ignore": frozenset({"threads"}),
+    }
+    options.update(overrides)
+    return ResultFolder(path, **options)  # type: ignore[arg-type]
+
+
+def test_check_writes_nothing_and_claim_records_owner(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    folder(out).check()
+    assert not out.exists()
+    folder(out).claim()
+    recorded = json.loads((out / "config.json").read_text())
+    assert recorded["command"] == "lsa" and recorded["config"]["seed"] == 0
+    assert recorded["inputs"] == {"data": "sha256:aa"}
+    folder(out, settings={"seed": 0, "n": 3, "threads": 4}).check()  # ignored key
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"command": "synthetic"}, "holds results of icl-interp lsa"),
+        ({"settings": {"seed": 1, "n": 3}}, "seed: 0 -> 1"),
+        ({"inputs": {"data": "sha256:bb"}}, "other inputs (data:"),
+    ],
+)
+def test_other_command_settings_or_inputs_are_refused(
+    tmp_path: Path, overrides: dict, message: str
+) -> None:
+    folder(tmp_path / "run").claim()
+    with pytest.raises(UserError, match=message.replace("(", r"\(")):
+        folder(tmp_path / "run", **overrides).check()
+
+
+def test_unowned_or_corrupt_or_file_out_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "notes.txt").write_text("mine")
+    with pytest.raises(UserError, match="not empty and was not made by"):
+        folder(tmp_path / "other").check()
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "config.json").write_text("{not json")
+    with pytest.raises(UserError, match="corrupt"):
+        folder(tmp_path / "bad").check()
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(UserError, match="is a file"):
+        folder(tmp_path / "file").check()
+
+
+def test_may_differ_keys_are_not_compared(tmp_path: Path) -> None:
+    folder(tmp_path / "run", settings={"seeds": [0]}, may_differ=frozenset({"seeds"})).claim()
+    folder(tmp_path / "run", settings={"seeds": [0, 1]}, may_differ=frozenset({"seeds"})).check()
+
+
+def test_written_files_follow_the_umask(tmp_path: Path) -> None:
+    previous = os.umask(0o022)
+    try:
+        path = write_text(tmp_path / "a.txt", "x")
+    finally:
+        os.umask(previous)
+    assert path.stat().st_mode & 0o777 == 0o644
+
+
+def test_file_fingerprint_follows_content(tmp_path: Path) -> None:
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.write_text("same")
+    b.write_text("same")
+    assert file_fingerprint(a) == file_fingerprint(b)
+    b.write_text("other")
+    assert file_fingerprint(a) != file_fingerprint(b)
