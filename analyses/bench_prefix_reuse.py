@@ -23,7 +23,7 @@ import torch
 
 from icl_interp.cli import exit_code
 from icl_interp.errors import UserError
-from icl_interp.lm.capture import Capture, capture
+from icl_interp.lm.capture import capture
 from icl_interp.lm.data import (
     build_prompts,
     get_dataset,
@@ -32,6 +32,7 @@ from icl_interp.lm.data import (
     select_eval,
 )
 from icl_interp.lm.models import load_model
+from icl_interp.lm.record import Capture
 from icl_interp.results import seed_everything, write_config, write_csv
 
 

@@ -10,14 +10,13 @@ right-padded batches. ``capture_condition(model, prompts, condition)`` maps the 
 names of DESIGN.md section 5 onto this.
 
 Masks are rebuilt for every layer from ``icl_interp.masks.build_mask`` with the layer's
-sliding window (``attention_windows``): a 4D mask handed to a HF model replaces HF's own
+sliding window (``icl_interp.lm.arch``): a 4D mask handed to a HF model replaces HF's own
 masks, sliding windows included.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -26,7 +25,8 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from icl_interp.errors import UserError
-from icl_interp.lm.models import attention_windows
+from icl_interp.lm.arch import adapter, logit_lens
+from icl_interp.lm.record import Capture
 from icl_interp.masks import MASKS, additive_mask, build_mask
 
 ZERO_SHOT_CONDITIONS = ("zsl", "gd", "lcgd", "untrained")
@@ -35,24 +35,6 @@ CONDITION_MASKS: dict[str, str] = {
     "icl_causal": "causal",
     "icl_prefix": "prefix",
 }
-
-
-@dataclass
-class Capture:
-    """One condition's activations for a list of test examples (CPU, detached, float32).
-
-    ``layer`` indexes transformer blocks 0..n_layers-1. ``attn_logits[e]`` holds, for
-    example ``e``, the scaled q.k scores before mask and softmax from the last position
-    to the query's own tokens (BOS and demonstration tokens excluded), per head.
-    """
-
-    resid: Float[Tensor, "example layer d_model"]
-    attn_out: Float[Tensor, "example layer d_model"]
-    attn_logits: list[Float[Tensor, "layer head _query_tok"]]
-    label_logits: Float[Tensor, "example label"]
-    layer_label_logits: Float[Tensor, "example layer label"]
-    labels: Int[Tensor, " example"]
-    meta: dict[str, Any] = field(default_factory=dict)
 
 
 # --------------------------------------------------------------------------- masks
@@ -80,10 +62,11 @@ def attention_mask_for(
         allowed = build_mask(kind, seq_len, n_prefix=n_prefix, sliding_window=window, device=device)
         return additive_mask(allowed[first_row:])[None, None]
 
-    windows = attention_windows(model)
+    architecture = adapter(model)
+    windows = architecture.windows(model)
     if all(window is None for window in windows):
         return one(None)
-    layer_types = getattr(model.original_model.config, "layer_types", None)
+    layer_types = architecture.layer_types(model)
     if layer_types is None or len(layer_types) != len(windows):
         raise UserError(
             f"{type(model.original_model).__name__} has sliding-window layers but no "
@@ -127,15 +110,15 @@ class _LastPositionRecorder:
 
     def __init__(self, model: Any) -> None:
         self.n_layers = model.cfg.n_layers
-        # the attention module's output (after o_proj; before Gemma's post-attention norm)
-        self.attn_hook = "attn.hook_out"
+        architecture = adapter(model)
+        self.attn_hook = architecture.attn_out_hook
         self.hooks: list[tuple[str, Callable[..., Any]]] = []
         for layer in range(self.n_layers):
             self.hooks += [
                 (f"blocks.{layer}.hook_out", self._store("resid", layer)),
                 (f"blocks.{layer}.{self.attn_hook}", self._store("attn_out", layer)),
-                (f"blocks.{layer}.attn.hook_rot_q", self._store("q", layer)),
-                (f"blocks.{layer}.attn.hook_rot_k", self._store_keys(layer)),
+                (f"blocks.{layer}.{architecture.q_hook}", self._store("q", layer)),
+                (f"blocks.{layer}.{architecture.k_hook}", self._store_keys(layer)),
             ]
         self.last: Tensor = torch.zeros(0, dtype=torch.long)
         self.key_start = 0
@@ -178,29 +161,16 @@ def _query_logits(
     n_heads, n_kv_heads = q_last.shape[2], keys.shape[3]
     keys = keys.repeat_interleave(n_heads // n_kv_heads, dim=3)
     scores = torch.einsum("blhd,blkhd->blhk", q_last, keys)
-    attn_modules = [block.attn.original_component for block in model.blocks]
-    scaling = torch.tensor([module.scaling for module in attn_modules], dtype=scores.dtype)
+    architecture = adapter(model)
+    scaling = torch.tensor(
+        [architecture.scaling(model, layer) for layer in range(len(model.blocks))],
+        dtype=scores.dtype,
+    )
     scores = scores * scaling.to(scores.device)[None, :, None, None]
-    softcap = getattr(attn_modules[0], "attn_logit_softcapping", None)
+    softcap = architecture.attn_softcap(model)
     if softcap is not None:
         scores = torch.tanh(scores / softcap) * softcap
     return scores
-
-
-def label_logits_from_resid(
-    model: Any,
-    resid: Float[Tensor, "*batch d_model"],
-    label_token_ids: Int[Tensor, " label"],
-) -> Float[Tensor, "*batch label"]:
-    """Final norm + unembedding rows of the label tokens (the logit lens on ``resid``)."""
-    unembed = model.unembed.original_component
-    rows = label_token_ids.to(unembed.weight.device)
-    bias = unembed.bias[rows] if getattr(unembed, "bias", None) is not None else None
-    logits = torch.nn.functional.linear(model.ln_final(resid), unembed.weight[rows], bias)
-    softcap = getattr(model.original_model.config, "final_logit_softcapping", None)
-    if softcap is not None:
-        logits = torch.tanh(logits / softcap) * softcap
-    return logits
 
 
 def _prefix_cache(
@@ -318,7 +288,7 @@ def capture(
             )
             resid = recorder.stacked("resid")
             logits = _query_logits(model, recorder.stacked("q"), recorder.stacked("k")).float()
-            lens = label_logits_from_resid(model, resid, label_token_ids).float().cpu()
+            lens = logit_lens(model, resid, label_token_ids).cpu()
             resid, attn_out = resid.float().cpu(), recorder.stacked("attn_out").float().cpu()
             logits = logits.cpu()
             for row, e in enumerate(batch):
@@ -347,7 +317,7 @@ def capture(
             "reuse_prefix": reuse_prefix,
             "n_prefix_tokens": n_prefix,
             "attn_out_hook": f"blocks.{{layer}}.{recorder.attn_hook}",
-            "attention_windows": attention_windows(model),
+            "attention_windows": adapter(model).windows(model),
             "label_token_ids": label_token_ids.tolist(),
         },
     )

@@ -32,6 +32,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from icl_interp.errors import UserError
+from icl_interp.lm.arch import adapter, forget_cast_unembedding, logit_lens, projection_parameters
 
 METHODS: tuple[str, ...] = ("gd", "lcgd")
 PARAM_GROUPS: dict[str, tuple[str, ...]] = {
@@ -110,24 +111,15 @@ def copy_model(model: Any) -> Any:
 
 
 def trainable_parameters(model: Any, params: str) -> list[nn.Parameter]:
-    """The parameters of group ``params`` (weights and biases, every layer), in layer order."""
+    """The parameters of group ``params`` (weights and biases, every layer), in layer order;
+    the architecture adapter says where each projection lives."""
     if params == "all":
         return list(model.parameters())
     if params not in PARAM_GROUPS:
         raise UserError(
             f"unknown parameter group {params!r}; valid groups: {', '.join(PARAM_GROUP_NAMES)}"
         )
-    chosen: list[nn.Parameter] = []
-    for layer, block in enumerate(model.blocks):
-        for projection in PARAM_GROUPS[params]:
-            module = getattr(block.attn, projection, None)
-            if module is None:
-                raise UserError(
-                    f"layer {layer}'s attention has no separate {projection!r} projection; "
-                    f"use --params all for this architecture"
-                )
-            chosen.extend(module.parameters())
-    return chosen
+    return projection_parameters(model, PARAM_GROUPS[params])
 
 
 def lm_loss(
@@ -135,37 +127,6 @@ def lm_loss(
 ) -> Float[Tensor, ""]:
     """Mean next-token negative log-likelihood over every position of ``ids`` after the first."""
     return F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), ids[:, 1:].flatten())
-
-
-def layer_lm_logits(
-    model: Any, resid: Float[Tensor, "batch pos d_model"], dtype: torch.dtype = torch.float32
-) -> Float[Tensor, "batch pos vocab"]:
-    """Logit lens: a residual-stream state through the final norm and the unembedding.
-
-    The unembedding product runs in ``dtype`` (a frozen unembedding is cast once per model
-    and dtype, not per call); logits come back float32, soft-capped if the model does so.
-    """
-    unembed = model.unembed.original_component
-    weight = _unembedding_weight(model, dtype)
-    bias = getattr(unembed, "bias", None)
-    logits = F.linear(
-        model.ln_final(resid).to(dtype), weight, None if bias is None else bias.to(dtype)
-    ).float()
-    softcap = getattr(model.original_model.config, "final_logit_softcapping", None)
-    if softcap is not None:
-        logits = torch.tanh(logits / softcap) * softcap
-    return logits
-
-
-def _unembedding_weight(model: Any, dtype: torch.dtype) -> Tensor:
-    weight = model.unembed.original_component.weight
-    if weight.dtype == dtype or weight.requires_grad:
-        return weight.to(dtype)
-    cached = getattr(model, "_icl_interp_unembedding", None)
-    if cached is None or cached.dtype != dtype or cached.shape != weight.shape:
-        cached = weight.detach().to(dtype)
-        object.__setattr__(model, "_icl_interp_unembedding", cached)
-    return cached
 
 
 def demo_loss(model: Any, demo_ids: list[Int[Tensor, " _tok"]]) -> float:
@@ -232,7 +193,7 @@ def logit_lens_losses(
     than one per layer (the unembedding dominates the cost of layer-causal GD).
     """
     # the last position predicts nothing: drop it before the unembedding, not after
-    logits = layer_lm_logits(model, torch.cat(outputs)[:, :-1], dtype)
+    logits = logit_lens(model, torch.cat(outputs)[:, :-1], dtype=dtype)
     targets = ids[:, 1:].repeat(len(outputs), 1)
     nll = F.cross_entropy(logits.flatten(0, 1), targets.flatten(), reduction="none")
     return nll.view(len(outputs), -1).mean(dim=1)
@@ -370,7 +331,7 @@ def finetune_with_losses(
             steps.set_postfix(loss=f"{losses[-1]:.3f}")
     for parameter in tuned.parameters():
         parameter.requires_grad_(False)
-    object.__setattr__(tuned, "_icl_interp_unembedding", None)
+    forget_cast_unembedding(tuned)
     return tuned, losses
 
 
@@ -385,13 +346,13 @@ def untrained_baseline(model: Any, seed: int) -> Any:
     hf_config = getattr(getattr(untrained, "original_model", None), "config", None)
     std = float(getattr(hf_config, "initializer_range", 0.02))
     generator = torch.Generator().manual_seed(seed)
+    reinit_modules = adapter(untrained).reinit_modules
     with torch.no_grad():
         for block in untrained.blocks:
-            for part in (block.attn, block.mlp):
-                for module in part.modules():
-                    if isinstance(module, nn.Linear):
-                        weight = torch.randn(module.weight.shape, generator=generator) * std
-                        module.weight.copy_(weight)
-                        if module.bias is not None:
-                            module.bias.zero_()
+            for module in reinit_modules(block):
+                weight: Tensor = module.weight  # type: ignore[assignment]
+                weight.copy_(torch.randn(weight.shape, generator=generator) * std)
+                bias = getattr(module, "bias", None)
+                if bias is not None:
+                    bias.zero_()
     return untrained

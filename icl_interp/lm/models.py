@@ -10,8 +10,8 @@ Three sources, one entry point ``load_model(name_or_path)``:
 - ``tiny-<arch>`` (``tiny_random_model``): a few-layer random model with a word-level
   tokenizer, for tests; no network, no files.
 
-``attention_windows(model)`` says, per layer, which sliding window HF applies
-(``None`` = full attention); the capture code rebuilds every mask from it.
+Everything architecture-specific (hooks, scaling, windows, projections) is in
+``icl_interp.lm.arch``.
 """
 
 from __future__ import annotations
@@ -267,13 +267,6 @@ def bridge_from_hf(
     return bridge
 
 
-def attention_windows(model: TransformerBridge) -> list[int | None]:
-    """Per layer, the sliding window HF applies there (``None`` = full attention)."""
-    return [
-        getattr(block.attn.original_component, "sliding_window", None) for block in model.blocks
-    ]
-
-
 # --------------------------------------------------------------------------- tiny models
 
 
@@ -324,10 +317,19 @@ def _tiny_qwen2(vocab_size: int, special: dict[str, Any], **overrides: Any) -> A
     return Qwen2ForCausalLM(Qwen2Config(vocab_size=vocab_size, **special, **settings))
 
 
+def _tiny_gpt2(vocab_size: int, special: dict[str, Any], **overrides: Any) -> Any:
+    """GPT-2: learned absolute positions (no rotary), fused q/k/v, LayerNorm with biases."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    settings = {"n_embd": 32, "n_layer": 3, "n_head": 4, "n_positions": 2048, **overrides}
+    return GPT2LMHeadModel(GPT2Config(vocab_size=vocab_size, **special, **settings))
+
+
 TINY_ARCHS: dict[str, Callable[..., Any]] = {
     "gemma3": _tiny_gemma3,
     "llama": _tiny_llama,
     "qwen2": _tiny_qwen2,
+    "gpt2": _tiny_gpt2,
 }
 
 

@@ -6,9 +6,11 @@ import pytest
 import torch
 
 from icl_interp.errors import UserError
-from icl_interp.lm.capture import Capture, capture, capture_condition, run_with_mask
+from icl_interp.lm.arch import attention_windows
+from icl_interp.lm.capture import capture, capture_condition, run_with_mask
 from icl_interp.lm.data import Example, build_prompts, get_dataset
-from icl_interp.lm.models import attention_windows, tiny_random_model
+from icl_interp.lm.models import tiny_random_model
+from icl_interp.lm.record import Capture
 from icl_interp.masks import build_mask
 from tests.helpers import assert_close
 
@@ -59,12 +61,13 @@ def test_capture_shapes_and_storage() -> None:
     assert_close(limited.resid, result.resid[:2], atol=1e-5, what="limit keeps the first examples")
 
 
-@pytest.mark.parametrize("arch", ["gemma3", "llama"])
+@pytest.mark.parametrize("arch", ["gemma3", "llama", "gpt2"])
 @pytest.mark.parametrize("mask", ["causal", "prefix"])
 def test_prefix_reuse_equals_full_forward(arch: str, mask: str) -> None:
     """Cached prefix + batched padded queries == one full forward per example (< 1e-4).
 
-    The tiny Gemma-3 has sliding window 4, far shorter than the 16-21 token prompts.
+    The tiny Gemma-3 has sliding window 4, far shorter than the 16-21 token prompts; GPT-2
+    has learned absolute positions and no rotary embeddings.
     """
     model = tiny_random_model(arch)
     prefix, queries, labels = _inputs()
@@ -75,11 +78,12 @@ def test_prefix_reuse_equals_full_forward(arch: str, mask: str) -> None:
         assert_close(value, full_fields[name], atol=1e-4, what=f"{arch}/{mask} {name}")
 
 
+@pytest.mark.parametrize("arch", ["gemma3", "gpt2"])
 @pytest.mark.parametrize("mask", ["causal", "prefix"])
-def test_against_an_independent_full_forward(mask: str) -> None:
+def test_against_an_independent_full_forward(arch: str, mask: str) -> None:
     """Label logits match the model's own logits; attention logits match hook_attn_scores
     wherever the mask allows the key, and stay finite (pre-mask) where the window forbids it."""
-    model = tiny_random_model("gemma3")
+    model = tiny_random_model(arch)
     prefix, queries, labels = _inputs()
     result = capture(model, prefix, queries, labels, LABEL_IDS, mask=mask, batch_size=2)
     n_layers = model.cfg.n_layers
@@ -111,7 +115,8 @@ def test_against_an_independent_full_forward(mask: str) -> None:
                 captured[:, allowed], scores[layer][:, allowed], atol=1e-5, what=f"layer {layer}"
             )
             assert torch.isfinite(captured).all()
-        assert (~build_mask(mask, seq_len, sliding_window=4)[-1, len(prefix) :]).any()
+        if arch == "gemma3":
+            assert (~build_mask(mask, seq_len, sliding_window=4)[-1, len(prefix) :]).any()
 
 
 def test_logit_lens_by_hand() -> None:

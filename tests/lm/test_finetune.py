@@ -29,6 +29,12 @@ def gemma() -> torch.nn.Module:
 
 
 @pytest.fixture(scope="module")
+def gpt2() -> torch.nn.Module:
+    """GPT-2 fuses q, k and v in one matrix (c_attn) and has no rotary embeddings."""
+    return tiny_random_model("gpt2", seed=0)
+
+
+@pytest.fixture(scope="module")
 def qwen() -> torch.nn.Module:
     """Qwen2 has biases on its q/k/v projections."""
     return tiny_random_model("qwen2", seed=0)
@@ -223,3 +229,40 @@ def test_auto_compute_dtype_is_bfloat16_only_where_the_cpu_has_it() -> None:
     assert resolve_compute_dtype("bfloat16") == "bfloat16"
     native = torch.ops.mkldnn._is_mkldnn_bf16_supported()
     assert resolve_compute_dtype("auto", "cpu") == ("bfloat16" if native else "float32")
+
+
+@pytest.mark.parametrize("method", ["gd", "lcgd"])
+def test_fused_qkv_trains_only_the_key_and_value_projections(gpt2, method: str) -> None:
+    """On GPT-2 (q, k, v fused in c_attn; the bridge splits it into the views its forward
+    uses), params="kv" changes the k and v projections and the model's output, never q or o."""
+    before = snapshot(gpt2)
+    ids = demos(gpt2)
+    tuned = finetune(gpt2, ids, method=method, lr=0.1, params="kv")
+    assert changed(gpt2, before) == set()
+    for layer in range(gpt2.cfg.n_layers):
+        new, old = tuned.blocks[layer].attn, gpt2.blocks[layer].attn
+        for name in ("q", "o"):
+            for p_new, p_old in zip(
+                getattr(new, name).parameters(), getattr(old, name).parameters(), strict=True
+            ):
+                assert torch.equal(p_new, p_old), f"layer {layer} {name} changed"
+        for name in ("k", "v"):
+            weight_new = getattr(new, name).original_component.weight
+            assert not torch.equal(weight_new, getattr(old, name).original_component.weight)
+    with torch.no_grad():
+        assert not torch.allclose(tuned(ids[0][None]), gpt2(ids[0][None]))
+
+
+def test_untrained_gpt2_redraws_attention_and_mlp_weights(gpt2) -> None:
+    """GPT-2's Conv1D weights (o, MLP) are re-drawn as well as the split q/k/v; norms kept."""
+    untrained = untrained_baseline(gpt2, seed=1)
+    new, old = untrained.blocks[0], gpt2.blocks[0]
+    for name in ("q", "k", "v", "o"):
+        module = getattr(new.attn, name).original_component
+        assert not torch.equal(module.weight, getattr(old.attn, name).original_component.weight)
+        assert torch.count_nonzero(module.bias) == 0
+    for module_new, module_old in zip(new.mlp.modules(), old.mlp.modules(), strict=True):
+        if hasattr(module_new, "weight") and not hasattr(module_new, "original_component"):
+            assert not torch.equal(module_new.weight, module_old.weight)
+    for p_new, p_old in zip(new.ln1.parameters(), old.ln1.parameters(), strict=True):
+        assert torch.equal(p_new, p_old)

@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from icl_interp.errors import UserError
-from icl_interp.lm.capture import Capture
 from icl_interp.lm.metrics import METRICS, Conditions, compute_metrics, register_metric
+from icl_interp.lm.record import Capture
 from tests.helpers import assert_close
 
 

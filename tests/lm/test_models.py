@@ -9,10 +9,10 @@ import pytest
 import torch
 
 from icl_interp.errors import UserError
+from icl_interp.lm.arch import attention_windows
 from icl_interp.lm.models import (
     MODELS,
     TINY_ARCHS,
-    attention_windows,
     load_model,
     tiny_hf_model,
     tiny_random_model,

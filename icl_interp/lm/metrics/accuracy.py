@@ -10,8 +10,8 @@ from __future__ import annotations
 from jaxtyping import Bool, Float
 from torch import Tensor
 
-from icl_interp.lm.capture import Capture
 from icl_interp.lm.metrics.core import Conditions, register_metric
+from icl_interp.lm.record import Capture
 
 
 def correct(capture: Capture) -> Bool[Tensor, "example layer"]:

@@ -10,7 +10,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from icl_interp.lm.capture import Capture
+from icl_interp.lm.record import Capture
 from icl_interp.registry import Registry
 
 OVER_LAYERS: tuple[str, ...] = ("mean", "last")
