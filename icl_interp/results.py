@@ -168,7 +168,8 @@ class ResultFolder:
     output path, ...) are recorded but never compared; keys in ``may_differ`` (a resumable
     plan's list of units, say) may change between runs because every unit records its own.
     ``inputs`` maps an input's name to its fingerprint (``file_fingerprint``, a model's
-    identity). ``check()`` only reads; ``claim()`` checks, then writes ``config.json``.
+    identity); an input not known yet (data read after the model loads) is compared once it
+    is added. ``check()`` only reads; ``claim()`` checks, then writes ``config.json``.
     """
 
     path: Path
@@ -232,7 +233,8 @@ class ResultFolder:
                 f"--out {where} holds results made with other settings ({'; '.join(differ)}); "
                 "rerun with the same options to resume, or pass a new --out"
             )
-        changed = _differences(recorded.get("inputs", {}), to_jsonable(self.inputs), frozenset())
+        known = {k: v for k, v in recorded.get("inputs", {}).items() if k in self.inputs}
+        changed = _differences(known, to_jsonable(self.inputs), frozenset())
         if changed:
             raise UserError(
                 f"--out {where} holds results made from other inputs ({'; '.join(changed)}); "

@@ -6,8 +6,8 @@ ICL) under a causal or prefix mask and records, per layer, only the last query p
 residual stream, attention output, pre-softmax attention logits to the query's own tokens,
 and logit-lens label logits. With ``reuse_prefix`` (default) the prefix's keys and values
 are computed once, under the chosen mask, and reused for every query; queries then run in
-right-padded batches. ``capture_condition(model, prompts, condition)`` maps the condition
-names of DESIGN.md section 5 onto this.
+right-padded batches. ``capture_condition(model, prompts, condition)`` runs a ``Condition``
+(zero-shot, or ICL under a mask kind) of a ``PromptSet``.
 
 Masks are rebuilt for every layer from ``icl_interp.masks.build_mask`` with the layer's
 sliding window (``icl_interp.lm.arch``): a 4D mask handed to a HF model replaces HF's own
@@ -26,16 +26,9 @@ from tqdm.auto import tqdm
 
 from icl_interp.errors import UserError
 from icl_interp.lm.arch import adapter, logit_lens
+from icl_interp.lm.conditions import Condition
 from icl_interp.lm.record import Capture
 from icl_interp.masks import MASKS, additive_mask, build_mask
-
-ZERO_SHOT_CONDITIONS = ("zsl", "gd", "lcgd", "untrained")
-CONDITION_MASKS: dict[str, str] = {
-    **dict.fromkeys(ZERO_SHOT_CONDITIONS, "causal"),
-    "icl_causal": "causal",
-    "icl_prefix": "prefix",
-}
-
 
 # --------------------------------------------------------------------------- masks
 
@@ -323,32 +316,28 @@ def capture(
     )
 
 
-def capture_condition(model: Any, prompts: Any, condition: str, **options: Any) -> Capture:
-    """Capture a named condition from a ``PromptSet`` (``icl_interp.lm.data.build_prompts``).
-
-    ``zsl``, ``gd``, ``lcgd``, ``untrained``: ``[bos] + query`` (pass the finetuned or
-    re-initialised model); ``icl_causal`` / ``icl_prefix``: demonstrations + query under
-    the causal / prefix mask. ``options`` go to ``capture``.
-    """
-    if condition not in CONDITION_MASKS:
-        raise UserError(
-            f"unknown condition {condition!r}; valid conditions: {', '.join(CONDITION_MASKS)}"
-        )
-    if condition in ZERO_SHOT_CONDITIONS:
-        prefix_ids = torch.tensor([prompts.bos_id], dtype=torch.long)
-    else:
+def capture_condition(
+    model: Any, prompts: Any, condition: Condition, **options: Any
+) -> Capture:
+    """Capture ``condition`` (``icl_interp.lm.conditions``) on a ``PromptSet``
+    (``icl_interp.lm.data.make_prompts``): ``[bos] + query`` for zero-shot (pass a finetuned or
+    re-initialised model to capture it zero-shot), demonstrations + query under the
+    condition's mask for ICL. ``options`` go to ``capture``."""
+    if condition.demonstrations:
         prefix_ids = prompts.prefix_ids
-    options.setdefault("desc", condition)
+    else:
+        prefix_ids = torch.tensor([prompts.bos_id], dtype=torch.long)
+    options.setdefault("desc", condition.name)
     result = capture(
         model,
         prefix_ids,
         prompts.query_ids,
         prompts.labels,
         prompts.label_token_ids,
-        mask=CONDITION_MASKS[condition],
+        mask=condition.mask,
         **options,
     )
     result.meta.update(
-        condition=condition, k_used=0 if condition in ZERO_SHOT_CONDITIONS else prompts.k_used
+        condition=condition.name, k_used=prompts.k_used if condition.demonstrations else 0
     )
     return result

@@ -1,21 +1,23 @@
 """``icl-interp compare``: ICL vs gradient descent (GD, layer-causal GD) in pretrained LMs.
 
 For every model x data set x seed (one resumable *unit*): sample k demonstrations and the test
-examples, capture ZSL, ICL (causal and/or prefix mask), GD-finetuned and LCGD-finetuned models,
-plus the untrained baseline (ZSL, ICL and GD all on a model whose attention and MLP weights are
-re-drawn), and compute every registered metric per layer. Writes into ``--out``:
+examples (``make_prompts``), capture zero-shot and ICL under each chosen mask kind
+(``icl_interp.lm.conditions``), the models each chosen method finetunes (GD, LCGD; the
+``untrained`` method repeats ZSL, ICL and GD inside a model whose attention and MLP weights are
+re-drawn), and compute every registered metric per layer. Writes into ``--out`` (a folder owned
+by this command and its settings: ``icl_interp.results.ResultFolder``):
 
-- ``config.json``: the config and package versions;
-- ``units/<model>__<data>__seed<seed>.csv`` (+ ``.attention.csv``, ``.json``): one per unit,
-  written atomically, so a rerun skips finished units;
-- ``metrics.csv``: tidy, one row per model x data x seed x mask x method x layer x metric;
+- ``config.json``: the command, the config, package versions, the command line;
+- ``units/<model>__<data>__seed<seed>.csv`` (+ ``.attention.csv``, ``.json`` with the unit's
+  settings, data provenance and model identity, ``.timings.json``): one per unit, written
+  atomically, so a rerun skips finished units (after checking their data and model are unchanged);
+- ``metrics.csv``: tidy, one row per model x data x seed x mask x method x layer x metric
+  (metrics that do not read the finetuned model are stored once per mask, method ``none``);
 - ``attention.csv``: attention logits over the query tokens for the first ``--heatmap-examples``
   test examples, per condition x layer x head x token;
-- ``summary.md`` / ``summary.csv``: mean over layers (last layer for accuracies) and seeds;
+- ``summary.md`` / ``summary.csv``: mean over layers (last layer for accuracies) and seeds, one
+  column per registered metric (x method for those that read the finetuned model);
 - ``figures/``: per-layer metric curves and attention heatmaps (PNG + PDF).
-
-``method`` in the table names the finetuned model compared with ICL: ``gd``, ``lcgd``, or
-``untrained`` (GD vs ICL, both inside the untrained model).
 """
 
 from __future__ import annotations
@@ -31,19 +33,20 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from icl_interp.errors import UserError
+from icl_interp.lm.conditions import METHODS, ZERO_SHOT, conditions, icl, method_names
 from icl_interp.lm.finetune import COMPUTE_DTYPES
-from icl_interp.lm.metrics import METRICS, Conditions, compute_metrics
+from icl_interp.lm.metrics import METRICS, Conditions, compute_metrics, metric_names
+from icl_interp.lm.metrics.core import NO_METHOD
 from icl_interp.masks import MASKS, mask_names
 from icl_interp.results import (
+    ResultFolder,
     done,
     seed_everything,
     to_jsonable,
-    write_config,
     write_csv,
     write_text,
 )
 
-METHODS: tuple[str, ...] = ("gd", "lcgd", "untrained")
 DEFAULT_OUT = Path("runs/compare")
 UNIT_COLUMNS = ["model", "data", "seed", "mask", "method", "layer", "metric", "value"]
 ATTENTION_COLUMNS = [
@@ -58,25 +61,8 @@ ATTENTION_COLUMNS = [
     "token",
     "logit",
 ]
-SUMMARY_QUANTITIES: tuple[tuple[str, str, str], ...] = (
-    ("SimAOU random", "simaou_random", "gd"),
-    ("SimAOU GD", "simaou", "gd"),
-    ("SimAOU LCGD", "simaou", "lcgd"),
-    ("SimAOU untrained", "simaou", "untrained"),
-    ("SimAM ZSL", "simam_zsl", "gd"),
-    ("SimAM GD", "simam", "gd"),
-    ("SimAM LCGD", "simam", "lcgd"),
-    ("SimAM untrained", "simam", "untrained"),
-    ("SimAM∆ GD", "simam_delta", "gd"),
-    ("SimAM∆ LCGD", "simam_delta", "lcgd"),
-    ("SimAM∆ untrained", "simam_delta", "untrained"),
-    ("acc ZSL", "accuracy_zsl", "gd"),
-    ("acc ICL", "accuracy_icl", "gd"),
-    ("acc GD", "accuracy_ft", "gd"),
-    ("acc LCGD", "accuracy_ft", "lcgd"),
-    ("Recall2FTP GD", "recall2ftp", "gd"),
-    ("Recall2FTP LCGD", "recall2ftp", "lcgd"),
-)
+PLAN_KEYS = frozenset({"models", "datasets", "seeds"})
+CaptureKey = tuple[str, str]  # (model scope "base" | "untrained", condition or finetuning name)
 
 
 @dataclass(frozen=True)
@@ -91,7 +77,7 @@ class CompareConfig:
     datasets: tuple[str, ...] = ("mr",)
     seeds: tuple[int, ...] = (0,)
     masks: tuple[str, ...] = field(default_factory=lambda: tuple(mask_names()))
-    methods: tuple[str, ...] = METHODS
+    methods: tuple[str, ...] = field(default_factory=lambda: tuple(method_names()))
     n_test: int = 24
     k: int | None = None
     lr: float | None = None
@@ -103,19 +89,24 @@ class CompareConfig:
     data_dir: str | None = None
     source: str = "auto"
     device: str = "cpu"
-    metrics: tuple[str, ...] = field(default_factory=lambda: tuple(METRICS.names()))
+    metrics: tuple[str, ...] = field(default_factory=lambda: tuple(metric_names()))
 
     def __post_init__(self) -> None:
         for name in ("models", "datasets", "seeds", "masks", "methods", "metrics"):
-            if not getattr(self, name):
-                raise UserError(f"--{name.replace('_', '-')} needs at least one value")
+            values = getattr(self, name)
+            if not values:
+                raise UserError(f"--{name} needs at least one value")
+            repeated = sorted({str(v) for v in values if values.count(v) > 1})
+            if repeated:
+                raise UserError(f"--{name} lists {', '.join(repeated)} more than once")
         for mask in self.masks:
             MASKS.get(mask)
         for method in self.methods:
-            if method not in METHODS:
-                raise UserError(f"unknown method {method!r}; valid methods: {', '.join(METHODS)}")
+            METHODS.get(method)
         for metric in self.metrics:
             METRICS.get(metric)
+        if any(seed < 0 for seed in self.seeds):
+            raise UserError(f"--seeds must be >= 0, got {list(self.seeds)}")
         if self.n_test < 1:
             raise UserError(f"--n-test must be >= 1, got {self.n_test}")
         if self.k is not None and self.k < 1:
@@ -151,33 +142,11 @@ def unit_stem(model: str, data: str, seed: int) -> str:
     return f"{safe_model}__{data}__seed{seed}"
 
 
-def _prompts(model: Any, data: str, seed: int, config: CompareConfig) -> Any:
-    from icl_interp.lm.data import (
-        build_prompts,
-        get_dataset,
-        load_examples,
-        sample_demonstrations,
-        select_eval,
-    )
-
-    spec = get_dataset(data)
-    train = load_examples(spec.name, "train", config.data_dir, source=config.source)
-    test = load_examples(spec.name, "test", config.data_dir, source=config.source)
-    demos = sample_demonstrations(train, config.k or spec.k, seed=seed)
-    queries = select_eval(test, config.n_test, seed=seed, exclude=demos, at_most=True)
-    if len(queries) < config.n_test:
-        tqdm.write(
-            f"{spec.name}: only {len(queries)} evaluation examples remain after excluding the "
-            f"demonstrations; using {len(queries)} instead of {config.n_test}"
-        )
-    return spec, build_prompts(model.tokenizer, spec, demos, queries, max_len=config.max_len)
-
-
-def _capture_all(
-    model: Any, prompts: Any, spec: Any, seed: int, config: CompareConfig
-) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Captures of every condition the unit needs; info: lr, finetuning losses per step and
-    seconds per stage."""
+def _captures(
+    model: Any, prompts: Any, lr: float, seed: int, config: CompareConfig
+) -> tuple[dict[CaptureKey, Any], dict[str, Any], dict[str, float]]:
+    """Every capture the unit needs, keyed by (model scope, condition or finetuning name);
+    info (finetuning losses per step, dtype) and seconds per stage."""
     from icl_interp.lm.capture import capture_condition
     from icl_interp.lm.finetune import (
         finetune_with_losses,
@@ -185,84 +154,91 @@ def _capture_all(
         untrained_baseline,
     )
 
-    lr = config.lr or spec.gd_lr
-    captures: dict[str, Any] = {}
-    train_losses: dict[str, list[float]] = {}
+    captures: dict[CaptureKey, Any] = {}
+    losses: dict[str, list[float]] = {}
     seconds: dict[str, float] = {}
-
-    def cap(m: Any, condition: str, name: str) -> None:
-        started = time.perf_counter()
-        captures[name] = capture_condition(
-            m, prompts, condition, batch_size=config.batch_size, desc=name
-        )
-        seconds[name] = round(time.perf_counter() - started, 1)
-
-    def finetuned(m: Any, method: str, name: str) -> Any:
-        started = time.perf_counter()
-        tuned, losses = finetune_with_losses(
-            m,
-            prompts.demo_ids,
-            method=method,
-            lr=lr,
-            params=config.params,
-            seed=seed,
-            compute_dtype=config.finetune_dtype,
-            progress=True,
-        )
-        train_losses[name] = [round(loss, 5) for loss in losses]
-        seconds[f"{name} finetuning"] = round(time.perf_counter() - started, 1)
-        return tuned
-
-    icl_conditions = [f"icl_{mask}" for mask in config.masks]
-    for condition in ["zsl", *icl_conditions]:
-        cap(model, condition, condition)
-    for method in ("gd", "lcgd"):
-        if method in config.methods:
-            cap(finetuned(model, method, method), method, method)
-    if "untrained" in config.methods:
-        untrained = untrained_baseline(model, seed=seed)
-        for condition in ["zsl", *icl_conditions]:
-            cap(untrained, condition, f"untrained/{condition}")
-        cap(finetuned(untrained, "gd", "untrained_gd"), "gd", "untrained/gd")
+    methods = [METHODS.get(name) for name in config.methods]
+    scopes = ["base"] + (["untrained"] if any(m.untrained for m in methods) else [])
+    for scope in scopes:
+        scoped = model if scope == "base" else untrained_baseline(model, seed=seed)
+        prefix = "" if scope == "base" else f"{scope} "
+        for condition in conditions(config.masks):
+            started = time.perf_counter()
+            captures[scope, condition.name] = capture_condition(
+                scoped,
+                prompts,
+                condition,
+                batch_size=config.batch_size,
+                desc=prefix + condition.name,
+            )
+            seconds[prefix + condition.name] = round(time.perf_counter() - started, 1)
+        for finetune in dict.fromkeys(
+            m.finetune for m in methods if m.untrained == (scope != "base")
+        ):
+            started = time.perf_counter()
+            tuned, step_losses = finetune_with_losses(
+                scoped,
+                prompts.demo_ids,
+                method=finetune,
+                lr=lr,
+                params=config.params,
+                seed=seed,
+                compute_dtype=config.finetune_dtype,
+                progress=True,
+            )
+            seconds[f"{prefix}{finetune} finetuning"] = round(time.perf_counter() - started, 1)
+            losses[prefix + finetune] = [round(loss, 5) for loss in step_losses]
+            started = time.perf_counter()
+            captures[scope, finetune] = capture_condition(
+                tuned, prompts, ZERO_SHOT, batch_size=config.batch_size, desc=prefix + finetune
+            )
+            seconds[prefix + finetune] = round(time.perf_counter() - started, 1)
     info = {
-        "lr": lr,
         "finetune_dtype": resolve_compute_dtype(config.finetune_dtype, config.device),
-        "train_loss_per_step": train_losses,
-        "seconds_per_stage": seconds,
+        "train_loss_per_step": losses,
     }
-    return captures, info
+    return captures, info, seconds
 
 
 def unit_metrics(
-    captures: dict[str, Any], config: CompareConfig, *, model: str, data: str, seed: int
+    captures: dict[CaptureKey, Any], config: CompareConfig, *, model: str, data: str, seed: int
 ) -> pd.DataFrame:
-    """The tidy metric rows of one unit, from its captures."""
+    """The tidy metric rows of one unit: per ICL mask, the metrics that do not read the
+    finetuned model once (method ``none``), then the others once per method."""
+    chosen = [METRICS.get(name) for name in config.metrics]
+    once = [m.name for m in chosen if not m.per_method]
+    per_method = [m.name for m in chosen if m.per_method]
     frames = []
     for mask in config.masks:
-        for method in config.methods:
-            scope = "untrained/" if method == "untrained" else ""
-            conditions = Conditions(
-                zsl=captures[f"{scope}zsl"],
-                icl=captures[f"{scope}icl_{mask}"],
-                ft=captures[f"{scope}gd" if method == "untrained" else method],
+        condition = icl(mask).name
+        if once:
+            base = Conditions(captures["base", "zsl"], captures["base", condition], seed=seed)
+            frames.append(compute_metrics(base, once).assign(mask=mask, method=NO_METHOD))
+        for name in config.methods if per_method else ():
+            method = METHODS.get(name)
+            scope = "untrained" if method.untrained else "base"
+            conditions_ = Conditions(
+                zsl=captures[scope, "zsl"],
+                icl=captures[scope, condition],
+                ft=captures[scope, method.finetune],
                 seed=seed,
             )
-            frame = compute_metrics(conditions, config.metrics)
-            frames.append(frame.assign(mask=mask, method=method))
+            frames.append(compute_metrics(conditions_, per_method).assign(mask=mask, method=name))
     table = pd.concat(frames, ignore_index=True).assign(model=model, data=data, seed=seed)
     return table[UNIT_COLUMNS]
 
 
 def attention_rows(
-    captures: dict[str, Any], tokenizer: Any, prompts: Any, n_examples: int
+    captures: dict[CaptureKey, Any], tokenizer: Any, prompts: Any, n_examples: int
 ) -> pd.DataFrame:
-    """Attention logits over the query tokens for the first ``n_examples`` examples (tidy)."""
+    """Attention logits over the query tokens for the first ``n_examples`` examples (tidy),
+    for every capture of the base model (zero-shot, ICL per mask, each finetuned model)."""
     rows = []
-    conditions = [c for c in captures if "/" not in c]
+    names = [name for scope, name in captures if scope == "base"]
     for example in range(min(n_examples, prompts.n_examples)):
         tokens = tokenizer.convert_ids_to_tokens(prompts.query_ids[example].tolist())
-        for condition in conditions:
-            logits = captures[condition].attn_logits[example]
+        for name in names:
+            logits = captures["base", name].attn_logits[example]
             n_layers, n_heads, n_tokens = logits.shape
             for layer in range(n_layers):
                 for head in range(n_heads):
@@ -270,7 +246,7 @@ def attention_rows(
                         rows.append(
                             (
                                 example,
-                                condition,
+                                name,
                                 layer,
                                 head,
                                 position,
@@ -281,29 +257,95 @@ def attention_rows(
     return pd.DataFrame(rows, columns=ATTENTION_COLUMNS[3:])
 
 
+def unit_settings(config: CompareConfig) -> dict[str, Any]:
+    """The settings a unit's numbers depend on (everything but the plan of units)."""
+    return {k: v for k, v in to_jsonable(config).items() if k not in PLAN_KEYS}
+
+
+def _unit_prompts(model: Any, data: str, seed: int, config: CompareConfig) -> tuple[Any, Any, Any]:
+    from icl_interp.lm.data import make_prompts
+
+    return make_prompts(
+        model.tokenizer,
+        data,
+        n_test=config.n_test,
+        seed=seed,
+        k=config.k,
+        max_len=config.max_len,
+        context=int(model.cfg.n_ctx),
+        data_dir=config.data_dir,
+        source=config.source,
+    )
+
+
 def run_unit(
-    model: Any, model_name: str, data: str, seed: int, config: CompareConfig, units: Path
+    model: Any,
+    model_name: str,
+    data: str,
+    seed: int,
+    config: CompareConfig,
+    folder: ResultFolder,
 ) -> None:
     """Compute and write one model x data x seed unit (metrics CSV last: it marks the unit done)."""
+    from icl_interp.lm.models import model_identity
+
+    units = folder.path / "units"
     stem = unit_stem(model_name, data, seed)
     started = time.perf_counter()
     seed_everything(seed)
-    spec, prompts = _prompts(model, data, seed, config)
-    captures, info = _capture_all(model, prompts, spec, seed, config)
+    spec, prompts, provenance = _unit_prompts(model, data, seed, config)
+    lr = config.lr or spec.gd_lr
+    captures, info, seconds = _captures(model, prompts, lr, seed, config)
     attention = attention_rows(captures, model.tokenizer, prompts, config.heatmap_examples)
     key = {"model": model_name, "data": spec.name, "seed": seed}
-    write_csv(units / f"{stem}.attention.csv", attention.assign(**key)[ATTENTION_COLUMNS])
-    info.update(
-        key,
-        k_requested=prompts.k_requested,
-        k_used=prompts.k_used,
-        prefix_tokens=int(prompts.prefix_ids.shape[0]),
-        n_test=prompts.n_examples,
-        seconds=round(time.perf_counter() - started, 1),
-    )
-    write_text(units / f"{stem}.json", json.dumps(info, indent=2, sort_keys=True) + "\n")
+    info = {
+        **key,
+        "settings": unit_settings(config),
+        "model_identity": model_identity(model_name),
+        "lr": lr,
+        **info,
+        "prompts": provenance.to_dict(),
+        "k_used": prompts.k_used,
+        "n_test": prompts.n_examples,
+    }
     metrics = unit_metrics(captures, config, model=model_name, data=spec.name, seed=seed)
+    folder.claim()
+    write_csv(units / f"{stem}.attention.csv", attention.assign(**key)[ATTENTION_COLUMNS])
+    write_text(units / f"{stem}.json", json.dumps(info, indent=2, sort_keys=True) + "\n")
+    seconds["unit"] = round(time.perf_counter() - started, 1)
+    write_text(units / f"{stem}.timings.json", json.dumps(seconds, indent=2) + "\n")
     write_csv(units / f"{stem}.csv", metrics)
+
+
+def check_finished_unit(units: Path, unit: tuple[str, str, int], config: CompareConfig) -> None:
+    """A finished unit is reused only if its settings, data and model are the current ones."""
+    from icl_interp.lm.data import examples_fingerprint, load_examples
+    from icl_interp.lm.models import model_identity
+
+    model_name, data, _ = unit
+    info_file = units / f"{unit_stem(*unit)}.json"
+    try:
+        info = json.loads(info_file.read_text(encoding="utf-8"))
+        recorded = (info["settings"], info["prompts"]["fingerprint"], info["model_identity"])
+    except (OSError, ValueError, KeyError, TypeError):
+        raise UserError(
+            f"{info_file} is missing or corrupt; delete the unit's files to recompute it"
+        ) from None
+    settings, fingerprints, identity = recorded
+    if settings != unit_settings(config):
+        raise UserError(f"{info_file} was made with other settings; pass a new --out")
+    for split, fingerprint in fingerprints.items():
+        examples = load_examples(data, split, config.data_dir, source=config.source)
+        if examples_fingerprint(examples) != fingerprint:
+            raise UserError(
+                f"the {data} {split} data changed since {info_file.name} was computed; "
+                "pass a new --out (or restore the data)"
+            )
+    if identity != model_identity(model_name):
+        raise UserError(
+            f"model {model_name} changed since {info_file.name} was computed "
+            f"({identity} -> {model_identity(model_name)}); pass a new --out"
+        )
 
 
 # --------------------------------------------------------------------------- summary
@@ -322,14 +364,37 @@ def layer_reduced(table: pd.DataFrame) -> pd.DataFrame:
     return pd.concat([mean, last[[*keys, "value"]]], ignore_index=True)
 
 
+def summary_columns(metrics: list[str], methods: list[str]) -> list[tuple[str, str, str]]:
+    """(column label, metric, method) of the summary, read from the registries: per-layer-mean
+    metrics first, then last-layer ones, each in registration order; a metric that reads the
+    finetuned model gets one column per method ("SimAOU GD"), the others one ("SimAOU random")."""
+    order = metric_names()
+    chosen = sorted(
+        (METRICS.get(name) for name in metrics),
+        key=lambda m: (m.over_layers == "last", order.index(m.name)),
+    )
+    columns = []
+    for metric in chosen:
+        if metric.per_method:
+            columns += [
+                (f"{metric.label} {METHODS.get(method).label}", metric.name, method)
+                for method in methods
+            ]
+        else:
+            columns.append((metric.label, metric.name, NO_METHOD))
+    return columns
+
+
 def summary_table(table: pd.DataFrame) -> pd.DataFrame:
-    """Rows model x mask x data (plus a per-model/mask mean row); columns SUMMARY_QUANTITIES."""
+    """Rows model x mask x data (plus a per-model/mask mean row); columns ``summary_columns``."""
     reduced = layer_reduced(table)
     per_data = reduced.groupby(["model", "mask", "method", "metric", "data"], as_index=False)[
         "value"
     ].mean()
+    registered = [name for name in dict.fromkeys(table["metric"]) if name in METRICS]
+    methods = [name for name in method_names() if name in set(table["method"])]
     columns = {}
-    for label, metric, method in SUMMARY_QUANTITIES:
+    for label, metric, method in summary_columns(registered, methods):
         chosen = per_data[(per_data["metric"] == metric) & (per_data["method"] == method)]
         if not chosen.empty:
             columns[label] = chosen.set_index(["model", "mask", "data"])["value"]
@@ -380,34 +445,27 @@ def _markdown(frame: pd.DataFrame) -> str:
 # --------------------------------------------------------------------------- driver
 
 
-UNIT_KEYS = ("models", "datasets", "seeds")
-
-
-def _check_same_settings(out: Path, config: CompareConfig) -> None:
-    """Units from an earlier run are reused only if every setting but the unit plan matches."""
-    previous_file = out / "config.json"
-    if not previous_file.exists():
-        return
-    previous = json.loads(previous_file.read_text())["config"]
-    current = to_jsonable(config)
-    differ = sorted(k for k in current if k not in UNIT_KEYS and previous.get(k) != current[k])
-    if differ:
-        raise UserError(
-            f"{out} holds results made with other settings ({', '.join(differ)}); "
-            "rerun with the same options to resume, or pass a new --out"
-        )
+def result_folder(out: Path, config: CompareConfig) -> ResultFolder:
+    """The ``--out`` folder as owned by ``compare`` with ``config`` (the plan of units may grow)."""
+    return ResultFolder(Path(out), "compare", config, may_differ=PLAN_KEYS)
 
 
 def run_compare(config: CompareConfig, out: Path, *, figures: bool = True) -> pd.DataFrame:
-    """Run (or resume) every unit, then write the combined tables, summary and figures."""
-    out = Path(out)
-    units = out / "units"
-    _check_same_settings(out, config)
-    write_config(out, config)
+    """Run (or resume) every unit, then write the combined tables, summary and figures.
+
+    Nothing is written into ``out`` until the first unit's numbers exist, so a run that
+    fails early leaves the folder as it was.
+    """
+    folder = result_folder(out, config)
+    folder.check()
+    units = folder.path / "units"
     plan = [(m, d, s) for m in config.models for d in config.datasets for s in config.seeds]
-    todo = [unit for unit in plan if not done(units / f"{unit_stem(*unit)}.csv")]
-    if len(todo) < len(plan):
-        print(f"resuming: {len(plan) - len(todo)} of {len(plan)} units already done in {units}")
+    finished = [unit for unit in plan if done(units / f"{unit_stem(*unit)}.csv")]
+    for unit in finished:
+        check_finished_unit(units, unit, config)
+    todo = [unit for unit in plan if unit not in finished]
+    if finished:
+        print(f"resuming: {len(finished)} of {len(plan)} units already done in {units}")
     loaded: dict[str, Any] = {}
     for model_name, data, seed in tqdm(todo, desc="units", unit="unit"):
         if model_name not in loaded:
@@ -415,18 +473,22 @@ def run_compare(config: CompareConfig, out: Path, *, figures: bool = True) -> pd
 
             loaded.clear()
             loaded[model_name] = load_model(model_name, device=config.device)
-        run_unit(loaded[model_name], model_name, data, seed, config, units)
+        run_unit(loaded[model_name], model_name, data, seed, config, folder)
     loaded.clear()
+    folder.claim()
 
-    table = pd.concat(
-        [pd.read_csv(units / f"{unit_stem(*unit)}.csv") for unit in plan], ignore_index=True
-    )
+    def read(unit: tuple[str, str, int], suffix: str, **options: Any) -> pd.DataFrame:
+        path = units / f"{unit_stem(*unit)}{suffix}"
+        try:
+            return pd.read_csv(path, **options)
+        except (OSError, ValueError) as err:
+            raise UserError(
+                f"{path} is unreadable or corrupt ({type(err).__name__}); delete it to recompute the unit"
+            ) from None
+
+    table = pd.concat([read(unit, ".csv") for unit in plan], ignore_index=True)
     attention = pd.concat(
-        [
-            pd.read_csv(units / f"{unit_stem(*unit)}.attention.csv", keep_default_na=False)
-            for unit in plan
-        ],
-        ignore_index=True,
+        [read(unit, ".attention.csv", keep_default_na=False) for unit in plan], ignore_index=True
     )
     write_csv(out / "metrics.csv", table)
     write_csv(out / "attention.csv", attention)
@@ -457,10 +519,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--datasets", "--data", nargs="+", default=list(defaults.datasets))
     parser.add_argument("--seeds", nargs="+", type=int, default=list(defaults.seeds))
     parser.add_argument(
-        "--masks", nargs="+", default=list(defaults.masks), help="ICL masks: " + ", ".join(mask_names())
+        "--masks",
+        nargs="+",
+        default=list(defaults.masks),
+        help="ICL masks: " + ", ".join(mask_names()),
     )
     parser.add_argument(
-        "--methods", nargs="+", default=list(defaults.methods), help="gd, lcgd, untrained"
+        "--methods", nargs="+", default=list(defaults.methods), help=", ".join(method_names())
     )
     parser.add_argument("--metrics", nargs="+", default=list(defaults.metrics))
     parser.add_argument(

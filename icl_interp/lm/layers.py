@@ -1,22 +1,25 @@
-"""``icl-interp layers``: per-layer (logit-lens) accuracy of zero-shot, causal ICL and prefix ICL.
+"""``icl-interp layers``: per-layer (logit-lens) accuracy of zero-shot and ICL under each mask.
 
-For each condition the query's last position is read out at every layer through the
-final norm and the unembedding, restricted to the label words; accuracy = how often
-the true label's word scores highest. One k-shot prompt (seeded demonstrations) is
-shared by all test examples, and its keys/values are computed once per mask.
+For each condition (zero-shot, then ICL under every ``--masks`` kind; default: every
+registered mask kind) the query's last position is read out at every layer through the
+final norm and the unembedding, restricted to the label words; accuracy = how often the
+true label's word scores highest. One k-shot prompt (seeded demonstrations, from
+``make_prompts``) is shared by all test examples, and its keys/values are computed once per
+mask where the mask kind allows it.
 
-Writes to ``--out``: ``config.json``, ``layer_accuracy.csv`` (one row per condition x
-layer x metric), ``layer_accuracy.png/.pdf``, and per-condition logit-lens logits
-(``logits_<condition>.pt``) so an interrupted run resumes where it stopped.
+Writes to ``--out`` (owned by this command and its settings): ``config.json`` (with the
+data provenance), ``layer_accuracy.csv`` (one row per condition x layer x metric),
+``layer_accuracy.png/.pdf``, and per-condition logit-lens logits (``logits_<condition>.pt``)
+so an interrupted run resumes where it stopped.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import torch
@@ -24,18 +27,18 @@ from jaxtyping import Float, Int
 from torch import Tensor
 
 from icl_interp.errors import UserError
+from icl_interp.lm.conditions import conditions
+from icl_interp.masks import MASKS, mask_names
 from icl_interp.results import (
+    ResultFolder,
     done,
     seed_everything,
-    write_config,
     write_csv,
     write_figure,
     write_torch,
 )
 
-CONDITIONS = ("zsl", "icl_causal", "icl_prefix")
 RESUME_IGNORES = frozenset({"threads", "out"})
-CONDITION_LABELS = {"zsl": "zero-shot", "icl_causal": "ICL, causal", "icl_prefix": "ICL, prefix"}
 
 
 @dataclass
@@ -45,6 +48,8 @@ class LayerAccuracyConfig:
     model: str = "gemma-3-270m"
     dataset: str = "mr"
     data_dir: str | None = None
+    source: str = "auto"
+    masks: tuple[str, ...] = field(default_factory=lambda: tuple(mask_names()))
     k: int | None = None
     n_test: int = 200
     seed: int = 0
@@ -69,13 +74,18 @@ class LayerAccuracyConfig:
             raise UserError(f"--seed must be >= 0, got {self.seed}")
         if self.threads is not None and self.threads < 1:
             raise UserError(f"--threads must be >= 1, got {self.threads}")
+        if not self.masks or len(set(self.masks)) != len(self.masks):
+            raise UserError(f"--masks needs distinct mask kinds, got {list(self.masks)}")
+        for mask in self.masks:
+            MASKS.get(mask)
 
     def to_dict(self) -> dict:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, values: dict) -> LayerAccuracyConfig:
-        return cls(**values)
+        fields: dict[str, Any] = {k: tuple(v) if k == "masks" else v for k, v in values.items()}
+        return cls(**fields)
 
 
 def layer_accuracy(
@@ -92,12 +102,13 @@ def layer_accuracy(
 def tidy_table(
     accuracies: dict[str, Float[Tensor, " layer"]], config: LayerAccuracyConfig, k_used: int, n: int
 ) -> pd.DataFrame:
+    demonstrations = {c.name: c.demonstrations for c in conditions(config.masks)}
     rows = [
         {
             "model": config.model,
             "dataset": config.dataset,
             "seed": config.seed,
-            "k": 0 if condition == "zsl" else k_used,
+            "k": k_used if demonstrations[condition] else 0,
             "condition": condition,
             "layer": layer,
             "metric": "accuracy",
@@ -110,24 +121,23 @@ def tidy_table(
     return pd.DataFrame(rows)
 
 
-def plot(table: pd.DataFrame, chance: float, title: str):
-    import matplotlib
-
-    matplotlib.use("Agg")
+def plot(table: pd.DataFrame, chance: float, title: str) -> Any:
+    """Accuracy per layer, one line per condition, with the chance level; returns the figure."""
     import matplotlib.pyplot as plt
     import seaborn as sns
     from matplotlib.ticker import MaxNLocator
 
-    sns.set_theme(style="whitegrid", context="paper")
-    fig, ax = plt.subplots(figsize=(6, 3.6))
-    shown = table.assign(condition=table["condition"].map(CONDITION_LABELS))
-    sns.lineplot(data=shown, x="layer", y="value", hue="condition", marker="o", ax=ax)
-    ax.axhline(chance, color="grey", linestyle="--", linewidth=1, label="chance")
-    ax.set(xlabel="layer (logit lens on the block output)", ylabel="accuracy", title=title)
-    ax.set_ylim(0, 1)
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.legend(title=None, fontsize=8)
-    fig.tight_layout()
+    labels = {c.name: c.label for c in conditions(list(MASKS.registered()))}
+    with sns.axes_style("whitegrid"), sns.plotting_context("paper"):
+        fig, ax = plt.subplots(figsize=(6, 3.6))
+        shown = table.assign(condition=table["condition"].map(lambda c: labels.get(c, c)))
+        sns.lineplot(data=shown, x="layer", y="value", hue="condition", marker="o", ax=ax)
+        ax.axhline(chance, color="grey", linestyle="--", linewidth=1, label="chance")
+        ax.set(xlabel="layer (logit lens on the block output)", ylabel="accuracy", title=title)
+        ax.set_ylim(0, 1)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.legend(title=None, fontsize=8)
+        fig.tight_layout()
     return fig
 
 
@@ -143,74 +153,66 @@ def run_config(config: LayerAccuracyConfig) -> pd.DataFrame:
 
 
 def _run_config(config: LayerAccuracyConfig) -> pd.DataFrame:
+    import matplotlib.pyplot as plt
+
     from icl_interp.lm.capture import capture_condition
-    from icl_interp.lm.data import (
-        build_prompts,
-        get_dataset,
-        load_examples,
-        sample_demonstrations,
-        select_eval,
-    )
-    from icl_interp.lm.models import load_model
+    from icl_interp.lm.data import make_prompts
+    from icl_interp.lm.models import load_model, model_identity
 
     out = Path(config.out)
-    previous = out / "config.json"
-    if previous.exists():
-        stored = json.loads(previous.read_text())["config"]
-        current = config.to_dict()
-        differs = [k for k in current if k not in RESUME_IGNORES and stored.get(k) != current[k]]
-        if differs:
-            raise UserError(
-                f"{out} holds results of a different configuration (differs in: "
-                f"{', '.join(differs)}); choose another --out or delete it"
-            )
+    folder = ResultFolder(
+        out, "layers", config, {"model": model_identity(config.model)}, ignore=RESUME_IGNORES
+    )
+    folder.check()
     seed_everything(config.seed)
-    spec = get_dataset(config.dataset)
-    k = spec.k if config.k is None else config.k
     model = load_model(config.model)
-    demonstrations = sample_demonstrations(
-        load_examples(config.dataset, "train", config.data_dir), k, seed=config.seed
-    )
-    queries = select_eval(
-        load_examples(config.dataset, "test", config.data_dir),
-        config.n_test,
+    spec, prompts, provenance = make_prompts(
+        model.tokenizer,
+        config.dataset,
+        n_test=config.n_test,
         seed=config.seed,
-        exclude=demonstrations,
+        k=config.k,
+        max_len=config.max_len,
+        context=int(model.cfg.n_ctx),
+        data_dir=config.data_dir,
+        source=config.source,
     )
-    max_len = min(config.max_len, int(model.cfg.n_ctx))
-    prompts = build_prompts(model.tokenizer, spec, demonstrations, queries, max_len=max_len)
-    write_config(
-        out,
-        config,
-        k_used=prompts.k_used,
-        prefix_tokens=len(prompts.prefix_ids),
-        label_token_ids=prompts.label_token_ids.tolist(),
-    )
+    folder.inputs["data"] = provenance.fingerprint
+    folder.claim(prompts=provenance.to_dict(), k_used=prompts.k_used)
 
     accuracies: dict[str, Tensor] = {}
     seconds: dict[str, float] = {}
     labels = prompts.labels[: config.limit]
-    for condition in CONDITIONS:
-        unit = out / f"logits_{condition}.pt"
+    for condition in conditions(config.masks):
+        unit = out / f"logits_{condition.name}.pt"
         if not done(unit):
             start = time.perf_counter()
             result = capture_condition(
                 model, prompts, condition, limit=config.limit, batch_size=config.batch_size
             )
-            seconds[condition] = time.perf_counter() - start
+            seconds[condition.name] = time.perf_counter() - start
             write_torch(unit, result.layer_label_logits)
-        logits = torch.load(unit)
-        accuracies[condition] = layer_accuracy(logits, labels)
+        accuracies[condition.name] = layer_accuracy(_load_logits(unit), labels)
 
     table = tidy_table(accuracies, config, prompts.k_used, len(labels))
     write_csv(out / "layer_accuracy.csv", table)
-    title = f"{config.model}, {config.dataset}, k={prompts.k_used}, n={len(labels)}"
+    title = f"{config.model}, {spec.name}, k={prompts.k_used}, n={len(labels)}"
     fig = plot(table, 1.0 / len(spec.label_words), title)
     write_figure(out / "layer_accuracy", fig)
+    plt.close(fig)
     final = {c: round(float(a[-1]), 3) for c, a in accuracies.items()}
     timing = ", ".join(f"{c} {s:.0f}s" for c, s in seconds.items())
     print(f"final-layer accuracy: {final}; capture time: {timing or 'resumed'}; wrote {out}")
     return table
+
+
+def _load_logits(path: Path) -> Tensor:
+    try:
+        return torch.load(path)
+    except Exception as err:  # torch raises many kinds for a damaged file
+        raise UserError(
+            f"{path} is unreadable or corrupt ({type(err).__name__}); delete it to recompute"
+        ) from None
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -218,6 +220,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default=defaults.model, help="packaged name, HF name or path")
     parser.add_argument("--dataset", default=defaults.dataset, help="data set name (e.g. mr, sst2)")
     parser.add_argument("--data-dir", default=None, help="folder holding the data sets")
+    parser.add_argument("--source", default=defaults.source, help="auto, folder, package or hub")
+    parser.add_argument(
+        "--masks",
+        nargs="+",
+        default=list(defaults.masks),
+        help="ICL masks: " + ", ".join(mask_names()),
+    )
     parser.add_argument("--k", type=int, default=None, help="demonstrations (default: data set's)")
     parser.add_argument("--n-test", type=int, default=defaults.n_test, help="test examples")
     parser.add_argument("--seed", type=int, default=defaults.seed)
@@ -240,6 +249,8 @@ def run(args: argparse.Namespace) -> int:
         model=args.model,
         dataset=args.dataset,
         data_dir=args.data_dir,
+        source=args.source,
+        masks=tuple(args.masks),
         k=args.k,
         n_test=args.n_test,
         seed=args.seed,

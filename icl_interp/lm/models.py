@@ -17,6 +17,7 @@ Everything architecture-specific (hooks, scaling, windows, projections) is in
 from __future__ import annotations
 
 import importlib
+import importlib.metadata
 import importlib.util
 import os
 import shutil
@@ -222,6 +223,27 @@ def load_model(
         hf_model, tokenizer = _load_hf_dir(name_or_path, local_only=not allow_download)
         boot_name = name_or_path
     return bridge_from_hf(hf_model, tokenizer, name=boot_name, device=device, dtype=dtype)
+
+
+def model_identity(name_or_path: str) -> str:
+    """What a model name stands for, cheaply, to tell whether results were made with the same
+    weights: the packaged model's package version, or a local folder's config and file sizes."""
+    if name_or_path.startswith("tiny-"):
+        return name_or_path
+    if name_or_path in MODELS:
+        module = MODELS.get(name_or_path).install.split()[-1]
+        try:
+            return f"{name_or_path} ({module} {importlib.metadata.version(module)})"
+        except importlib.metadata.PackageNotFoundError:
+            return f"{name_or_path} ({module} not installed)"
+    path = Path(name_or_path).expanduser()
+    if path.is_file():
+        return f"{path.resolve()} ({path.stat().st_size} bytes)"
+    if path.is_dir():
+        files = sorted(p for p in path.iterdir() if p.is_file())
+        sizes = ", ".join(f"{p.name} {p.stat().st_size}" for p in files)
+        return f"{path.resolve()} ({sizes})"
+    return name_or_path
 
 
 def _load_hf_dir(

@@ -14,29 +14,26 @@ import pandas as pd
 import seaborn as sns
 from matplotlib.ticker import MaxNLocator
 
+from icl_interp.lm.conditions import METHODS
+from icl_interp.lm.metrics import METRICS
 from icl_interp.results import write_figure
-
-CURVE_METRICS: dict[str, str] = {"simaou": "SimAOU", "simam": "SimAM", "simam_delta": "SimAM∆"}
-BASELINES: dict[str, tuple[str, str]] = {
-    "simaou_random": ("simaou", "random baseline"),
-    "simam_zsl": ("simam", "ZSL baseline"),
-}
-METHOD_LABELS: dict[str, str] = {"gd": "GD", "lcgd": "LCGD", "untrained": "untrained (GD)"}
-CONDITION_ORDER: tuple[str, ...] = ("zsl", "icl_causal", "icl_prefix", "gd", "lcgd")
 
 
 def curve_frame(table: pd.DataFrame) -> pd.DataFrame:
-    """The rows drawn as curves: SimAOU/SimAM/SimAM∆ per method, plus the random and ZSL
-    baselines (taken from the ``gd`` rows: they do not depend on the finetuned model)."""
-    main = table[table["metric"].isin(CURVE_METRICS)].assign(
-        curve=lambda t: t["method"].map(METHOD_LABELS)
-    )
-    baseline_rows = []
-    for metric, (shown_as, label) in BASELINES.items():
-        rows = table[(table["metric"] == metric) & (table["method"] == "gd")]
-        baseline_rows.append(rows.assign(metric=shown_as, curve=label))
-    frame = pd.concat([main, *baseline_rows], ignore_index=True)
-    frame["metric"] = frame["metric"].map(CURVE_METRICS)
+    """The rows drawn as per-layer curves, read from the metric registry: every per-layer-mean
+    metric that reads the finetuned model, one curve per method, in its own panel; each
+    control (``baseline_for``) as a curve in the panel of the metric it is a baseline for."""
+    registered = [METRICS.get(name) for name in dict.fromkeys(table["metric"]) if name in METRICS]
+    panels = {m.name: m.label for m in registered if m.over_layers == "mean" and m.per_method}
+    frames = []
+    for metric in registered:
+        rows = table[table["metric"] == metric.name]
+        if metric.name in panels:
+            labels = rows["method"].map(lambda name: METHODS.get(name).label)
+            frames.append(rows.assign(panel=metric.label, curve=labels))
+        elif metric.baseline_for in panels:
+            frames.append(rows.assign(panel=panels[metric.baseline_for], curve=metric.label))
+    frame = pd.concat(frames, ignore_index=True)
     frame["ICL mask"] = frame["mask"]
     return frame
 
@@ -45,22 +42,19 @@ def plot_layer_curves(table: pd.DataFrame, model: str) -> Any:
     """Per-layer curves (mean over seeds, band = 95% CI across seeds): rows = data sets,
     columns = metrics; hue = GD / LCGD / untrained / baselines, line style = ICL mask."""
     frame = curve_frame(table[table["model"] == model])
-    hue_order = [
-        label
-        for label in (*METHOD_LABELS.values(), *(label for _, label in BASELINES.values()))
-        if label in set(frame["curve"])
-    ]
     grid = sns.relplot(
         data=frame,
         x="layer",
         y="value",
         hue="curve",
-        hue_order=hue_order,
+        hue_order=list(dict.fromkeys(frame["curve"])),
         style="ICL mask",
         row="data",
-        col="metric",
-        col_order=[m for m in CURVE_METRICS.values() if m in set(frame["metric"])],
+        col="panel",
+        col_order=list(dict.fromkeys(frame["panel"])),
         kind="line",
+        errorbar=("ci", 95),
+        seed=0,
         height=2.4,
         aspect=1.3,
         facet_kws={"sharey": False, "margin_titles": True},
@@ -85,7 +79,7 @@ def plot_attention_heatmaps(
         & (attention["seed"] == seed)
         & (attention["example"] == example)
     ]
-    conditions = [c for c in CONDITION_ORDER if c in set(rows["condition"])]
+    conditions = list(dict.fromkeys(rows["condition"]))
     tokens = rows.drop_duplicates("position").sort_values("position")["token"].tolist()
     n_rows = rows[["layer", "head"]].drop_duplicates().shape[0]
     vmin, vmax = rows["logit"].quantile([0.01, 0.99]).tolist()
@@ -121,7 +115,13 @@ def plot_attention_heatmaps(
 
 def write_compare_figures(table: pd.DataFrame, attention: pd.DataFrame, folder: Path) -> list[Path]:
     """Write every compare figure (PNG + PDF) into ``folder``; returns the files written."""
-    sns.set_theme(style="whitegrid", context="paper")
+    written: list[Path] = []
+    with sns.axes_style("whitegrid"), sns.plotting_context("paper"):
+        written += _write_figures(table, attention, folder)
+    return written
+
+
+def _write_figures(table: pd.DataFrame, attention: pd.DataFrame, folder: Path) -> list[Path]:
     written: list[Path] = []
     for model in sorted(table["model"].unique()):
         fig = plot_layer_curves(table, model)

@@ -8,6 +8,7 @@ import torch
 from icl_interp.errors import UserError
 from icl_interp.lm.arch import attention_windows
 from icl_interp.lm.capture import capture, capture_condition, run_with_mask
+from icl_interp.lm.conditions import ZERO_SHOT, icl
 from icl_interp.lm.data import Example, build_prompts, get_dataset
 from icl_interp.lm.models import tiny_random_model
 from icl_interp.lm.record import Capture
@@ -140,7 +141,7 @@ def test_zero_shot_conditions_and_prompt_sets() -> None:
         Example({"text": t}, label) for t, label in zip(texts, [1, 0, 1, 0, 1], strict=True)
     ]
     prompts = build_prompts(model.tokenizer, spec, examples[:3], examples[3:], max_len=None)
-    zsl = capture_condition(model, prompts, "zsl")
+    zsl = capture_condition(model, prompts, ZERO_SHOT)
     bos_only = capture(
         model,
         torch.tensor([prompts.bos_id]),
@@ -150,13 +151,13 @@ def test_zero_shot_conditions_and_prompt_sets() -> None:
     )
     assert_close(zsl.resid, bos_only.resid, atol=0.0, what="zsl = [bos] + query")
     assert zsl.meta["condition"] == "zsl" and zsl.meta["k_used"] == 0
-    icl_causal = capture_condition(model, prompts, "icl_causal")
-    icl_prefix = capture_condition(model, prompts, "icl_prefix")
+    icl_causal = capture_condition(model, prompts, icl("causal"))
+    icl_prefix = capture_condition(model, prompts, icl("prefix"))
     assert icl_prefix.meta["mask"] == "prefix" and icl_causal.meta["k_used"] == 3
     assert (icl_causal.resid - icl_prefix.resid).abs().max() > 1e-4
     assert (icl_causal.resid - zsl.resid).abs().max() > 1e-4
-    with pytest.raises(UserError, match="icl_prefix"):
-        capture_condition(model, prompts, "icl")
+    with pytest.raises(UserError, match="causal, prefix"):
+        icl("full")
     with pytest.raises(UserError, match="causal, prefix"):
         capture(
             model,

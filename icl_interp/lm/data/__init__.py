@@ -4,9 +4,13 @@ spec = get_dataset("sst2")
 demos = sample_demonstrations(load_examples("sst2", "train"), spec.k, seed=0)
 queries = select_eval(load_examples("sst2", "test"), 200, seed=0, exclude=demos)
 prompts = build_prompts(tokenizer, spec, demos, queries, max_len=2048)
+
+or all of it in one call, with the adjustments recorded (what every command uses):
+spec, prompts, provenance = make_prompts(tokenizer, "sst2", n_test=200, seed=0, context=n_ctx)
 """
 
 from icl_interp.lm.data.examples import Example, clean_text, heldout_split
+from icl_interp.lm.data.pipeline import PromptProvenance, examples_fingerprint, make_prompts
 from icl_interp.lm.data.prompts import (
     PromptSet,
     bos_token_id,
@@ -42,6 +46,7 @@ __all__ = [
     "HubDataset",
     "MovieReviewsPackage",
     "PooledFiles",
+    "PromptProvenance",
     "PromptSet",
     "SplitFiles",
     "bos_token_id",
@@ -49,11 +54,13 @@ __all__ = [
     "clean_text",
     "describe_source",
     "distinct_inputs",
+    "examples_fingerprint",
     "filter_by_length",
     "get_dataset",
     "heldout_split",
     "label_token_ids",
     "load_examples",
+    "make_prompts",
     "register_dataset",
     "sample_demonstrations",
     "select_eval",

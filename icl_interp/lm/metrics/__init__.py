@@ -3,13 +3,15 @@
 A metric is one decorated function of a ``Conditions`` (the ZSL, ICL and finetuned captures of
 the same test examples) returning one value per layer, averaged over test examples::
 
-    @register_metric("my_metric", over_layers="mean")
+    @register_metric("my_metric", label="My metric")
     def my_metric(c: Conditions) -> Float[Tensor, " layer"]:
         \"\"\"Formula here.\"\"\"
         ...
 
 ``over_layers`` says how the summary table reduces the layer axis ("mean", or "last" for
-metrics whose last layer is the model's own output). Metrics never touch capture code.
+metrics whose last layer is the model's own output); ``uses`` which captures it reads;
+``baseline_for`` which metric's panel a control belongs in. Every table, summary and figure
+reads the registry; metrics never touch capture code.
 """
 
 from __future__ import annotations
@@ -21,7 +23,8 @@ from icl_interp.lm.metrics.core import (
     Conditions,
     Metric,
     compute_metrics,
+    metric_names,
     register_metric,
 )
 
-__all__ = ["METRICS", "Conditions", "Metric", "compute_metrics", "register_metric"]
+__all__ = ["METRICS", "Conditions", "Metric", "compute_metrics", "metric_names", "register_metric"]

@@ -19,27 +19,29 @@ def correct(capture: Capture) -> Bool[Tensor, "example layer"]:
     return capture.layer_label_logits.argmax(dim=-1) == capture.labels[:, None]
 
 
-@register_metric("accuracy_zsl", over_layers="last")
+@register_metric("accuracy_zsl", label="acc ZSL", over_layers="last", uses=("zsl",))
 def accuracy_zsl(c: Conditions) -> Float[Tensor, " layer"]:
     """Accuracy of zero-shot = mean_e [argmax_label logits_ZSL = y]."""
     return correct(c.zsl).float().mean(dim=0)
 
 
-@register_metric("accuracy_icl", over_layers="last")
+@register_metric("accuracy_icl", label="acc ICL", over_layers="last", uses=("icl",))
 def accuracy_icl(c: Conditions) -> Float[Tensor, " layer"]:
     """Accuracy of ICL = mean_e [argmax_label logits_ICL = y]."""
     return correct(c.icl).float().mean(dim=0)
 
 
-@register_metric("accuracy_ft", over_layers="last")
+@register_metric("accuracy_ft", label="acc", over_layers="last", uses=("ft",))
 def accuracy_ft(c: Conditions) -> Float[Tensor, " layer"]:
     """Accuracy of the finetuned model = mean_e [argmax_label logits_FT = y]."""
+    assert c.ft is not None
     return correct(c.ft).float().mean(dim=0)
 
 
-@register_metric("recall2ftp", over_layers="last")
+@register_metric("recall2ftp", label="Recall2FTP", over_layers="last")
 def recall2ftp(c: Conditions) -> Float[Tensor, " layer"]:
     """Recall2FTP = 100 |ZSL wrong & FT right & ICL right| / |ZSL wrong & FT right| (NaN if 0/0)."""
+    assert c.ft is not None
     ft_fixes = ~correct(c.zsl) & correct(c.ft)
     both_fix = ft_fixes & correct(c.icl)
     return 100.0 * both_fix.sum(dim=0).float() / ft_fixes.sum(dim=0).float()

@@ -1,4 +1,11 @@
-"""The metric registry, the ``Conditions`` a metric reads, and the per-layer metric table."""
+"""The metric registry, the ``Conditions`` a metric reads, and the per-layer metric table.
+
+A ``Metric`` carries what reports need: its ``label`` (column and panel titles), how the
+summary reduces its layer axis (``over_layers``), which captures it ``uses`` (a metric that
+does not read the finetuned model, ``ft``, is computed and stored once per ICL mask, with
+method ``none``) and, for a control, the metric it is the ``baseline_for`` (drawn in that
+metric's panel). Summary tables and per-layer figures are built from the registry alone.
+"""
 
 from __future__ import annotations
 
@@ -14,24 +21,28 @@ from icl_interp.lm.record import Capture
 from icl_interp.registry import Registry
 
 OVER_LAYERS: tuple[str, ...] = ("mean", "last")
+CAPTURES: tuple[str, ...] = ("zsl", "icl", "ft")
+NO_METHOD = "none"
 
 
 @dataclass(frozen=True)
 class Conditions:
     """The captures one comparison needs, for the same test examples in the same order.
 
-    ``ft`` is the finetuned (GD or LCGD) model's zero-shot capture; ``seed`` drives any
-    randomness a metric needs (e.g. the random SimAOU baseline).
+    ``ft`` is the finetuned (GD or LCGD) model's zero-shot capture (None when only metrics
+    that do not read it are computed); ``seed`` drives any randomness a metric needs (e.g.
+    the random SimAOU baseline).
     """
 
     zsl: Capture
     icl: Capture
-    ft: Capture
+    ft: Capture | None = None
     seed: int = 0
 
     def __post_init__(self) -> None:
         reference = self.zsl
-        for name, capture in (("icl", self.icl), ("ft", self.ft)):
+        others = [("icl", self.icl)] + ([("ft", self.ft)] if self.ft is not None else [])
+        for name, capture in others:
             if capture.attn_out.shape != reference.attn_out.shape:
                 raise ValueError(
                     f"{name} capture has attn_out shape {tuple(capture.attn_out.shape)}, "
@@ -58,17 +69,29 @@ MetricFn = Callable[[Conditions], Float[Tensor, " layer"]]
 
 @dataclass(frozen=True)
 class Metric:
-    """A registered metric: its function and how the summary reduces its layer axis."""
+    """A registered metric: its function and what reports need to know about it."""
 
     name: str
     fn: MetricFn
+    label: str
     over_layers: str = "mean"
+    uses: frozenset[str] = frozenset(CAPTURES)
+    baseline_for: str | None = None
 
     def __post_init__(self) -> None:
         if self.over_layers not in OVER_LAYERS:
             raise ValueError(f"over_layers must be one of {OVER_LAYERS}, got {self.over_layers!r}")
+        if not self.uses or not self.uses <= set(CAPTURES):
+            raise ValueError(f"uses must be a non-empty subset of {CAPTURES}, got {set(self.uses)}")
+
+    @property
+    def per_method(self) -> bool:
+        """Whether the metric reads the finetuned model (one value per compared method)."""
+        return "ft" in self.uses
 
     def __call__(self, conditions: Conditions) -> Float[Tensor, " layer"]:
+        if self.per_method and conditions.ft is None:
+            raise ValueError(f"metric {self.name!r} needs the finetuned model's capture (ft)")
         values = self.fn(conditions)
         if values.shape != (conditions.n_layers,):
             raise ValueError(
@@ -81,20 +104,42 @@ class Metric:
 METRICS: Registry[Metric] = Registry("metric")
 
 
-def register_metric(name: str, *, over_layers: str = "mean") -> Callable[[MetricFn], MetricFn]:
-    """Decorator: register ``fn`` as metric ``name``; returns ``fn`` unchanged."""
+def register_metric(
+    name: str,
+    *,
+    label: str | None = None,
+    over_layers: str = "mean",
+    uses: Sequence[str] = CAPTURES,
+    baseline_for: str | None = None,
+) -> Callable[[MetricFn], MetricFn]:
+    """Decorator: register ``fn`` as metric ``name`` (see ``Metric``); returns ``fn``."""
 
     def decorator(fn: MetricFn) -> MetricFn:
-        METRICS.add(name, Metric(name=name, fn=fn, over_layers=over_layers))
+        METRICS.add(
+            name,
+            Metric(
+                name=name,
+                fn=fn,
+                label=label or name,
+                over_layers=over_layers,
+                uses=frozenset(uses),
+                baseline_for=baseline_for,
+            ),
+        )
         return fn
 
     return decorator
 
 
+def metric_names() -> list[str]:
+    """Registered metrics in registration order (the order of summary columns and panels)."""
+    return METRICS.registered()
+
+
 def compute_metrics(conditions: Conditions, names: Sequence[str] | None = None) -> pd.DataFrame:
     """A tidy table with columns ``metric, layer, value`` (one row per metric x layer)."""
     rows = []
-    for name in names if names is not None else METRICS.names():
+    for name in names if names is not None else metric_names():
         values = METRICS.get(name)(conditions)
         rows += [
             {"metric": name, "layer": layer, "value": float(v)}

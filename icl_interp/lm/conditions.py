@@ -1,0 +1,68 @@
+"""What a pretrained-LM analysis runs and compares: conditions (prompt + mask) and methods.
+
+A ``Condition`` is one way of running a test query: zero-shot (``[bos] + query``) or in-context
+(demonstrations + query) under one registered mask kind. The ICL conditions are derived from
+``icl_interp.masks.MASKS``, so a newly registered mask kind is a new ICL condition everywhere
+(captures, tables, figures, help text) without further edits.
+
+A ``Method`` is what ICL is compared with in ``icl-interp compare``: a model finetuned on the
+same demonstrations (``gd``, ``lcgd``), or the whole comparison repeated inside an untrained
+model (``untrained``). A new method is one ``METHODS.add``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from icl_interp.masks import MASKS, mask_names
+from icl_interp.registry import Registry
+
+
+@dataclass(frozen=True)
+class Condition:
+    """How a query is run: with or without the demonstrations, under mask kind ``mask``."""
+
+    name: str
+    label: str
+    mask: str
+    demonstrations: bool
+
+
+ZERO_SHOT = Condition("zsl", "zero-shot", "causal", demonstrations=False)
+
+
+def icl(mask: str) -> Condition:
+    """The in-context condition under mask kind ``mask`` (a ``UserError`` if unknown)."""
+    MASKS.get(mask)
+    return Condition(f"icl_{mask}", f"ICL, {mask} mask", mask, demonstrations=True)
+
+
+def conditions(masks: Sequence[str] | None = None) -> list[Condition]:
+    """Zero-shot, then ICL under each of ``masks`` (default: every registered mask kind)."""
+    return [ZERO_SHOT, *(icl(mask) for mask in (mask_names() if masks is None else masks))]
+
+
+@dataclass(frozen=True)
+class Method:
+    """What ICL is compared with: a model finetuned with ``finetune`` ("gd" | "lcgd") on the
+    demonstrations; with ``untrained``, ZSL, ICL and finetuning all run in the untrained model."""
+
+    name: str
+    label: str
+    finetune: str
+    untrained: bool = False
+
+
+METHODS: Registry[Method] = Registry("method")
+for _method in (
+    Method("gd", "GD", "gd"),
+    Method("lcgd", "LCGD", "lcgd"),
+    Method("untrained", "untrained", "gd", untrained=True),
+):
+    METHODS.add(_method.name, _method)
+
+
+def method_names() -> list[str]:
+    """Registered methods in registration order."""
+    return METHODS.registered()
