@@ -21,19 +21,14 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from icl_interp.cli import exit_code
+from icl_interp.cli import OneLineParser, exit_code
 from icl_interp.errors import UserError
 from icl_interp.lm.capture import capture
-from icl_interp.lm.data import (
-    build_prompts,
-    get_dataset,
-    load_examples,
-    sample_demonstrations,
-    select_eval,
-)
+from icl_interp.lm.data import make_prompts
 from icl_interp.lm.models import load_model
 from icl_interp.lm.record import Capture
-from icl_interp.results import seed_everything, write_config, write_csv
+from icl_interp.masks import MASKS, mask_names
+from icl_interp.results import ResultFolder, seed_everything, write_csv
 
 
 def max_abs_diff(a: Capture, b: Capture) -> float:
@@ -49,10 +44,11 @@ def max_abs_diff(a: Capture, b: Capture) -> float:
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = OneLineParser(prog="bench_prefix_reuse.py", description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="gemma-3-270m")
     parser.add_argument("--dataset", default="mr")
     parser.add_argument("--data-dir", default=None)
+    parser.add_argument("--source", default="auto", help="auto, folder, package or hub")
     parser.add_argument("--k", type=int, default=32)
     parser.add_argument("--n", type=int, default=16, help="test examples timed per method")
     parser.add_argument("--batch-size", type=int, default=8)
@@ -71,16 +67,21 @@ def main(args: argparse.Namespace) -> pd.DataFrame:
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     seed_everything(args.seed)
+    out = Path(args.out)
+    settings = {k: v for k, v in vars(args).items() if k not in ("threads", "out")}
+    folder = ResultFolder(out, "analyses/bench_prefix_reuse.py", settings, ignore=frozenset())
+    folder.check()
     model = load_model(args.model)
-    spec = get_dataset(args.dataset)
-    demos = sample_demonstrations(
-        load_examples(args.dataset, "train", args.data_dir), args.k, seed=args.seed
-    )
-    queries = select_eval(
-        load_examples(args.dataset, "test", args.data_dir), args.n, seed=args.seed, exclude=demos
-    )
-    prompts = build_prompts(
-        model.tokenizer, spec, demos, queries, max_len=min(args.max_len, int(model.cfg.n_ctx))
+    _, prompts, provenance = make_prompts(
+        model.tokenizer,
+        args.dataset,
+        n_test=args.n,
+        seed=args.seed,
+        k=args.k,
+        max_len=args.max_len,
+        context=int(model.cfg.n_ctx),
+        data_dir=args.data_dir,
+        source=args.source,
     )
     methods = {
         "full": {"reuse_prefix": False},
@@ -88,7 +89,7 @@ def main(args: argparse.Namespace) -> pd.DataFrame:
         f"reuse, batch {args.batch_size}": {"reuse_prefix": True, "batch_size": args.batch_size},
     }
     rows = []
-    for mask in ("causal", "prefix"):
+    for mask in [name for name in mask_names() if MASKS.get(name).reuses_prefix]:
         results: dict[str, Capture] = {}
         for method, options in methods.items():
             start = time.perf_counter()
@@ -113,11 +114,8 @@ def main(args: argparse.Namespace) -> pd.DataFrame:
     table.insert(0, "model", args.model)
     table.insert(1, "n_examples", prompts.n_examples)
     table.insert(2, "prefix_tokens", len(prompts.prefix_ids))
-    out = Path(args.out)
-    write_config(
-        out,
-        vars(args),
-        k_used=prompts.k_used,
+    folder.claim(
+        prompts=provenance.to_dict(),
         torch_threads=torch.get_num_threads(),
         mean_query_tokens=sum(len(q) for q in prompts.query_ids) / prompts.n_examples,
     )
@@ -127,5 +125,13 @@ def main(args: argparse.Namespace) -> pd.DataFrame:
     return table
 
 
+def _main(argv: Sequence[str] | None = None) -> int:
+    try:
+        args = parse_args(argv)
+    except SystemExit as stop:  # argparse: --help, or a one-line usage error
+        return int(stop.code or 0)
+    return exit_code("bench_prefix_reuse", lambda: main(args))
+
+
 if __name__ == "__main__":
-    sys.exit(exit_code("bench_prefix_reuse", lambda: main(parse_args(sys.argv[1:]))))
+    sys.exit(_main(sys.argv[1:]))

@@ -16,16 +16,20 @@ from pathlib import Path
 
 import pandas as pd
 
-from icl_interp.cli import exit_code
-from icl_interp.lm.layers import CONDITION_LABELS, LayerAccuracyConfig, run_config
-from icl_interp.results import write_config, write_csv, write_figure
+from icl_interp.cli import OneLineParser, exit_code
+from icl_interp.lm.conditions import conditions
+from icl_interp.lm.layers import LayerAccuracyConfig, run_config
+from icl_interp.masks import mask_names
+from icl_interp.results import ResultFolder, write_csv, write_figure
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = OneLineParser(prog="layer_accuracy.py", description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="gemma-3-270m")
     parser.add_argument("--dataset", default="mr")
     parser.add_argument("--data-dir", default=None)
+    parser.add_argument("--source", default="auto", help="auto, folder, package or hub")
+    parser.add_argument("--masks", nargs="+", default=mask_names())
     parser.add_argument("--ks", type=int, nargs="+", default=[32])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--n-test", type=int, default=200)
@@ -37,19 +41,17 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 
 def plot(table: pd.DataFrame, title: str):
-    import matplotlib
-
-    matplotlib.use("Agg")
     import seaborn as sns
     from matplotlib.ticker import MaxNLocator
 
-    sns.set_theme(style="whitegrid", context="paper")
-    shown = table.assign(condition=table["condition"].map(CONDITION_LABELS))
+    labels = {c.name: c.label for c in conditions()}
+    shown = table.assign(condition=table["condition"].map(lambda c: labels.get(c, c)))
     shown["k_panel"] = "k = " + shown["k_requested"].astype(str)
-    grid = sns.relplot(
-        data=shown, x="layer", y="value", hue="condition", col="k_panel", kind="line",
-        marker="o", errorbar="se", height=3.4, aspect=1.3,
-    )  # fmt: skip
+    with sns.axes_style("whitegrid"), sns.plotting_context("paper"):
+        grid = sns.relplot(
+            data=shown, x="layer", y="value", hue="condition", col="k_panel", kind="line",
+            marker="o", errorbar="se", height=3.4, aspect=1.3,
+        )  # fmt: skip
     grid.set_axis_labels("layer (logit lens on the block output)", "accuracy")
     grid.set_titles("{col_name}")
     grid.set(ylim=(0, 1))
@@ -60,22 +62,28 @@ def plot(table: pd.DataFrame, title: str):
 
 
 def main(args: argparse.Namespace) -> pd.DataFrame:
+    import matplotlib.pyplot as plt
+
     out = Path(args.out)
+    settings = {k: v for k, v in vars(args).items() if k not in ("threads", "out")}
+    ResultFolder(out, "analyses/layer_accuracy.py", settings).claim()
     tables = []
     for k in args.ks:
         for seed in args.seeds:
             config = LayerAccuracyConfig(
-                model=args.model, dataset=args.dataset, data_dir=args.data_dir, k=k,
+                model=args.model, dataset=args.dataset, data_dir=args.data_dir,
+                source=args.source, masks=tuple(args.masks), k=k,
                 n_test=args.n_test, seed=seed, limit=args.limit, batch_size=args.batch_size,
                 threads=args.threads, out=str(out / f"k{k}_seed{seed}"),
             )  # fmt: skip
             tables.append(run_config(config).assign(k_requested=k))
     table = pd.concat(tables, ignore_index=True)
-    write_config(out, vars(args))
     write_csv(out / "layer_accuracy_all.csv", table)
     n_examples = int(table["n_examples"].iloc[0])
     title = f"{args.model}, {args.dataset}, n={n_examples}, seeds {args.seeds}"
-    write_figure(out / "layer_accuracy", plot(table, title))
+    figure = plot(table, title)
+    write_figure(out / "layer_accuracy", figure)
+    plt.close(figure)
     last = table[table["layer"] == table["layer"].max()]
     summary = (
         last.groupby(["k_requested", "condition"])["value"]
@@ -86,5 +94,13 @@ def main(args: argparse.Namespace) -> pd.DataFrame:
     return table
 
 
+def _main(argv: Sequence[str] | None = None) -> int:
+    try:
+        args = parse_args(argv)
+    except SystemExit as stop:  # argparse: --help, or a one-line usage error
+        return int(stop.code or 0)
+    return exit_code("layer_accuracy", lambda: main(args))
+
+
 if __name__ == "__main__":
-    sys.exit(exit_code("layer_accuracy", lambda: main(parse_args(sys.argv[1:]))))
+    sys.exit(_main(sys.argv[1:]))
