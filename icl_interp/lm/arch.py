@@ -90,8 +90,7 @@ class Architecture:
     def windows(self, model: Any) -> list[int | None]:
         """Per layer, the sliding window HF applies there (``None`` = full attention)."""
         return [
-            getattr(block.attn.original_component, "sliding_window", None)
-            for block in model.blocks
+            getattr(block.attn.original_component, "sliding_window", None) for block in model.blocks
         ]
 
     def layer_types(self, model: Any) -> list[str] | None:

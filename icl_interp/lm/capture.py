@@ -316,9 +316,7 @@ def capture(
     )
 
 
-def capture_condition(
-    model: Any, prompts: Any, condition: Condition, **options: Any
-) -> Capture:
+def capture_condition(model: Any, prompts: Any, condition: Condition, **options: Any) -> Capture:
     """Capture ``condition`` (``icl_interp.lm.conditions``) on a ``PromptSet``
     (``icl_interp.lm.data.make_prompts``): ``[bos] + query`` for zero-shot (pass a finetuned or
     re-initialised model to capture it zero-shot), demonstrations + query under the

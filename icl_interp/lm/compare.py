@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import torch
 from tqdm.auto import tqdm
 
 from icl_interp.errors import UserError
@@ -37,6 +38,15 @@ from icl_interp.lm.conditions import METHODS, ZERO_SHOT, conditions, icl, method
 from icl_interp.lm.finetune import COMPUTE_DTYPES
 from icl_interp.lm.metrics import METRICS, Conditions, compute_metrics, metric_names
 from icl_interp.lm.metrics.core import NO_METHOD
+from icl_interp.lm.record import select_examples
+from icl_interp.lm.report import (
+    headline,
+    intervals,
+    layer_reduced,
+    paired_difference,
+    summary_markdown,
+    summary_table,
+)
 from icl_interp.masks import MASKS, mask_names
 from icl_interp.results import (
     ResultFolder,
@@ -86,6 +96,7 @@ class CompareConfig:
     max_len: int = 2048
     batch_size: int = 8
     heatmap_examples: int = 2
+    bootstrap: int = 100
     data_dir: str | None = None
     source: str = "auto"
     device: str = "cpu"
@@ -121,6 +132,8 @@ class CompareConfig:
             raise UserError(f"--max-len must be >= 2, got {self.max_len}")
         if self.batch_size < 1:
             raise UserError(f"--batch-size must be >= 1, got {self.batch_size}")
+        if self.bootstrap < 0:
+            raise UserError(f"--bootstrap must be >= 0, got {self.bootstrap}")
         if self.heatmap_examples < 0:
             raise UserError(f"--heatmap-examples must be >= 0, got {self.heatmap_examples}")
 
@@ -143,10 +156,14 @@ def unit_stem(model: str, data: str, seed: int) -> str:
 
 
 def _captures(
-    model: Any, prompts: Any, lr: float, seed: int, config: CompareConfig
+    model: Any, prompts: Any, other: Any, lr: float, seed: int, config: CompareConfig
 ) -> tuple[dict[CaptureKey, Any], dict[str, Any], dict[str, float]]:
-    """Every capture the unit needs, keyed by (model scope, condition or finetuning name);
-    info (finetuning losses per step, dtype) and seconds per stage."""
+    """Every capture the unit needs, keyed by (scope, condition or finetuning name); info
+    (finetuning losses per step, dtype) and seconds per stage.
+
+    Scopes: ``base`` (the model, demonstrations A), ``untrained`` (re-drawn weights, A) and
+    ``other`` (the model, the disjoint demonstrations B; queries are A's).
+    """
     from icl_interp.lm.capture import capture_condition
     from icl_interp.lm.finetune import (
         finetune_with_losses,
@@ -158,41 +175,50 @@ def _captures(
     losses: dict[str, list[float]] = {}
     seconds: dict[str, float] = {}
     methods = [METHODS.get(name) for name in config.methods]
-    scopes = ["base"] + (["untrained"] if any(m.untrained for m in methods) else [])
-    for scope in scopes:
-        scoped = model if scope == "base" else untrained_baseline(model, seed=seed)
+
+    def timed(stage: str, work: Any) -> Any:
+        started = time.perf_counter()
+        result = work()
+        seconds[stage] = round(time.perf_counter() - started, 1)
+        return result
+
+    def capture(scope: str, name: str, scoped: Any, prompt_set: Any, condition: Any) -> None:
         prefix = "" if scope == "base" else f"{scope} "
-        for condition in conditions(config.masks):
-            started = time.perf_counter()
-            captures[scope, condition.name] = capture_condition(
-                scoped,
-                prompts,
-                condition,
-                batch_size=config.batch_size,
-                desc=prefix + condition.name,
+        captures[scope, name] = timed(
+            prefix + name,
+            lambda: capture_condition(
+                scoped, prompt_set, condition, batch_size=config.batch_size, desc=prefix + name
+            ),
+        )
+
+    for scope in dict.fromkeys(["base", *(m.scope for m in methods)]):
+        prefix = "" if scope == "base" else f"{scope} "
+        scoped = untrained_baseline(model, seed=seed) if scope == "untrained" else model
+        prompt_set = other if scope == "other" else prompts
+        if scope != "other" or any(m.finetune is None for m in methods if m.scope == "other"):
+            for condition in conditions(config.masks):
+                if scope != "other" or condition.demonstrations:
+                    capture(scope, condition.name, scoped, prompt_set, condition)
+        for finetune in dict.fromkeys(m.finetune for m in methods if m.scope == scope):
+            if finetune is None:
+                continue
+            tuned, step_losses = timed(
+                f"{prefix}{finetune} finetuning",
+                lambda scoped=scoped, prompt_set=prompt_set, finetune=finetune: (
+                    finetune_with_losses(
+                        scoped,
+                        prompt_set.demo_ids,
+                        method=finetune,
+                        lr=lr,
+                        params=config.params,
+                        seed=seed,
+                        compute_dtype=config.finetune_dtype,
+                        progress=True,
+                    )
+                ),
             )
-            seconds[prefix + condition.name] = round(time.perf_counter() - started, 1)
-        for finetune in dict.fromkeys(
-            m.finetune for m in methods if m.untrained == (scope != "base")
-        ):
-            started = time.perf_counter()
-            tuned, step_losses = finetune_with_losses(
-                scoped,
-                prompts.demo_ids,
-                method=finetune,
-                lr=lr,
-                params=config.params,
-                seed=seed,
-                compute_dtype=config.finetune_dtype,
-                progress=True,
-            )
-            seconds[f"{prefix}{finetune} finetuning"] = round(time.perf_counter() - started, 1)
             losses[prefix + finetune] = [round(loss, 5) for loss in step_losses]
-            started = time.perf_counter()
-            captures[scope, finetune] = capture_condition(
-                tuned, prompts, ZERO_SHOT, batch_size=config.batch_size, desc=prefix + finetune
-            )
-            seconds[prefix + finetune] = round(time.perf_counter() - started, 1)
+            capture(scope, finetune, tuned, prompts, ZERO_SHOT)
     info = {
         "finetune_dtype": resolve_compute_dtype(config.finetune_dtype, config.device),
         "train_loss_per_step": losses,
@@ -204,7 +230,7 @@ def unit_metrics(
     captures: dict[CaptureKey, Any], config: CompareConfig, *, model: str, data: str, seed: int
 ) -> pd.DataFrame:
     """The tidy metric rows of one unit: per ICL mask, the metrics that do not read the
-    finetuned model once (method ``none``), then the others once per method."""
+    compared model once (method ``none``), then the others once per method."""
     chosen = [METRICS.get(name) for name in config.metrics]
     once = [m.name for m in chosen if not m.per_method]
     per_method = [m.name for m in chosen if m.per_method]
@@ -215,17 +241,48 @@ def unit_metrics(
             base = Conditions(captures["base", "zsl"], captures["base", condition], seed=seed)
             frames.append(compute_metrics(base, once).assign(mask=mask, method=NO_METHOD))
         for name in config.methods if per_method else ():
-            method = METHODS.get(name)
-            scope = "untrained" if method.untrained else "base"
-            conditions_ = Conditions(
-                zsl=captures[scope, "zsl"],
-                icl=captures[scope, condition],
-                ft=captures[scope, method.finetune],
-                seed=seed,
+            frames.append(
+                compute_metrics(method_conditions(captures, name, mask, seed), per_method).assign(
+                    mask=mask, method=name
+                )
             )
-            frames.append(compute_metrics(conditions_, per_method).assign(mask=mask, method=name))
     table = pd.concat(frames, ignore_index=True).assign(model=model, data=data, seed=seed)
     return table[UNIT_COLUMNS]
+
+
+def method_conditions(
+    captures: dict[CaptureKey, Any], method_name: str, mask: str, seed: int
+) -> Conditions:
+    """ZSL and ICL (under ``mask``) with the compared model's capture as ``ft``."""
+    method = METHODS.get(method_name)
+    condition = icl(mask).name
+    home = "untrained" if method.untrained else "base"
+    compared = condition if method.finetune is None else method.finetune
+    return Conditions(
+        zsl=captures[home, "zsl"],
+        icl=captures[home, condition],
+        ft=captures[method.scope, compared],
+        seed=seed,
+    )
+
+
+def unit_bootstrap(
+    captures: dict[CaptureKey, Any], config: CompareConfig, *, model: str, data: str, seed: int
+) -> pd.DataFrame:
+    """Layer-reduced metric values on ``config.bootstrap`` resamplings (with replacement) of
+    the unit's test examples, seeded by the unit's seed; columns ``KEYS + replicate, value``."""
+    n_examples = int(captures["base", "zsl"].labels.shape[0])
+    generator = torch.Generator().manual_seed(seed)
+    draws = torch.randint(n_examples, (config.bootstrap, n_examples), generator=generator)
+    frames = []
+    for replicate, index in enumerate(tqdm(draws, desc="bootstrap", leave=False)):
+        resampled = {key: select_examples(c, index) for key, c in captures.items()}
+        table = unit_metrics(resampled, config, model=model, data=data, seed=seed)
+        frames.append(layer_reduced(table).assign(replicate=replicate))
+    columns = ["model", "data", "seed", "mask", "method", "metric", "replicate", "value"]
+    return (
+        pd.concat(frames, ignore_index=True)[columns] if frames else pd.DataFrame(columns=columns)
+    )
 
 
 def attention_rows(
@@ -262,10 +319,12 @@ def unit_settings(config: CompareConfig) -> dict[str, Any]:
     return {k: v for k, v in to_jsonable(config).items() if k not in PLAN_KEYS}
 
 
-def _unit_prompts(model: Any, data: str, seed: int, config: CompareConfig) -> tuple[Any, Any, Any]:
-    from icl_interp.lm.data import make_prompts
+def _unit_prompts(
+    model: Any, data: str, seed: int, config: CompareConfig
+) -> tuple[Any, Any, Any, Any]:
+    from icl_interp.lm.data import make_prompt_sets
 
-    return make_prompts(
+    return make_prompt_sets(
         model.tokenizer,
         data,
         n_test=config.n_test,
@@ -275,6 +334,7 @@ def _unit_prompts(model: Any, data: str, seed: int, config: CompareConfig) -> tu
         context=int(model.cfg.n_ctx),
         data_dir=config.data_dir,
         source=config.source,
+        other_draw=any(METHODS.get(name).scope == "other" for name in config.methods),
     )
 
 
@@ -293,9 +353,9 @@ def run_unit(
     stem = unit_stem(model_name, data, seed)
     started = time.perf_counter()
     seed_everything(seed)
-    spec, prompts, provenance = _unit_prompts(model, data, seed, config)
+    spec, prompts, other, provenance = _unit_prompts(model, data, seed, config)
     lr = config.lr or spec.gd_lr
-    captures, info, seconds = _captures(model, prompts, lr, seed, config)
+    captures, info, seconds = _captures(model, prompts, other, lr, seed, config)
     attention = attention_rows(captures, model.tokenizer, prompts, config.heatmap_examples)
     key = {"model": model_name, "data": spec.name, "seed": seed}
     info = {
@@ -309,7 +369,9 @@ def run_unit(
         "n_test": prompts.n_examples,
     }
     metrics = unit_metrics(captures, config, model=model_name, data=spec.name, seed=seed)
+    resampled = unit_bootstrap(captures, config, model=model_name, data=spec.name, seed=seed)
     folder.claim()
+    write_csv(units / f"{stem}.bootstrap.csv", resampled)
     write_csv(units / f"{stem}.attention.csv", attention.assign(**key)[ATTENTION_COLUMNS])
     write_text(units / f"{stem}.json", json.dumps(info, indent=2, sort_keys=True) + "\n")
     seconds["unit"] = round(time.perf_counter() - started, 1)
@@ -346,100 +408,6 @@ def check_finished_unit(units: Path, unit: tuple[str, str, int], config: Compare
             f"model {model_name} changed since {info_file.name} was computed "
             f"({identity} -> {model_identity(model_name)}); pass a new --out"
         )
-
-
-# --------------------------------------------------------------------------- summary
-
-
-def layer_reduced(table: pd.DataFrame) -> pd.DataFrame:
-    """One value per model x data x seed x mask x method x metric: mean over layers, or the
-    last layer for metrics registered with ``over_layers="last"``."""
-    keys = ["model", "data", "seed", "mask", "method", "metric"]
-    over = table["metric"].map(
-        lambda name: METRICS.get(name).over_layers if name in METRICS else "mean"
-    )
-    mean = table[over == "mean"].groupby(keys, as_index=False)["value"].mean()
-    last_rows = table[over == "last"]
-    last = last_rows[last_rows["layer"] == last_rows.groupby(keys)["layer"].transform("max")]
-    return pd.concat([mean, last[[*keys, "value"]]], ignore_index=True)
-
-
-def summary_columns(metrics: list[str], methods: list[str]) -> list[tuple[str, str, str]]:
-    """(column label, metric, method) of the summary, read from the registries: per-layer-mean
-    metrics first, then last-layer ones, each in registration order; a metric that reads the
-    finetuned model gets one column per method ("SimAOU GD"), the others one ("SimAOU random")."""
-    order = metric_names()
-    chosen = sorted(
-        (METRICS.get(name) for name in metrics),
-        key=lambda m: (m.over_layers == "last", order.index(m.name)),
-    )
-    columns = []
-    for metric in chosen:
-        if metric.per_method:
-            columns += [
-                (f"{metric.label} {METHODS.get(method).label}", metric.name, method)
-                for method in methods
-            ]
-        else:
-            columns.append((metric.label, metric.name, NO_METHOD))
-    return columns
-
-
-def summary_table(table: pd.DataFrame) -> pd.DataFrame:
-    """Rows model x mask x data (plus a per-model/mask mean row); columns ``summary_columns``."""
-    reduced = layer_reduced(table)
-    per_data = reduced.groupby(["model", "mask", "method", "metric", "data"], as_index=False)[
-        "value"
-    ].mean()
-    registered = [name for name in dict.fromkeys(table["metric"]) if name in METRICS]
-    methods = [name for name in method_names() if name in set(table["method"])]
-    columns = {}
-    for label, metric, method in summary_columns(registered, methods):
-        chosen = per_data[(per_data["metric"] == metric) & (per_data["method"] == method)]
-        if not chosen.empty:
-            columns[label] = chosen.set_index(["model", "mask", "data"])["value"]
-    wide = pd.DataFrame(columns)
-    means = wide.groupby(level=["model", "mask"]).mean()
-    means.index = pd.MultiIndex.from_tuples(
-        [(model, mask, "mean") for model, mask in means.index], names=wide.index.names
-    )
-    return (
-        pd.concat([wide, means])
-        .sort_index(level=["model", "mask"], sort_remaining=False)
-        .reset_index()
-    )
-
-
-def summary_markdown(
-    summary: pd.DataFrame, config: CompareConfig, n_test: dict[str, int] | None = None
-) -> str:
-    """The summary table as Markdown; ``n_test``: test examples used per data set (when some
-    evaluation split held fewer than ``config.n_test``)."""
-    counts = ", ".join(f"{data} {n}" for data, n in sorted((n_test or {}).items()))
-    used = f" (used: {counts})" if counts else ""
-    parts = [
-        "# ICL vs GD: summary",
-        "",
-        f"Mean over layers (accuracy and Recall2FTP: last layer) and over seeds {list(config.seeds)}; "
-        f"up to {config.n_test} test examples per data set{used}. Rows: data sets; "
-        "'mean' = mean over data sets.",
-    ]
-    for (model, mask), block in summary.groupby(["model", "mask"], sort=False):
-        parts += ["", f"## {model}, ICL mask: {mask}", ""]
-        parts.append(_markdown(block.drop(columns=["model", "mask"])))
-    return "\n".join(parts) + "\n"
-
-
-def _markdown(frame: pd.DataFrame) -> str:
-    def fmt(value: Any) -> str:
-        if isinstance(value, float):
-            return "nan" if value != value else f"{value:.3f}"
-        return str(value)
-
-    header = "| " + " | ".join(frame.columns) + " |"
-    rule = "|" + "|".join("---" for _ in frame.columns) + "|"
-    body = ["| " + " | ".join(fmt(v) for v in row) + " |" for row in frame.itertuples(index=False)]
-    return "\n".join([header, rule, *body])
 
 
 # --------------------------------------------------------------------------- driver
@@ -487,6 +455,7 @@ def run_compare(config: CompareConfig, out: Path, *, figures: bool = True) -> pd
             ) from None
 
     table = pd.concat([read(unit, ".csv") for unit in plan], ignore_index=True)
+    resampled = pd.concat([read(unit, ".bootstrap.csv") for unit in plan], ignore_index=True)
     attention = pd.concat(
         [read(unit, ".attention.csv", keep_default_na=False) for unit in plan], ignore_index=True
     )
@@ -494,13 +463,26 @@ def run_compare(config: CompareConfig, out: Path, *, figures: bool = True) -> pd
     write_csv(out / "attention.csv", attention)
     summary = summary_table(table)
     write_csv(out / "summary.csv", summary)
+    bounds = intervals(resampled) if len(resampled) else None
+    if bounds is not None:
+        write_csv(out / "bootstrap.csv", resampled)
+        write_csv(out / "summary_intervals.csv", bounds)
+        if {"gd", "lcgd"} <= set(config.methods):
+            for metric in ("simaou", "simam_delta"):
+                if metric in config.metrics:
+                    write_csv(
+                        out / f"difference_lcgd_gd__{metric}.csv",
+                        paired_difference(table, resampled, metric, "lcgd", "gd"),
+                    )
     n_test: dict[str, int] = {}
     for unit in plan:
         info = json.loads((units / f"{unit_stem(*unit)}.json").read_text())
         n_test[info["data"]] = min(info["n_test"], n_test.get(info["data"], info["n_test"]))
-    markdown = summary_markdown(summary, config, n_test)
+    markdown = summary_markdown(summary, list(config.seeds), config.n_test, n_test, bounds)
     write_text(out / "summary.md", markdown)
-    print(markdown)
+    if bounds is not None and "simaou" in config.metrics:
+        print(headline(table, resampled))
+    print(f"full table with intervals: {out / 'summary.md'}")
     if figures:
         from icl_interp.lm.plots import write_compare_figures
 
@@ -554,6 +536,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--batch-size", type=int, default=defaults.batch_size)
     parser.add_argument("--heatmap-examples", type=int, default=defaults.heatmap_examples)
+    parser.add_argument(
+        "--bootstrap",
+        type=int,
+        default=defaults.bootstrap,
+        help="resamplings of the test examples for 95%% intervals (0: none)",
+    )
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--source", default=defaults.source, help="auto, folder, package or hub")
     parser.add_argument("--device", default=defaults.device)
@@ -585,6 +573,7 @@ def config_from_args(args: argparse.Namespace) -> CompareConfig:
         max_len=args.max_len,
         batch_size=args.batch_size,
         heatmap_examples=args.heatmap_examples,
+        bootstrap=args.bootstrap,
         data_dir=args.data_dir,
         source=args.source,
         device=args.device,

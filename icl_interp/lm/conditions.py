@@ -5,9 +5,12 @@ A ``Condition`` is one way of running a test query: zero-shot (``[bos] + query``
 ``icl_interp.masks.MASKS``, so a newly registered mask kind is a new ICL condition everywhere
 (captures, tables, figures, help text) without further edits.
 
-A ``Method`` is what ICL is compared with in ``icl-interp compare``: a model finetuned on the
-same demonstrations (``gd``, ``lcgd``), or the whole comparison repeated inside an untrained
-model (``untrained``). A new method is one ``METHODS.add``.
+A ``Method`` is what ICL on demonstration set A is compared with in ``icl-interp compare``: a
+model finetuned on A (``gd``, ``lcgd``); the whole comparison repeated inside an untrained model
+(``untrained``); or a control drawn on a disjoint demonstration set B of the same size and task
+(DESIGN.md section 9): GD on B (``mismatched``, the floor: similarity that is not about these
+demonstrations) and ICL on B under the same mask (``icl_vs_icl``, the ceiling a perfectly
+ICL-like update could reach). A new method is one ``METHODS.add``.
 """
 
 from __future__ import annotations
@@ -45,13 +48,23 @@ def conditions(masks: Sequence[str] | None = None) -> list[Condition]:
 
 @dataclass(frozen=True)
 class Method:
-    """What ICL is compared with: a model finetuned with ``finetune`` ("gd" | "lcgd") on the
-    demonstrations; with ``untrained``, ZSL, ICL and finetuning all run in the untrained model."""
+    """What ICL on demonstrations A is compared with: the zero-shot capture of a model finetuned
+    with ``finetune`` ("gd" | "lcgd"), or, with ``finetune=None``, ICL under the same mask.
+    ``demonstrations`` says on which set: "same" (A) or "other" (a disjoint draw B);
+    with ``untrained``, ZSL, ICL and finetuning all run in the untrained model."""
 
     name: str
     label: str
-    finetune: str
+    finetune: str | None
     untrained: bool = False
+    demonstrations: str = "same"
+
+    @property
+    def scope(self) -> str:
+        """Which captures the comparison reads: "base", "untrained" or "other" (set B)."""
+        if self.untrained:
+            return "untrained"
+        return "other" if self.demonstrations == "other" else "base"
 
 
 METHODS: Registry[Method] = Registry("method")
@@ -59,8 +72,12 @@ for _method in (
     Method("gd", "GD", "gd"),
     Method("lcgd", "LCGD", "lcgd"),
     Method("untrained", "untrained", "gd", untrained=True),
+    Method("mismatched", "GD other demos", "gd", demonstrations="other"),
+    Method("icl_vs_icl", "ICL other demos", None, demonstrations="other"),
 ):
     METHODS.add(_method.name, _method)
+
+DEFAULT_METHODS: tuple[str, ...] = ("gd", "lcgd", "untrained")
 
 
 def method_names() -> list[str]:

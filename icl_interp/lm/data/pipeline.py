@@ -48,12 +48,21 @@ class PromptProvenance:
     max_len: int
     prefix_tokens: int
     notes: list[str] = field(default_factory=list)
+    other_k_used: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
 def make_prompts(
+    tokenizer: Any, dataset: str, **options: Any
+) -> tuple[DatasetSpec, PromptSet, PromptProvenance]:
+    """Build one run's prompts for ``dataset`` (see ``make_prompt_sets`` for the options)."""
+    spec, prompts, _, provenance = make_prompt_sets(tokenizer, dataset, **options)
+    return spec, prompts, provenance
+
+
+def make_prompt_sets(
     tokenizer: Any,
     dataset: str,
     *,
@@ -65,13 +74,17 @@ def make_prompts(
     data_dir: str | os.PathLike | None = None,
     source: str = "auto",
     exclude: Sequence[Example] = (),
+    other_draw: bool = False,
     log: Callable[[str], Any] = tqdm.write,
-) -> tuple[DatasetSpec, PromptSet, PromptProvenance]:
+) -> tuple[DatasetSpec, PromptSet, PromptSet | None, PromptProvenance]:
     """Build one run's prompts for ``dataset``; ``k=None`` takes the data set's k.
 
     ``context`` (the model's context length) caps ``max_len``; ``exclude`` keeps further
-    examples (e.g. another demonstration draw) out of the evaluation set. Adjustments are
-    passed to ``log`` and recorded in the provenance's ``notes``.
+    examples out of the evaluation set. With ``other_draw``, a second demonstration set B of
+    the same size, disjoint from the first (A), is drawn from the rest of the train split and
+    packed to A's ``k_used``; the evaluation examples then avoid both, and the second
+    ``PromptSet`` (same queries, B's demonstrations) is returned instead of None. Adjustments
+    are passed to ``log`` and recorded in the provenance's ``notes``.
     """
     spec = get_dataset(dataset)
     notes: list[str] = []
@@ -81,8 +94,17 @@ def make_prompts(
     }
     k_requested = spec.k if k is None else k
     demonstrations = sample_demonstrations(splits["train"], k_requested, seed=seed)
+    others: list[Example] = []
+    if other_draw:
+        taken = {example.content_key for example in demonstrations}
+        rest = [example for example in splits["train"] if example.content_key not in taken]
+        others = sample_demonstrations(rest, k_requested, seed=seed)
     queries = select_eval(
-        splits["test"], n_test, seed=seed, exclude=[*demonstrations, *exclude], at_most=True
+        splits["test"],
+        n_test,
+        seed=seed,
+        exclude=[*demonstrations, *others, *exclude],
+        at_most=True,
     )
     if len(queries) < n_test:
         notes.append(
@@ -98,6 +120,14 @@ def make_prompts(
             f"{spec.name}: {k_requested} demonstrations do not fit in {max_len} tokens with the "
             f"longest query; packing keeps the first {prompts.k_used}"
         )
+    other = None
+    if other_draw:
+        other = build_prompts(tokenizer, spec, others[: prompts.k_used], queries, max_len=max_len)
+        if other.k_used < prompts.k_used:
+            notes.append(
+                f"{spec.name}: the second demonstration draw packs to {other.k_used} "
+                f"demonstrations, not {prompts.k_used}"
+            )
     for note in notes:
         log(note)
     provenance = PromptProvenance(
@@ -113,5 +143,6 @@ def make_prompts(
         max_len=max_len,
         prefix_tokens=int(prompts.prefix_ids.shape[0]),
         notes=notes,
+        other_k_used=None if other is None else other.k_used,
     )
-    return spec, prompts, provenance
+    return spec, prompts, other, provenance
