@@ -63,17 +63,27 @@ def package_versions() -> dict[str, str]:
 
 
 def write_atomic(path: str | Path, write: Callable[[Path], Any]) -> Path:
-    """Call ``write(tmp_path)`` then rename onto ``path`` (same folder, so the rename is atomic)."""
+    """Call ``write(tmp_path)`` then rename onto ``path`` (same folder, so the rename is atomic).
+
+    A failed write (disk full, read-only file system, a file where a folder should be) leaves
+    ``path`` as it was and is a one-line ``UserError`` naming ``path``.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix)
-    os.close(fd)
+    tmp: str | None = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix)
+        os.close(fd)
         write(Path(tmp))
         os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
+    except OSError as err:
+        reason = err.strerror or str(err) or type(err).__name__
+        raise UserError(
+            f"could not write {path}: {reason}; free space or pass another --out"
+        ) from None
     finally:
-        if os.path.exists(tmp):
+        if tmp is not None and os.path.exists(tmp):
             os.remove(tmp)
     return path
 
@@ -94,9 +104,13 @@ def write_torch(path: str | Path, obj: Any) -> Path:
 
 
 def write_csv(path: str | Path, table: pd.DataFrame) -> Path:
-    """Write a tidy table deterministically (fixed float format, no index)."""
+    """Write a tidy table deterministically (fixed float format, no index; NaN as ``nan``, which
+    ``pd.read_csv`` reads back as NaN, so a missing value never looks like an empty string)."""
     return write_atomic(
-        path, lambda p: table.to_csv(p, index=False, float_format="%.10g", lineterminator="\n")
+        path,
+        lambda p: table.to_csv(
+            p, index=False, float_format="%.10g", na_rep="nan", lineterminator="\n"
+        ),
     )
 
 
@@ -146,7 +160,9 @@ def file_fingerprint(path: str | Path) -> str:
     return f"sha256:{digest.hexdigest()[:16]}"
 
 
-def _differences(recorded: dict[str, Any], current: dict[str, Any], skip: frozenset[str]) -> list[str]:
+def _differences(
+    recorded: dict[str, Any], current: dict[str, Any], skip: frozenset[str]
+) -> list[str]:
     keys = sorted((set(recorded) | set(current)) - skip)
     return [
         f"{key}: {_short(recorded.get(key))} -> {_short(current.get(key))}"
