@@ -292,8 +292,9 @@ def _load_hf_dir(
         if local_only and not local:
             raise UserError(
                 f"model {str(name_or_path)!r} is not a packaged name, a local directory or in the "
-                f"local HF cache, and downloads are off (the command line never downloads; from "
-                f"Python, load_model(..., allow_download=True) with internet); packaged models: "
+                f"local HF cache, and downloads are off (offline by default: from Python, "
+                f"load_model(..., allow_download=True) with internet; the command line never "
+                f"downloads); packaged models: "
                 f"{', '.join(MODELS.names())}"
             ) from None
         raise
