@@ -12,6 +12,7 @@ run never leaves half a file; ``done(unit)`` lets a rerun skip units already wri
 from __future__ import annotations
 
 import dataclasses
+import errno
 import hashlib
 import json
 import os
@@ -79,9 +80,9 @@ def write_atomic(path: str | Path, write: Callable[[Path], Any]) -> Path:
         os.replace(tmp, path)
     except OSError as err:
         reason = err.strerror or str(err) or type(err).__name__
-        raise UserError(
-            f"could not write {path}: {reason}; free space or pass another --out"
-        ) from None
+        full = err.errno in (errno.ENOSPC, errno.EDQUOT)
+        hint = "free space or pass another --out" if full else "pass another --out"
+        raise UserError(f"could not write {path}: {reason}; {hint}") from None
     finally:
         if tmp is not None and os.path.exists(tmp):
             os.remove(tmp)
@@ -224,7 +225,11 @@ class ResultFolder:
         existing = where
         while not existing.exists():
             existing = existing.parent
-        if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        if not existing.is_dir():
+            raise UserError(
+                f"--out {where}: {existing} is a file, not a folder; pass another --out"
+            )
+        if not os.access(existing, os.W_OK | os.X_OK):
             raise UserError(f"--out {where}: {existing} is not writable; pass another --out")
         recorded = self.recorded()
         if recorded is None:

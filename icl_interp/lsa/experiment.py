@@ -24,6 +24,7 @@ from einops import einsum
 from jaxtyping import Float
 from torch import Tensor
 
+from icl_interp.errors import UserError
 from icl_interp.lsa.config import (  # noqa: F401  (LSAConfig, add_arguments: re-exported)
     FORM_NAMES,
     LSAConfig,
@@ -158,11 +159,26 @@ def run_experiment(
     """
     if out is not None:
         ResultFolder(Path(out), COMMAND, config).check()
-    with single_threaded_torch():
+    with single_threaded_torch(), _memory_is_a_user_error(config):
         table, contraction = compute_curves(config)
     if out is not None:
         write_results(Path(out), config, table, contraction, figures=figures)
     return table
+
+
+@contextmanager
+def _memory_is_a_user_error(config: LSAConfig) -> Iterator[None]:
+    """Sizes too large for this machine's memory: one line naming them, not a traceback."""
+    try:
+        yield
+    except (MemoryError, torch.OutOfMemoryError, RuntimeError) as err:
+        if isinstance(err, RuntimeError) and "allocate" not in str(err):
+            raise
+        raise UserError(
+            f"not enough memory for d={config.d}, n_sequences={config.n_sequences}, "
+            f"n_context={config.n_context}, n_queries={config.n_queries}, "
+            f"max_context={config.stationary_max_context}; use smaller sizes"
+        ) from None
 
 
 @contextmanager
