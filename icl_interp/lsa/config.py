@@ -144,6 +144,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=seed, default=defaults.seed, help="0..2**63-1")
 
 
+def check_arguments(args: argparse.Namespace) -> None:
+    """Validate the options before the computation's imports (the CLI calls this first)."""
+    config_from_args(args)
+
+
 def config_from_args(args: argparse.Namespace) -> LSAConfig:
     return LSAConfig(
         d=args.d,

@@ -80,17 +80,23 @@ def lsa_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
 # --------------------------------------------------------------------------- options
 
 
-def test_mistyped_option_is_reported_before_torch_is_imported() -> None:
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [(["lsa", "--bogus"], "unrecognized arguments: --bogus"), (["lsa", "--d", "0"], "d must be")],
+    ids=["mistyped-option", "bad-value"],
+)
+def test_mistakes_are_reported_before_torch_is_imported(argv: list[str], message: str) -> None:
     code = (
         "import sys\nfrom icl_interp.cli import main\n"
-        "try:\n    main(['lsa', '--bogus'])\n"
-        "except SystemExit as exit_info:\n    print(exit_info.code, 'torch' in sys.modules)\n"
+        f"try:\n    rc = main({argv!r})\n"
+        "except SystemExit as exit_info:\n    rc = exit_info.code\n"
+        "print(rc, 'torch' in sys.modules)\n"
     )
     proc = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, env=subprocess_env()
     )
     assert proc.stdout.split() == ["2", "False"], proc.stdout + proc.stderr
-    assert proc.stderr.count("\n") == 1 and "unrecognized arguments: --bogus" in proc.stderr
+    assert proc.stderr.count("\n") == 1 and message in proc.stderr, proc.stderr
 
 
 def test_repeated_list_values_are_refused(capsys: pytest.CaptureFixture[str]) -> None:
