@@ -325,7 +325,7 @@ class _WeightWatch:
         if not self.trained:
             return torch.zeros(0)
         return torch.stack(
-            [norm.float() for norm in torch._foreach_norm(self.trained, ord=math.inf)]
+            [norm.float() for norm in torch._foreach_norm(list[Tensor](self.trained), ord=math.inf)]
         )
 
     def problem(self) -> str | None:

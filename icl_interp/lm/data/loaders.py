@@ -85,9 +85,12 @@ def read_text(path: Path) -> str:
 def iter_lines(path: Path) -> Iterator[tuple[int, str]]:
     """(1-based line number, stripped text) for every non-blank line of ``path``."""
     content = _read_text_or_bytes(path)
-    lines = content.split("\n") if isinstance(content, str) else content.split(b"\n")
+    if isinstance(content, str):
+        lines = content.split("\n")
+    else:
+        lines = [decode(raw) for raw in content.split(b"\n")]
     for number, raw in enumerate(lines, start=1):
-        line = (raw if isinstance(raw, str) else decode(raw)).strip()
+        line = raw.strip()
         if line:
             yield number, line
 
