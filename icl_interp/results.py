@@ -16,6 +16,7 @@ import errno
 import hashlib
 import json
 import os
+import pickle
 import platform
 import random
 import sys
@@ -113,6 +114,30 @@ def write_csv(path: str | Path, table: pd.DataFrame) -> Path:
             p, index=False, float_format="%.10g", na_rep="nan", lineterminator="\n"
         ),
     )
+
+
+def read_csv(path: str | Path, **options: Any) -> pd.DataFrame:
+    """``pd.read_csv`` of a result file; a corrupt or unreadable one is a one-line ``UserError``
+    naming it (for resuming from unit CSVs; ``options`` go to pandas)."""
+    try:
+        return pd.read_csv(path, **options)
+    except (OSError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as err:
+        raise UserError(
+            f"{path} is corrupt or unreadable ({type(err).__name__}); delete it to recompute it, "
+            "or pass a new --out"
+        ) from None
+
+
+def read_torch(path: str | Path, **options: Any) -> Any:
+    """``torch.load`` of a checkpoint or captured tensors; a corrupt or truncated file is a
+    one-line ``UserError`` naming it (``options`` go to ``torch.load``)."""
+    try:
+        return torch.load(path, **options)
+    except (OSError, RuntimeError, EOFError, ValueError, pickle.UnpicklingError) as err:
+        raise UserError(
+            f"{path} is corrupt or unreadable ({type(err).__name__}); delete it to recompute it, "
+            "or pass a new --out"
+        ) from None
 
 
 def write_figure(

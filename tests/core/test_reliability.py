@@ -291,6 +291,28 @@ def test_nan_is_written_as_nan_not_an_empty_cell(tmp_path: Path) -> None:
     assert pd.read_csv(tmp_path / "t.csv")["a"].isna().tolist() == [False, True]
 
 
+@pytest.mark.parametrize("kind", ["csv", "torch", "garbage"])
+def test_corrupt_unit_files_are_named(tmp_path: Path, kind: str) -> None:
+    from icl_interp.results import read_csv, read_torch, write_torch
+
+    if kind == "csv":
+        path = tmp_path / "unit.csv"
+        path.write_bytes(b'a,b\n1,"unterminated\n')
+        read = read_csv
+    elif kind == "torch":
+        path = tmp_path / "unit.pt"
+        write_torch(path, {"w": torch.zeros(100)})
+        path.write_bytes(path.read_bytes()[:200])
+        read = read_torch
+    else:
+        path = tmp_path / "unit.pt"
+        path.write_text("garbage text")
+        read = read_torch
+    with pytest.raises(UserError, match=f"{path} is corrupt or unreadable") as error:
+        read(path)
+    assert "\n" not in str(error.value)
+
+
 # --------------------------------------------------------------------------- models
 
 
