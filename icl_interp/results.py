@@ -12,9 +12,11 @@ run never leaves half a file; ``done(unit)`` lets a rerun skip units already wri
 from __future__ import annotations
 
 import dataclasses
+import errno
 import hashlib
 import json
 import os
+import pickle
 import platform
 import random
 import sys
@@ -63,17 +65,27 @@ def package_versions() -> dict[str, str]:
 
 
 def write_atomic(path: str | Path, write: Callable[[Path], Any]) -> Path:
-    """Call ``write(tmp_path)`` then rename onto ``path`` (same folder, so the rename is atomic)."""
+    """Call ``write(tmp_path)`` then rename onto ``path`` (same folder, so the rename is atomic).
+
+    A failed write (disk full, read-only file system, a file where a folder should be) leaves
+    ``path`` as it was and is a one-line ``UserError`` naming ``path``.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix)
-    os.close(fd)
+    tmp: str | None = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix)
+        os.close(fd)
         write(Path(tmp))
         os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
+    except OSError as err:
+        reason = err.strerror or str(err) or type(err).__name__
+        full = err.errno in (errno.ENOSPC, errno.EDQUOT)
+        hint = "free space or pass another --out" if full else "pass another --out"
+        raise UserError(f"could not write {path}: {reason}; {hint}") from None
     finally:
-        if os.path.exists(tmp):
+        if tmp is not None and os.path.exists(tmp):
             os.remove(tmp)
     return path
 
@@ -94,10 +106,38 @@ def write_torch(path: str | Path, obj: Any) -> Path:
 
 
 def write_csv(path: str | Path, table: pd.DataFrame) -> Path:
-    """Write a tidy table deterministically (fixed float format, no index)."""
+    """Write a tidy table deterministically (fixed float format, no index; NaN as ``nan``, which
+    ``pd.read_csv`` reads back as NaN, so a missing value never looks like an empty string)."""
     return write_atomic(
-        path, lambda p: table.to_csv(p, index=False, float_format="%.10g", lineterminator="\n")
+        path,
+        lambda p: table.to_csv(
+            p, index=False, float_format="%.10g", na_rep="nan", lineterminator="\n"
+        ),
     )
+
+
+def read_csv(path: str | Path, **options: Any) -> pd.DataFrame:
+    """``pd.read_csv`` of a result file; a corrupt or unreadable one is a one-line ``UserError``
+    naming it (for resuming from unit CSVs; ``options`` go to pandas)."""
+    try:
+        return pd.read_csv(path, **options)
+    except (OSError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as err:
+        raise UserError(
+            f"{path} is corrupt or unreadable ({type(err).__name__}); delete it to recompute it, "
+            "or pass a new --out"
+        ) from None
+
+
+def read_torch(path: str | Path, **options: Any) -> Any:
+    """``torch.load`` of a checkpoint or captured tensors; a corrupt or truncated file is a
+    one-line ``UserError`` naming it (``options`` go to ``torch.load``)."""
+    try:
+        return torch.load(path, **options)
+    except (OSError, RuntimeError, EOFError, ValueError, pickle.UnpicklingError) as err:
+        raise UserError(
+            f"{path} is corrupt or unreadable ({type(err).__name__}); delete it to recompute it, "
+            "or pass a new --out"
+        ) from None
 
 
 def write_figure(
@@ -146,7 +186,9 @@ def file_fingerprint(path: str | Path) -> str:
     return f"sha256:{digest.hexdigest()[:16]}"
 
 
-def _differences(recorded: dict[str, Any], current: dict[str, Any], skip: frozenset[str]) -> list[str]:
+def _differences(
+    recorded: dict[str, Any], current: dict[str, Any], skip: frozenset[str]
+) -> list[str]:
     keys = sorted((set(recorded) | set(current)) - skip)
     return [
         f"{key}: {_short(recorded.get(key))} -> {_short(current.get(key))}"
@@ -209,7 +251,11 @@ class ResultFolder:
         existing = where
         while not existing.exists():
             existing = existing.parent
-        if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        if not existing.is_dir():
+            raise UserError(
+                f"--out {where}: {existing} is a file, not a folder; pass another --out"
+            )
+        if not os.access(existing, os.W_OK | os.X_OK):
             raise UserError(f"--out {where}: {existing} is not writable; pass another --out")
         recorded = self.recorded()
         if recorded is None:

@@ -15,6 +15,14 @@ Every function here returns a NEW model (a deep copy); the model passed in is ne
 Parameter groups (``params``): ``v`` (value projections), ``kv`` (key and value projections,
 the default), ``attn`` (q, k, v, o projections), ``all`` (every parameter); weights and biases,
 every layer. The model runs in eval mode (no dropout), so training is deterministic.
+
+Divergence stops the run where it happens (``UserError`` naming the step, the demonstration,
+the layer and the parameter, suggesting a lower lr): a non-finite loss (LCGD: any layer's) or
+block output (LCGD), and after every optimizer step a trained tensor that holds NaN/inf or
+whose largest magnitude exceeds ``EXPLOSION_FACTOR`` (100) x max(its largest magnitude before
+finetuning, 1). Ordinary lrs move weights by a small fraction of their size per step; an lr
+that multiplies them by 100 has left the regime in which GD-vs-ICL comparisons mean anything
+(``--lr 1e30`` otherwise ran to completion with weights ~1e29 and every metric collapsed).
 """
 
 from __future__ import annotations
@@ -22,6 +30,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import math
+import re
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -29,10 +38,10 @@ import torch
 import torch.nn.functional as F
 from jaxtyping import Float, Int
 from torch import Tensor, nn
-from tqdm.auto import tqdm
 
 from icl_interp.errors import UserError
 from icl_interp.lm.arch import adapter, forget_cast_unembedding, logit_lens, projection_parameters
+from icl_interp.progress import progress as progress_bar
 
 METHODS: tuple[str, ...] = ("gd", "lcgd")
 PARAM_GROUPS: dict[str, tuple[str, ...]] = {
@@ -42,6 +51,7 @@ PARAM_GROUPS: dict[str, tuple[str, ...]] = {
 }
 PARAM_GROUP_NAMES: tuple[str, ...] = (*PARAM_GROUPS, "all")
 COMPUTE_DTYPES: tuple[str, ...] = ("auto", "float32", "bfloat16")
+EXPLOSION_FACTOR = 100.0
 
 
 def resolve_compute_dtype(name: str, device: torch.device | str = "cpu") -> str:
@@ -223,6 +233,9 @@ def _lcgd_step_loss(
     """
     with _autocast(ids.device, dtype):
         outputs = block_outputs(model, ids)
+    for layer, output in enumerate(outputs):
+        if not bool(torch.isfinite(output).all()):
+            raise _NonFinite(layer, "output")
     per_chunk = max(1, LOGIT_ROWS // ids.numel())
     total = torch.zeros(())
     for first in range(0, len(outputs), per_chunk):
@@ -242,14 +255,57 @@ def _autocast(device: torch.device, dtype: torch.dtype) -> Any:
     return torch.autocast(device_type=device.type, dtype=dtype)
 
 
-class _NonFiniteLoss(Exception):
-    def __init__(self, layer: int | None) -> None:
+class _NonFinite(Exception):
+    """A non-finite loss (``what="loss"``) or block output, at ``layer`` if known."""
+
+    def __init__(self, layer: int | None, what: str = "loss") -> None:
         self.layer = layer
+        self.what = what
 
 
 def _raise_if_not_finite(loss: Tensor, layer: int | None = None) -> None:
     if not torch.isfinite(loss):
-        raise _NonFiniteLoss(layer)
+        raise _NonFinite(layer)
+
+
+class _WeightWatch:
+    """Checks the trained tensors after each step: finite, and max |w| within the bound
+    ``EXPLOSION_FACTOR * max(initial max |w|, 1)`` (one fused reduction per step)."""
+
+    def __init__(self, model: Any, trained: list[nn.Parameter]) -> None:
+        names = {
+            id(p): name.replace("._original_component", "") for name, p in model.named_parameters()
+        }
+        self.trained = trained
+        self.names = [names.get(id(p), f"parameter {i}") for i, p in enumerate(trained)]
+        with torch.no_grad():
+            self.initial = self._max_abs()
+        self.bounds = EXPLOSION_FACTOR * self.initial.clamp(min=1.0)
+
+    def _max_abs(self) -> Tensor:
+        if not self.trained:
+            return torch.zeros(0)
+        return torch.stack(
+            [norm.float() for norm in torch._foreach_norm(list[Tensor](self.trained), ord=math.inf)]
+        )
+
+    def problem(self) -> str | None:
+        """None if every trained tensor is fine, else what is wrong with the first bad one."""
+        with torch.no_grad():
+            current = self._max_abs()
+        bad = ~(current <= self.bounds.to(current.device))
+        if not bool(bad.any()):
+            return None
+        i = int(bad.nonzero()[0, 0])
+        name, value = self.names[i], float(current[i])
+        match = re.search(r"\.(?:layers|blocks|h)\.(\d+)\.", f".{name}.")
+        where = f"layer {match.group(1)}'s {name}" if match else name
+        if not math.isfinite(value):
+            return f"{where} holds non-finite values"
+        return (
+            f"{where} exploded: max |w| = {value:.3g}, over {EXPLOSION_FACTOR:g}x its initial "
+            f"{float(self.initial[i]):.3g} (bound {float(self.bounds[i]):.3g})"
+        )
 
 
 def finetune(
@@ -269,7 +325,8 @@ def finetune(
     gradients and updates stay float32): ~2-3x faster on CPUs with AVX512-BF16, gradients
     accurate to ~1e-2 relative; ``"auto"`` picks it where the hardware supports it
     (``resolve_compute_dtype``). Raises ``UserError`` naming the step and demonstration when
-    a loss is NaN/inf.
+    the run diverges (a NaN/inf loss or block output, or a trained tensor that is non-finite
+    or beyond ``EXPLOSION_FACTOR`` after a step; see the module docstring).
     """
     tuned, _ = finetune_with_losses(
         model,
@@ -309,24 +366,34 @@ def finetune_with_losses(
     for parameter in trained:
         parameter.requires_grad_(True)
     optimizer = torch.optim.SGD(trained, lr=config.lr, momentum=0.0)
+    watch = _WeightWatch(tuned, trained)
     step_loss = _gd_step_loss if config.method == "gd" else _lcgd_step_loss
     device = next(tuned.parameters()).device
     dtype = getattr(torch, resolve_compute_dtype(config.compute_dtype, device))
     losses: list[float] = []
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)
-        steps = tqdm(demo_ids, desc=f"{config.method} finetuning", disable=not progress)
+        steps = progress_bar(
+            demo_ids, desc=f"{config.method} finetuning", disable=None if progress else True
+        )
         for step, ids in enumerate(steps):
+            at = f"at step {step + 1} (demonstration {step}) with lr={config.lr:g}"
             optimizer.zero_grad(set_to_none=True)
             try:
                 loss = step_loss(tuned, ids[None].to(device), dtype)
-            except _NonFiniteLoss as err:
-                where = "" if err.layer is None else f" (layer {err.layer}'s loss)"
+            except _NonFinite as err:
+                where = "" if err.layer is None else f" (layer {err.layer}'s {err.what})"
                 raise UserError(
-                    f"{config.method} finetuning diverged: non-finite loss{where} at step {step + 1} "
-                    f"(demonstration {step}) with lr={config.lr:g}; try a lower learning rate"
+                    f"{config.method} finetuning diverged: non-finite {err.what}{where} {at}; "
+                    "try a lower learning rate"
                 ) from None
             optimizer.step()
+            problem = watch.problem()
+            if problem is not None:
+                raise UserError(
+                    f"{config.method} finetuning diverged {at}: {problem}; "
+                    "try a lower learning rate"
+                )
             losses.append(float(loss))
             steps.set_postfix(loss=f"{losses[-1]:.3f}")
     for parameter in tuned.parameters():

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import time
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +27,8 @@ from torch import Tensor
 
 from icl_interp.errors import UserError
 from icl_interp.lm.conditions import conditions
-from icl_interp.masks import MASKS, mask_names
+from icl_interp.lm.layers_config import LayerAccuracyConfig, config_from_args
+from icl_interp.masks import MASKS
 from icl_interp.results import (
     ResultFolder,
     done,
@@ -37,55 +37,6 @@ from icl_interp.results import (
     write_figure,
     write_torch,
 )
-
-RESUME_IGNORES = frozenset({"threads", "out"})
-
-
-@dataclass
-class LayerAccuracyConfig:
-    """One ``icl-interp layers`` run. ``k=None`` takes the data set's k (DESIGN.md section 5)."""
-
-    model: str = "gemma-3-270m"
-    dataset: str = "mr"
-    data_dir: str | None = None
-    source: str = "auto"
-    masks: tuple[str, ...] = field(default_factory=lambda: tuple(mask_names()))
-    k: int | None = None
-    n_test: int = 200
-    seed: int = 0
-    limit: int | None = None
-    max_len: int = 2048
-    batch_size: int = 8
-    threads: int | None = None
-    out: str = "results/layers"
-
-    def __post_init__(self) -> None:
-        if self.k is not None and self.k < 0:
-            raise UserError(f"--k must be >= 0, got {self.k}")
-        if self.n_test < 1:
-            raise UserError(f"--n-test must be >= 1, got {self.n_test}")
-        if self.limit is not None and self.limit < 1:
-            raise UserError(f"--limit must be >= 1, got {self.limit}")
-        if self.max_len < 2:
-            raise UserError(f"--max-len must be >= 2, got {self.max_len}")
-        if self.batch_size < 1:
-            raise UserError(f"--batch-size must be >= 1, got {self.batch_size}")
-        if self.seed < 0:
-            raise UserError(f"--seed must be >= 0, got {self.seed}")
-        if self.threads is not None and self.threads < 1:
-            raise UserError(f"--threads must be >= 1, got {self.threads}")
-        if not self.masks or len(set(self.masks)) != len(self.masks):
-            raise UserError(f"--masks needs distinct mask kinds, got {list(self.masks)}")
-        for mask in self.masks:
-            MASKS.get(mask)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, values: dict) -> LayerAccuracyConfig:
-        fields: dict[str, Any] = {k: tuple(v) if k == "masks" else v for k, v in values.items()}
-        return cls(**fields)
 
 
 def layer_accuracy(
@@ -161,7 +112,11 @@ def _run_config(config: LayerAccuracyConfig) -> pd.DataFrame:
 
     out = Path(config.out)
     folder = ResultFolder(
-        out, "layers", config, {"model": model_identity(config.model)}, ignore=RESUME_IGNORES
+        out,
+        "layers",
+        config,
+        {"model": model_identity(config.model)},
+        ignore=frozenset({"threads", "out"}),
     )
     folder.check()
     seed_everything(config.seed)
@@ -215,50 +170,6 @@ def _load_logits(path: Path) -> Tensor:
         ) from None
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    defaults = LayerAccuracyConfig()
-    parser.add_argument("--model", default=defaults.model, help="packaged name, HF name or path")
-    parser.add_argument("--dataset", default=defaults.dataset, help="data set name (e.g. mr, sst2)")
-    parser.add_argument("--data-dir", default=None, help="folder holding the data sets")
-    parser.add_argument("--source", default=defaults.source, help="auto, folder, package or hub")
-    parser.add_argument(
-        "--masks",
-        nargs="+",
-        default=list(defaults.masks),
-        help="ICL masks: " + ", ".join(mask_names()),
-    )
-    parser.add_argument("--k", type=int, default=None, help="demonstrations (default: data set's)")
-    parser.add_argument("--n-test", type=int, default=defaults.n_test, help="test examples")
-    parser.add_argument("--seed", type=int, default=defaults.seed)
-    parser.add_argument(
-        "--limit", type=int, default=None, help="use only the first N test examples"
-    )
-    parser.add_argument("--max-len", type=int, default=defaults.max_len, help="prompt token budget")
-    parser.add_argument("--batch-size", type=int, default=defaults.batch_size)
-    parser.add_argument(
-        "--threads",
-        type=int,
-        default=None,
-        help="torch CPU threads for this run (default: torch's; 1 is fastest on a busy machine)",
-    )
-    parser.add_argument("--out", default=defaults.out, help="results folder")
-
-
 def run(args: argparse.Namespace) -> int:
-    config = LayerAccuracyConfig(
-        model=args.model,
-        dataset=args.dataset,
-        data_dir=args.data_dir,
-        source=args.source,
-        masks=tuple(args.masks),
-        k=args.k,
-        n_test=args.n_test,
-        seed=args.seed,
-        limit=args.limit,
-        max_len=args.max_len,
-        batch_size=args.batch_size,
-        threads=args.threads,
-        out=args.out,
-    )
-    run_config(config)
+    run_config(config_from_args(args))
     return 0

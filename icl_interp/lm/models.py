@@ -16,13 +16,14 @@ Everything architecture-specific (hooks, scaling, windows, projections) is in
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import importlib.metadata
 import importlib.util
 import os
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -160,12 +161,27 @@ for _packaged in (
     MODELS.add(_packaged.name, _packaged)
 
 
+@contextlib.contextmanager
+def _reading(what: str, hint: str) -> Iterator[None]:
+    """Turn any failure while transformers reads ``what`` (a user's file or folder: corrupt,
+    truncated, not a model) into a one-line ``UserError`` naming it."""
+    try:
+        yield
+    except UserError:
+        raise
+    except Exception as err:  # transformers raises ValueError, OSError, KeyError, ... here
+        lines = str(err).strip().splitlines()
+        detail = f"{type(err).__name__}: {lines[0][:200]}" if lines else type(err).__name__
+        raise UserError(f"could not load {what} ({detail}); {hint}") from None
+
+
 def _load_gguf(gguf_path: Path) -> tuple[Any, Any]:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     folder, name = str(gguf_path.parent), gguf_path.name
-    tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
-    hf_model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.float32)
+    with _reading(f"GGUF file {gguf_path}", "is it a complete GGUF model file?"):
+        tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
+        hf_model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.float32)
     # The weights are dequantised float32 now; drop the GGUF marker so they can be saved.
     hf_model.hf_quantizer = None  # type: ignore[assignment]
     hf_model.config.__dict__.pop("quantization_config", None)
@@ -174,6 +190,31 @@ def _load_gguf(gguf_path: Path) -> tuple[Any, Any]:
 
 
 # --------------------------------------------------------------------------- loading
+
+
+def check_device(device: str | torch.device) -> torch.device:
+    """``device`` parsed, if torch can use it here; else a one-line ``UserError``
+    (``cuda`` on a machine without CUDA, ``cuda:3`` with one GPU, a misspelt name)."""
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise UserError(f"unknown device {str(device)!r}; use cpu, cuda, cuda:N or mps") from None
+    if parsed.type == "cpu":
+        return parsed
+    if parsed.type == "cuda":
+        if not torch.cuda.is_available():
+            why = "torch was built without CUDA" if torch.version.cuda is None else "no GPU visible"
+            raise UserError(f"device {str(device)!r} is not available here ({why}); use cpu")
+        if parsed.index is not None and parsed.index >= torch.cuda.device_count():
+            raise UserError(
+                f"device {str(device)!r}: only {torch.cuda.device_count()} CUDA device(s) here"
+            )
+        return parsed
+    try:
+        torch.empty(1, device=parsed)
+    except Exception:  # mps, xpu, ... not built in or no such hardware
+        raise UserError(f"device {str(device)!r} is not available here; use cpu") from None
+    return parsed
 
 
 def load_model(
@@ -187,8 +228,11 @@ def load_model(
 
     ``name_or_path``: a name in ``MODELS``, ``tiny-<arch>`` (see ``TINY_ARCHS``), a local
     HF directory, a ``.gguf`` file, or a HF model name (from the local HF cache only,
-    unless ``allow_download``).
+    unless ``allow_download``). A device torch cannot use here, a file or folder that is not a
+    model (a data folder, a fake or truncated ``.gguf``, a corrupt config or checkpoint) is a
+    one-line ``UserError`` naming it.
     """
+    check_device(device)
     if name_or_path.startswith("tiny-"):
         arch = name_or_path.removeprefix("tiny-")
         if arch not in TINY_ARCHS:
@@ -210,10 +254,16 @@ def load_model(
         hf_model, tokenizer = _load_gguf(path)
     elif path.is_dir():
         ggufs = sorted(path.glob("*.gguf"))
-        if not (path / "config.json").exists() and len(ggufs) == 1:
+        if (path / "config.json").exists():
+            hf_model, tokenizer = _load_hf_dir(path, local_only=True)
+        elif len(ggufs) == 1:
             hf_model, tokenizer = _load_gguf(ggufs[0])
         else:
-            hf_model, tokenizer = _load_hf_dir(path, local_only=True)
+            found = f"{len(ggufs)} .gguf files" if ggufs else "no .gguf file"
+            raise UserError(
+                f"{name_or_path!r} is not a model folder: no config.json and {found}; pass a HF "
+                f"model directory, a .gguf file, or a packaged model ({', '.join(MODELS.names())})"
+            )
     elif path.exists() or name_or_path.startswith((".", "/", "~")) or name_or_path.count("/") > 1:
         raise UserError(
             f"{name_or_path!r} is neither a HF model directory nor a .gguf file; "
@@ -251,22 +301,25 @@ def _load_hf_dir(
 ) -> tuple[Any, Any]:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    local = Path(name_or_path).exists()
     try:
-        tokenizer = AutoTokenizer.from_pretrained(
-            str(name_or_path), local_files_only=local_only, **tokenizer_options
-        )
-        hf_model = AutoModelForCausalLM.from_pretrained(
-            str(name_or_path), dtype=torch.float32, local_files_only=local_only
-        )
-    except OSError as err:
-        if local_only and not Path(name_or_path).exists():
+        with _reading(f"model {str(name_or_path)!r}", "is the folder a complete HF model?"):
+            tokenizer = AutoTokenizer.from_pretrained(
+                str(name_or_path), local_files_only=local_only, **tokenizer_options
+            )
+            hf_model = AutoModelForCausalLM.from_pretrained(
+                str(name_or_path), dtype=torch.float32, local_files_only=local_only
+            )
+    except UserError:
+        if local_only and not local:
             raise UserError(
                 f"model {str(name_or_path)!r} is not a packaged name, a local directory or in the "
-                f"local HF cache, and downloads are off (offline by default; pass "
-                f"allow_download=True / --allow-download with internet); packaged models: "
+                f"local HF cache, and downloads are off (offline by default: from Python, "
+                f"load_model(..., allow_download=True) with internet; the command line never "
+                f"downloads); packaged models: "
                 f"{', '.join(MODELS.names())}"
             ) from None
-        raise UserError(f"could not load model {str(name_or_path)!r}: {err}") from None
+        raise
     return hf_model, tokenizer
 
 

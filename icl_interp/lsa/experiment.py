@@ -12,11 +12,8 @@ the stationary curves from forward substitution (:mod:`icl_interp.lsa.stationary
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,78 +25,26 @@ from jaxtyping import Float
 from torch import Tensor
 
 from icl_interp.errors import UserError
+from icl_interp.lsa.config import (  # noqa: F401  (LSAConfig, add_arguments: re-exported)
+    FORM_NAMES,
+    LSAConfig,
+    add_arguments,
+    config_from_args,
+)
 from icl_interp.lsa.model import lsa_predictions
 from icl_interp.lsa.reference import reference_predictions
 from icl_interp.lsa.stationary import check_step_size, contraction_factor, stationary_weights
-from icl_interp.results import write_config, write_csv, write_figure
+from icl_interp.results import ResultFolder, write_csv, write_figure
 
+COMMAND = "lsa"
 LAYER_VARIANTS = ("prefix", "causal", "causal2")
 STATIONARY_VARIANTS = ("causal", "causal2")
-DTYPES = {"float64": torch.float64, "float32": torch.float32}
 FORMS = {"recursion": reference_predictions, "matrix": lsa_predictions}
+assert tuple(FORMS) == FORM_NAMES
 MEAN_OVER = {
     "context": "sequences x context positions",
     "query": "sequences x queries",
 }
-
-
-@dataclass
-class LSAConfig:
-    """Settings of the LSA experiment; the defaults are the paper's (section 5.1, appendix D.1)."""
-
-    d: int = 16
-    n_context: int = 40
-    n_queries: int = 200
-    n_sequences: int = 64
-    eta: float = 1.6
-    eta_causal2: float = 0.1
-    n_layers: int = 50
-    layer_mu_x: float = 0.0
-    stationary_max_context: int = 300
-    stationary_mu_x: Sequence[float] = field(default=(0.0, 1.0, 2.0, 3.0))
-    form: str = "recursion"
-    dtype: str = "float64"
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        self.stationary_mu_x = tuple(float(mu) for mu in self.stationary_mu_x)
-        for name in ("d", "n_context", "n_queries", "n_sequences", "stationary_max_context"):
-            if getattr(self, name) < 1:
-                raise UserError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.n_layers < 0:
-            raise UserError(f"n_layers must be >= 0, got {self.n_layers}")
-        for name in ("eta", "eta_causal2"):
-            value = getattr(self, name)
-            if not (math.isfinite(value) and value > 0):
-                raise UserError(f"{name} must be a positive number, got {value}")
-        if not self.stationary_mu_x:
-            raise UserError("stationary_mu_x needs at least one value")
-        if not all(math.isfinite(mu) for mu in (*self.stationary_mu_x, self.layer_mu_x)):
-            raise UserError("mu_x values must be finite numbers")
-        if self.form not in FORMS:
-            raise UserError(f"unknown form {self.form!r}; valid forms: {', '.join(FORMS)}")
-        if self.dtype not in DTYPES:
-            raise UserError(f"unknown dtype {self.dtype!r}; valid dtypes: {', '.join(DTYPES)}")
-        if self.seed < 0:
-            raise UserError(f"seed must be >= 0, got {self.seed}")
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> LSAConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise UserError(f"unknown LSAConfig fields {unknown}; valid fields: {sorted(known)}")
-        return cls(**values)
-
-    @property
-    def torch_dtype(self) -> torch.dtype:
-        return DTYPES[self.dtype]
-
-    def eta_for(self, variant: str) -> float:
-        return self.eta_causal2 if variant == "causal2" else self.eta
 
 
 def child_generators(seed: int, count: int) -> list[torch.Generator]:
@@ -208,14 +153,32 @@ def run_experiment(
 ) -> pd.DataFrame:
     """Compute every plotted point; with ``out``, write results.csv, config.json and figures.
 
-    Returns the tidy table. Raises UserError before any LSA layer runs when a step size
-    diverges on the sampled data.
+    Returns the tidy table. Raises UserError before anything is written when ``out`` is not
+    this command's folder (another command's, other settings, a file, not writable) or when
+    a step size diverges on the sampled data. The same config gives byte-identical files.
     """
-    with single_threaded_torch():
+    if out is not None:
+        ResultFolder(Path(out), COMMAND, config).check()
+    with single_threaded_torch(), _memory_is_a_user_error(config):
         table, contraction = compute_curves(config)
     if out is not None:
         write_results(Path(out), config, table, contraction, figures=figures)
     return table
+
+
+@contextmanager
+def _memory_is_a_user_error(config: LSAConfig) -> Iterator[None]:
+    """Sizes too large for this machine's memory: one line naming them, not a traceback."""
+    try:
+        yield
+    except (MemoryError, torch.OutOfMemoryError, RuntimeError) as err:
+        if isinstance(err, RuntimeError) and "allocate" not in str(err):
+            raise
+        raise UserError(
+            f"not enough memory for d={config.d}, n_sequences={config.n_sequences}, "
+            f"n_context={config.n_context}, n_queries={config.n_queries}, "
+            f"max_context={config.stationary_max_context}; use smaller sizes"
+        ) from None
 
 
 @contextmanager
@@ -268,11 +231,9 @@ def write_results(
     *,
     figures: bool,
 ) -> None:
-    """results.csv, config.json (with how each panel averages) and figure2/figure4 PNG + PDF."""
-    write_csv(out / "results.csv", table)
-    write_config(
-        out,
-        config,
+    """Claim ``out`` (config.json, with how each panel averages), then results.csv and
+    figure2/figure4 PNG + PDF."""
+    ResultFolder(out, COMMAND, config).claim(
         averaging={
             "layer panels": "MSE = mean over sequences and over the context (left) or "
             "query (middle) positions of each sequence",
@@ -287,6 +248,7 @@ def write_results(
             for variant, factor in contraction.items()
         },
     )
+    write_csv(out / "results.csv", table)
     if figures:
         from icl_interp.lsa.plots import FIGURES, plot_lsa_figure
 
@@ -294,78 +256,8 @@ def write_results(
             write_figure(out / figure, plot_lsa_figure(table, figure))
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    defaults = LSAConfig()
-    parser.add_argument("--out", type=Path, default=Path("results/lsa"), help="results folder")
-    parser.add_argument("--d", type=int, default=defaults.d, help="input dimension")
-    parser.add_argument(
-        "--n-context", type=int, default=defaults.n_context, help="context examples per sequence"
-    )
-    parser.add_argument(
-        "--n-queries", type=int, default=defaults.n_queries, help="isolated queries per sequence"
-    )
-    parser.add_argument(
-        "--n-sequences", type=int, default=defaults.n_sequences, help="sequences (tasks w)"
-    )
-    parser.add_argument(
-        "--eta", type=float, default=defaults.eta, help="prefix/causal step; each layer uses eta/n"
-    )
-    parser.add_argument(
-        "--eta-causal2",
-        type=float,
-        default=defaults.eta_causal2,
-        help="causalLM2 step; position j uses eta/j (1.6 diverges there)",
-    )
-    parser.add_argument("--n-layers", type=int, default=defaults.n_layers, help="LSA layers")
-    parser.add_argument(
-        "--layer-mu-x",
-        type=float,
-        default=defaults.layer_mu_x,
-        help="input shift mu_x for the layer panels",
-    )
-    parser.add_argument(
-        "--mu-x",
-        type=float,
-        nargs="+",
-        default=list(defaults.stationary_mu_x),
-        help="input shifts mu_x for the stationary panel",
-    )
-    parser.add_argument(
-        "--max-context",
-        type=int,
-        default=defaults.stationary_max_context,
-        help="largest number of context examples in the stationary panel",
-    )
-    parser.add_argument(
-        "--form",
-        choices=sorted(FORMS),
-        default=defaults.form,
-        help="layer panels from the closed-form recursion or the explicit K,Q,V,P LSA stack",
-    )
-    parser.add_argument("--dtype", choices=sorted(DTYPES), default=defaults.dtype)
-    parser.add_argument(
-        "--no-figures", action="store_true", help="write results.csv and config.json only"
-    )
-    parser.add_argument("--seed", type=int, default=defaults.seed)
-
-
 def run(args: argparse.Namespace) -> int:
-    config = LSAConfig(
-        d=args.d,
-        n_context=args.n_context,
-        n_queries=args.n_queries,
-        n_sequences=args.n_sequences,
-        eta=args.eta,
-        eta_causal2=args.eta_causal2,
-        n_layers=args.n_layers,
-        layer_mu_x=args.layer_mu_x,
-        stationary_max_context=args.max_context,
-        stationary_mu_x=tuple(args.mu_x),
-        form=args.form,
-        dtype=args.dtype,
-        seed=args.seed,
-    )
-    run_experiment(config, args.out, figures=not args.no_figures)
+    run_experiment(config_from_args(args), args.out, figures=not args.no_figures)
     figures = "" if args.no_figures else ", figure2.png/pdf, figure4.png/pdf"
     print(f"wrote {args.out}/results.csv, config.json{figures}")
     return 0

