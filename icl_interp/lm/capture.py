@@ -22,13 +22,13 @@ from typing import Any
 import torch
 from jaxtyping import Float, Int
 from torch import Tensor
-from tqdm.auto import tqdm
 
 from icl_interp.errors import UserError
 from icl_interp.lm.arch import adapter, logit_lens
 from icl_interp.lm.conditions import Condition
 from icl_interp.lm.record import Capture
 from icl_interp.masks import MASKS, additive_mask, build_mask
+from icl_interp.progress import progress as progress_bar
 
 # --------------------------------------------------------------------------- masks
 
@@ -246,7 +246,7 @@ def capture(
     with torch.no_grad():
         prefix_kv = _prefix_cache(model, prefix_ids, mask) if reuse_prefix else None
     with torch.no_grad(), model.hooks(fwd_hooks=recorder.hooks):
-        progress = tqdm(total=n_examples, desc=desc, unit="example", leave=False)
+        progress = progress_bar(total=n_examples, desc=desc, unit="example", leave=False)
         for batch in batches:
             lengths = [len(query_ids[e]) for e in batch]
             width = max(lengths)

@@ -30,7 +30,6 @@ from typing import Any
 
 import pandas as pd
 import torch
-from tqdm.auto import tqdm
 
 from icl_interp.errors import UserError
 from icl_interp.lm.compare_config import CompareConfig, config_from_args
@@ -46,9 +45,11 @@ from icl_interp.lm.report import (
     summary_markdown,
     summary_table,
 )
+from icl_interp.progress import progress
 from icl_interp.results import (
     ResultFolder,
     done,
+    read_csv,
     seed_everything,
     to_jsonable,
     write_csv,
@@ -200,7 +201,7 @@ def unit_bootstrap(
     generator = torch.Generator().manual_seed(seed)
     draws = torch.randint(n_examples, (config.bootstrap, n_examples), generator=generator)
     frames = []
-    for replicate, index in enumerate(tqdm(draws, desc="bootstrap", leave=False)):
+    for replicate, index in enumerate(progress(draws, desc="bootstrap", leave=False)):
         resampled = {key: select_examples(c, index) for key, c in captures.items()}
         table = unit_metrics(resampled, config, model=model, data=data, seed=seed)
         frames.append(layer_reduced(table).assign(replicate=replicate))
@@ -360,7 +361,7 @@ def run_compare(config: CompareConfig, out: Path, *, figures: bool = True) -> pd
     if finished:
         print(f"resuming: {len(finished)} of {len(plan)} units already done in {units}")
     loaded: dict[str, Any] = {}
-    for model_name, data, seed in tqdm(todo, desc="units", unit="unit"):
+    for model_name, data, seed in progress(todo, desc="units", unit="unit"):
         if model_name not in loaded:
             from icl_interp.lm.models import load_model
 
@@ -371,13 +372,7 @@ def run_compare(config: CompareConfig, out: Path, *, figures: bool = True) -> pd
     folder.claim()
 
     def read(unit: tuple[str, str, int], suffix: str, **options: Any) -> pd.DataFrame:
-        path = units / f"{unit_stem(*unit)}{suffix}"
-        try:
-            return pd.read_csv(path, **options)
-        except (OSError, ValueError) as err:
-            raise UserError(
-                f"{path} is unreadable or corrupt ({type(err).__name__}); delete it to recompute the unit"
-            ) from None
+        return read_csv(units / f"{unit_stem(*unit)}{suffix}", **options)
 
     table = pd.concat([read(unit, ".csv") for unit in plan], ignore_index=True)
     resampled = pd.concat([read(unit, ".bootstrap.csv") for unit in plan], ignore_index=True)

@@ -25,13 +25,13 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
-from icl_interp.errors import UserError
 from icl_interp.lm.conditions import conditions
 from icl_interp.lm.layers_config import LayerAccuracyConfig, config_from_args
 from icl_interp.masks import MASKS
 from icl_interp.results import (
     ResultFolder,
     done,
+    read_torch,
     seed_everything,
     write_csv,
     write_figure,
@@ -147,7 +147,7 @@ def _run_config(config: LayerAccuracyConfig) -> pd.DataFrame:
             )
             seconds[condition.name] = time.perf_counter() - start
             write_torch(unit, result.layer_label_logits)
-        accuracies[condition.name] = layer_accuracy(_load_logits(unit), labels)
+        accuracies[condition.name] = layer_accuracy(read_torch(unit), labels)
 
     table = tidy_table(accuracies, config, prompts.k_used, len(labels))
     write_csv(out / "layer_accuracy.csv", table)
@@ -159,15 +159,6 @@ def _run_config(config: LayerAccuracyConfig) -> pd.DataFrame:
     timing = ", ".join(f"{c} {s:.0f}s" for c, s in seconds.items())
     print(f"final-layer accuracy: {final}; capture time: {timing or 'resumed'}; wrote {out}")
     return table
-
-
-def _load_logits(path: Path) -> Tensor:
-    try:
-        return torch.load(path)
-    except Exception as err:  # torch raises many kinds for a damaged file
-        raise UserError(
-            f"{path} is unreadable or corrupt ({type(err).__name__}); delete it to recompute"
-        ) from None
 
 
 def run(args: argparse.Namespace) -> int:
