@@ -21,7 +21,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from icl_interp.cli import OneLineParser, exit_code
+from icl_interp.cli import OneLineParser, script_exit_code
 from icl_interp.errors import UserError
 from icl_interp.lm.capture import capture
 from icl_interp.lm.data import make_prompts
@@ -126,11 +126,7 @@ def main(args: argparse.Namespace) -> pd.DataFrame:
 
 
 def _main(argv: Sequence[str] | None = None) -> int:
-    try:
-        args = parse_args(argv)
-    except SystemExit as stop:  # argparse: --help, or a one-line usage error
-        return int(stop.code or 0)
-    return exit_code("bench_prefix_reuse", lambda: main(args))
+    return script_exit_code("bench_prefix_reuse", parse_args, main, argv)
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from icl_interp.cli import OneLineParser, exit_code
+from icl_interp.cli import OneLineParser, script_exit_code
 from icl_interp.lm.conditions import conditions
 from icl_interp.lm.layers import LayerAccuracyConfig, run_config
 from icl_interp.masks import mask_names
@@ -95,11 +95,7 @@ def main(args: argparse.Namespace) -> pd.DataFrame:
 
 
 def _main(argv: Sequence[str] | None = None) -> int:
-    try:
-        args = parse_args(argv)
-    except SystemExit as stop:  # argparse: --help, or a one-line usage error
-        return int(stop.code or 0)
-    return exit_code("layer_accuracy", lambda: main(args))
+    return script_exit_code("layer_accuracy", parse_args, main, argv)
 
 
 if __name__ == "__main__":

@@ -79,6 +79,21 @@ def exit_code(prog: str, action: Callable[[], object]) -> int:
     return result if isinstance(result, int) else 0
 
 
+def script_exit_code(
+    prog: str,
+    parse: Callable[[Sequence[str] | None], argparse.Namespace],
+    action: Callable[[argparse.Namespace], object],
+    argv: Sequence[str] | None,
+) -> int:
+    """Exit code of an ``analyses/`` script's ``_main(argv)``: parse (a usage error or --help
+    gives argparse's code), then ``exit_code`` of ``action(args)``."""
+    try:
+        args = parse(argv)
+    except SystemExit as stop:
+        return int(stop.code or 0)
+    return exit_code(prog, lambda: action(args))
+
+
 def build_parser(chosen: str | None = None) -> OneLineParser:
     parser = OneLineParser(prog="icl-interp", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=OneLineParser)
