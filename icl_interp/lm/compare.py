@@ -82,13 +82,14 @@ def unit_stem(model: str, data: str, seed: int) -> str:
 
 
 def _captures(
-    model: Any, prompts: Any, other: Any, lr: float, seed: int, config: CompareConfig
+    model: Any, prompts: Any, other: Any, lrs: dict[str, float], seed: int, config: CompareConfig
 ) -> tuple[dict[CaptureKey, Any], dict[str, Any], dict[str, float]]:
     """Every capture the unit needs, keyed by (scope, condition or finetuning name); info
     (finetuning losses per step, dtype) and seconds per stage.
 
     Scopes: ``base`` (the model, demonstrations A), ``untrained`` (re-drawn weights, A) and
-    ``other`` (the model, the disjoint demonstrations B; queries are A's).
+    ``other`` (the model, the disjoint demonstrations B; queries are A's). ``lrs`` maps
+    "gd", "lcgd" and "untrained gd" to their learning rates (GD on B uses GD's).
     """
     from icl_interp.lm.capture import capture_condition
     from icl_interp.lm.finetune import (
@@ -128,9 +129,10 @@ def _captures(
         for finetune in dict.fromkeys(m.finetune for m in methods if m.scope == scope):
             if finetune is None:
                 continue
+            lr = lrs[f"untrained {finetune}" if scope == "untrained" else finetune]
             tuned, step_losses = timed(
                 f"{prefix}{finetune} finetuning",
-                lambda scoped=scoped, prompt_set=prompt_set, finetune=finetune: (
+                lambda scoped=scoped, prompt_set=prompt_set, finetune=finetune, lr=lr: (
                     finetune_with_losses(
                         scoped,
                         prompt_set.demo_ids,
@@ -150,6 +152,67 @@ def _captures(
         "train_loss_per_step": losses,
     }
     return captures, info, seconds
+
+
+def unit_lrs(
+    model: Any, data: str, seed: int, spec: Any, config: CompareConfig
+) -> tuple[dict[str, float], pd.DataFrame | None]:
+    """Each finetuning's lr ("gd", "lcgd", "untrained gd"): ``--lr``, the data set's
+    reference lr, or chosen from ``--lr-grid`` by ``icl_interp.lm.lr_rule`` (the sweep table
+    is returned too)."""
+    names = ["gd", "lcgd", "untrained gd"]
+    if not config.lr_grid:
+        return dict.fromkeys(names, config.lr or spec.gd_lr), None
+    from icl_interp.lm.capture import capture_condition
+    from icl_interp.lm.finetune import finetune_with_losses, untrained_baseline
+    from icl_interp.lm.lr_rule import sweep, trials_table, validation_prompts
+
+    validation = validation_prompts(
+        model.tokenizer,
+        data,
+        k=config.k,
+        n_val=config.n_val,
+        seed=seed,
+        max_len=config.max_len,
+        context=int(model.cfg.n_ctx),
+        data_dir=config.data_dir,
+        source=config.source,
+    )
+
+    def accuracy(scoped: Any) -> float:
+        result = capture_condition(scoped, validation, ZERO_SHOT, batch_size=config.batch_size)
+        return float((result.label_logits.argmax(dim=-1) == result.labels).float().mean())
+
+    needed = {m.finetune for m in (METHODS.get(n) for n in config.methods) if not m.untrained}
+    untrained = any(METHODS.get(n).untrained for n in config.methods)
+    lrs: dict[str, float] = {}
+    tables = []
+    for name in names:
+        scope_untrained = name.startswith("untrained")
+        method = name.split()[-1]
+        if (scope_untrained and not untrained) or (not scope_untrained and method not in needed):
+            continue
+        base = untrained_baseline(model, seed=seed) if scope_untrained else model
+
+        def score(lr: float, base: Any = base, method: str = method) -> tuple[float, float]:
+            tuned, losses = finetune_with_losses(
+                base,
+                validation.demo_ids,
+                method=method,
+                lr=lr,
+                params=config.params,
+                seed=seed,
+                compute_dtype=config.finetune_dtype,
+            )
+            return accuracy(tuned), sum(losses) / len(losses)
+
+        lrs[name], trials = sweep(config.lr_grid, score)
+        tables.append(
+            trials_table(trials, lrs[name], finetuning=name, zero_shot_accuracy=accuracy(base))
+        )
+    for name in names:
+        lrs.setdefault(name, lrs.get("gd", spec.gd_lr))
+    return lrs, pd.concat(tables, ignore_index=True) if tables else None
 
 
 def unit_metrics(
@@ -280,15 +343,15 @@ def run_unit(
     started = time.perf_counter()
     seed_everything(seed)
     spec, prompts, other, provenance = _unit_prompts(model, data, seed, config)
-    lr = config.lr or spec.gd_lr
-    captures, info, seconds = _captures(model, prompts, other, lr, seed, config)
+    lrs, lr_sweep = unit_lrs(model, data, seed, spec, config)
+    captures, info, seconds = _captures(model, prompts, other, lrs, seed, config)
     attention = attention_rows(captures, model.tokenizer, prompts, config.heatmap_examples)
     key = {"model": model_name, "data": spec.name, "seed": seed}
     info = {
         **key,
         "settings": unit_settings(config),
         "model_identity": model_identity(model_name),
-        "lr": lr,
+        "lr": lrs,
         **info,
         "prompts": provenance.to_dict(),
         "k_used": prompts.k_used,
@@ -297,6 +360,8 @@ def run_unit(
     metrics = unit_metrics(captures, config, model=model_name, data=spec.name, seed=seed)
     resampled = unit_bootstrap(captures, config, model=model_name, data=spec.name, seed=seed)
     folder.claim()
+    if lr_sweep is not None:
+        write_csv(units / f"{stem}.lr_sweep.csv", lr_sweep.assign(**key))
     write_csv(units / f"{stem}.bootstrap.csv", resampled)
     write_csv(units / f"{stem}.attention.csv", attention.assign(**key)[ATTENTION_COLUMNS])
     write_text(units / f"{stem}.json", json.dumps(info, indent=2, sort_keys=True) + "\n")
@@ -376,6 +441,10 @@ def run_compare(config: CompareConfig, out: Path, *, figures: bool = True) -> pd
 
     table = pd.concat([read(unit, ".csv") for unit in plan], ignore_index=True)
     resampled = pd.concat([read(unit, ".bootstrap.csv") for unit in plan], ignore_index=True)
+    lr_sweep = None
+    if config.lr_grid:
+        lr_sweep = pd.concat([read(unit, ".lr_sweep.csv") for unit in plan], ignore_index=True)
+        write_csv(out / "lr_sweep.csv", lr_sweep)
     attention = pd.concat(
         [read(unit, ".attention.csv", keep_default_na=False) for unit in plan], ignore_index=True
     )
@@ -406,7 +475,7 @@ def run_compare(config: CompareConfig, out: Path, *, figures: bool = True) -> pd
     if figures:
         from icl_interp.lm.plots import write_compare_figures
 
-        write_compare_figures(table, attention, out / "figures")
+        write_compare_figures(table, attention, out / "figures", lr_sweep)
     return table
 
 

@@ -18,7 +18,9 @@ DEFAULT_OUT = Path("runs/compare")
 @dataclass(frozen=True)
 class CompareConfig:
     """What to compare. ``k``/``lr`` of None use each data set's defaults (DESIGN.md section 5);
-    empty ``masks``/``methods``/``metrics`` mean every registered one.
+    empty ``masks``/``methods``/``metrics`` mean every registered one. A non-empty ``lr_grid``
+    chooses each finetuning's lr by the rule of ``icl_interp.lm.lr_rule`` (``n_val``
+    validation examples from the train split) instead.
 
     ``seeds`` drive everything random in a unit: the demonstrations, the test examples, the
     untrained baseline's weights and the random SimAOU baseline.
@@ -32,6 +34,8 @@ class CompareConfig:
     n_test: int = 24
     k: int | None = None
     lr: float | None = None
+    lr_grid: tuple[float, ...] = ()
+    n_val: int = 32
     params: str = "kv"
     finetune_dtype: str = "auto"
     max_len: int = 2048
@@ -77,6 +81,16 @@ class CompareConfig:
             raise UserError(f"--k must be >= 1, got {self.k}")
         if self.lr is not None and not (math.isfinite(self.lr) and self.lr > 0):
             raise UserError(f"--lr must be a finite number > 0, got {self.lr}")
+        if self.lr is not None and self.lr_grid:
+            raise UserError(
+                "give --lr (one fixed lr) or --lr-grid (an lr chosen per method), not both"
+            )
+        if any(not (math.isfinite(lr) and lr > 0) for lr in self.lr_grid):
+            raise UserError(
+                f"--lr-grid values must be finite numbers > 0, got {list(self.lr_grid)}"
+            )
+        if self.n_val < 1:
+            raise UserError(f"--n-val must be >= 1, got {self.n_val}")
         if self.finetune_dtype not in COMPUTE_DTYPES:
             raise UserError(
                 f"unknown --finetune-dtype {self.finetune_dtype!r}; valid: {', '.join(COMPUTE_DTYPES)}"
@@ -95,7 +109,7 @@ class CompareConfig:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> CompareConfig:
-        tuples = ("models", "datasets", "seeds", "masks", "methods", "metrics")
+        tuples = ("models", "datasets", "seeds", "masks", "methods", "metrics", "lr_grid")
         fields: dict[str, Any] = {k: tuple(v) if k in tuples else v for k, v in values.items()}
         return cls(**fields)
 
@@ -153,6 +167,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--lr", type=float, default=None, help="GD/LCGD learning rate (default: per data set)"
     )
     parser.add_argument(
+        "--lr-grid",
+        nargs="+",
+        type=float,
+        action=Distinct,
+        default=[],
+        help="choose each finetuning's lr from these by validation accuracy on the train split "
+        "(e.g. 1e-5 1e-4 1e-3 1e-2 1e-1; see icl_interp/lm/lr_rule.py)",
+    )
+    parser.add_argument(
+        "--n-val", type=int, default=defaults.n_val, help="validation examples for --lr-grid"
+    )
+    parser.add_argument(
         "--params", default=defaults.params, help="trained parameters: v, kv, attn, all"
     )
     parser.add_argument(
@@ -206,6 +232,8 @@ def config_from_args(args: argparse.Namespace) -> CompareConfig:
         n_test=args.n_test,
         k=args.k,
         lr=args.lr,
+        lr_grid=tuple(args.lr_grid),
+        n_val=args.n_val,
         params=args.params,
         finetune_dtype=args.finetune_dtype,
         max_len=args.max_len,

@@ -113,11 +113,41 @@ def plot_attention_heatmaps(
     return fig
 
 
-def write_compare_figures(table: pd.DataFrame, attention: pd.DataFrame, folder: Path) -> list[Path]:
+def plot_lr_sweep(sweep: pd.DataFrame, model: str) -> Any:
+    """Validation accuracy vs learning rate per finetuning (columns = data sets, one line per
+    seed), the chosen lr circled, the unchanged model's zero-shot accuracy dashed."""
+    rows = sweep[sweep["model"] == model]
+    grid = sns.relplot(
+        data=rows, x="lr", y="val_accuracy", hue="finetuning", units="seed", estimator=None,
+        col="data", kind="line", marker="o", height=2.6, aspect=1.2,
+    )  # fmt: skip
+    for data, ax in grid.axes_dict.items():
+        chosen = rows[(rows["data"] == data) & rows["chosen"].astype(bool)]
+        ax.scatter(chosen["lr"], chosen["val_accuracy"], s=90, facecolors="none", edgecolors="k")
+        for value in rows[rows["data"] == data]["zero_shot_accuracy"].unique():
+            ax.axhline(value, color="grey", linestyle="--", linewidth=0.8)
+        ax.set_xscale("log")
+    grid.set_axis_labels("learning rate", "validation accuracy")
+    grid.figure.suptitle(
+        f"{model}: lr chosen on validation data (circled; dashed: zero-shot)", y=1.03
+    )
+    return grid.figure
+
+
+def write_compare_figures(
+    table: pd.DataFrame,
+    attention: pd.DataFrame,
+    folder: Path,
+    lr_sweep: pd.DataFrame | None = None,
+) -> list[Path]:
     """Write every compare figure (PNG + PDF) into ``folder``; returns the files written."""
     written: list[Path] = []
     with sns.axes_style("whitegrid"), sns.plotting_context("paper"):
         written += _write_figures(table, attention, folder)
+        for model in [] if lr_sweep is None else sorted(lr_sweep["model"].unique()):
+            fig = plot_lr_sweep(lr_sweep, model)
+            written += write_figure(folder / f"lr_sweep__{_safe(model)}", fig)
+            plt.close(fig)
     return written
 
 

@@ -75,6 +75,7 @@ def make_prompt_sets(
     source: str = "auto",
     exclude: Sequence[Example] = (),
     other_draw: bool = False,
+    eval_split: str = "test",
     log: Callable[[str], Any] = tqdm.write,
 ) -> tuple[DatasetSpec, PromptSet, PromptSet | None, PromptProvenance]:
     """Build one run's prompts for ``dataset``; ``k=None`` takes the data set's k.
@@ -83,14 +84,16 @@ def make_prompt_sets(
     examples out of the evaluation set. With ``other_draw``, a second demonstration set B of
     the same size, disjoint from the first (A), is drawn from the rest of the train split and
     packed to A's ``k_used``; the evaluation examples then avoid both, and the second
-    ``PromptSet`` (same queries, B's demonstrations) is returned instead of None. Adjustments
-    are passed to ``log`` and recorded in the provenance's ``notes``.
+    ``PromptSet`` (same queries, B's demonstrations) is returned instead of None.
+    ``eval_split="train"`` draws the queries from the train split instead (validation data
+    that never touches the test split). Adjustments are passed to ``log`` and recorded in the
+    provenance's ``notes``.
     """
     spec = get_dataset(dataset)
     notes: list[str] = []
     splits = {
         split: load_examples(spec.name, split, data_dir, source=source)
-        for split in ("train", "test")
+        for split in dict.fromkeys(("train", eval_split))
     }
     k_requested = spec.k if k is None else k
     demonstrations = sample_demonstrations(splits["train"], k_requested, seed=seed)
@@ -100,7 +103,7 @@ def make_prompt_sets(
         rest = [example for example in splits["train"] if example.content_key not in taken]
         others = sample_demonstrations(rest, k_requested, seed=seed)
     queries = select_eval(
-        splits["test"],
+        splits[eval_split],
         n_test,
         seed=seed,
         exclude=[*demonstrations, *others, *exclude],

@@ -1,0 +1,109 @@
+"""Learning rates chosen by a rule fixed in advance, on data disjoint from the test examples.
+
+The rule (DESIGN.md section 9): for each model x data set x finetuning method, finetune on a
+separate demonstration draw C (from the train split, seeded apart from the run's draws) at
+every learning rate of a log grid, and score the finetuned model's zero-shot accuracy on
+validation examples also drawn from the train split (disjoint from C). The chosen lr maximises
+validation accuracy; ties go to the smaller lr (the smaller update); a run that diverges
+scores nothing. The test split is never read, so the test examples cannot influence the
+choice. The zero-shot accuracy of the unchanged model on the same validation examples is
+recorded beside the grid, so a reader sees whether any lr helps.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+
+from icl_interp.errors import UserError
+
+VALIDATION_SEED_OFFSET = 1_000_003  # the validation draw's seed: the run's seed plus this
+
+
+@dataclass(frozen=True)
+class LrTrial:
+    """One grid point: validation accuracy and mean loss after finetuning at ``lr``."""
+
+    lr: float
+    accuracy: float
+    loss: float
+
+
+def choose(trials: Sequence[LrTrial]) -> float:
+    """The lr with the highest validation accuracy; ties -> the smaller lr; NaN never wins.
+
+    A ``UserError`` when every lr diverged."""
+    finite = [t for t in trials if math.isfinite(t.accuracy)]
+    if not finite:
+        raise UserError(
+            f"every learning rate in the grid diverged ({', '.join(f'{t.lr:g}' for t in trials)}); "
+            "give a grid of smaller values"
+        )
+    best = max(t.accuracy for t in finite)
+    return min(t.lr for t in finite if t.accuracy == best)
+
+
+def sweep(
+    lrs: Sequence[float], score: Callable[[float], tuple[float, float]]
+) -> tuple[float, list[LrTrial]]:
+    """Score every lr (``score(lr) -> (accuracy, loss)``; a ``UserError`` from a diverging
+    finetuning scores NaN) and return the chosen lr with the trials."""
+    trials = []
+    for lr in sorted(lrs):
+        try:
+            accuracy, loss = score(lr)
+        except UserError:
+            accuracy, loss = float("nan"), float("nan")
+        trials.append(LrTrial(lr, accuracy, loss))
+    return choose(trials), trials
+
+
+def validation_prompts(
+    tokenizer: Any,
+    dataset: str,
+    *,
+    k: int | None,
+    n_val: int,
+    seed: int,
+    max_len: int,
+    context: int,
+    data_dir: Any,
+    source: str,
+) -> Any:
+    """Demonstrations C and validation queries, both from the train split (never the test
+    split), seeded with ``seed + VALIDATION_SEED_OFFSET``."""
+    from icl_interp.lm.data import make_prompts
+
+    _, prompts, _ = make_prompts(
+        tokenizer,
+        dataset,
+        n_test=n_val,
+        seed=seed + VALIDATION_SEED_OFFSET,
+        k=k,
+        max_len=max_len,
+        context=context,
+        data_dir=data_dir,
+        source=source,
+        eval_split="train",
+    )
+    return prompts
+
+
+def trials_table(trials: Sequence[LrTrial], chosen: float, **keys: Any) -> pd.DataFrame:
+    """Tidy rows: the keys, lr, validation accuracy and loss, whether it was chosen."""
+    return pd.DataFrame(
+        [
+            {
+                **keys,
+                "lr": t.lr,
+                "val_accuracy": t.accuracy,
+                "val_loss": t.loss,
+                "chosen": t.lr == chosen,
+            }
+            for t in trials
+        ]
+    )
