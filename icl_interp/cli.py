@@ -113,7 +113,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     started = False
     try:
         parser = build_parser(chosen)
-        args = parser.parse_args(argv)
+        try:
+            args = parser.parse_args(argv)
+        except SystemExit as stop:  # --help (0) or a one-line usage error (2), already printed
+            return int(stop.code or 0)
         if args.command is None:
             parser.print_help()
             return 2

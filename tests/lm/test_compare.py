@@ -201,8 +201,8 @@ def test_summary_reduces_layers_then_seeds() -> None:
     [
         (["--n-test", "0"], "--n-test must be >= 1"),
         (["--masks", "bidirectional"], "valid mask kinds: causal, prefix"),
-        (["--seeds", "0", "0"], "--seeds lists 0 more than once"),
-        (["--methods", "adam"], "valid methods: gd, lcgd, untrained"),
+        (["--seeds", "0", "0"], "argument --seeds: repeated value(s) 0"),
+        (["--methods", "adam"], "valid methods: gd, icl_vs_icl, lcgd, mismatched, untrained"),
         (["--params", "qk"], "valid groups: v, kv, attn, all"),
         (["--datasets", "nope"], "valid data sets"),
         (["--metrics", "simaoo"], "valid metrics"),
@@ -218,7 +218,7 @@ def test_bad_options_are_one_line_errors(
 
 def test_config_round_trips_and_validates() -> None:
     assert CompareConfig.from_dict(TINY.to_dict()) == TINY
-    with pytest.raises(UserError, match="--lr must be > 0"):
+    with pytest.raises(UserError, match="--lr must be a finite number > 0"):
         CompareConfig(lr=-1.0)
     assert math.isclose(CompareConfig().max_len, 2048)
 
