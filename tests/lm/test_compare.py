@@ -228,3 +228,21 @@ def test_notebook_runs_on_a_results_folder(
 ) -> None:
     monkeypatch.setenv("ICL_INTERP_RESULTS", str(tiny_results))
     run_notebook(ROOT / "notebooks" / "compare_results.ipynb", cwd=ROOT / "notebooks", timeout=300)
+
+
+def test_identical_runs_give_byte_identical_files_figures_included(tmp_path: Path) -> None:
+    """Two seeds (so the figures draw seaborn's bootstrap bands): every file but the timings
+    and config.json (which holds the command line) is the same byte for byte."""
+    config = dataclasses.replace(
+        TINY, seeds=(0, 1), n_test=2, methods=("gd",), masks=("causal",), bootstrap=4
+    )
+    for name in ("a", "b"):
+        run_compare(config, tmp_path / name)
+    files = sorted(
+        p.relative_to(tmp_path / "a")
+        for p in (tmp_path / "a").rglob("*")
+        if p.is_file() and not p.name.endswith("timings.json") and p.name != "config.json"
+    )
+    assert any(p.suffix == ".png" for p in files) and any(p.suffix == ".pdf" for p in files)
+    for path in files:
+        assert (tmp_path / "a" / path).read_bytes() == (tmp_path / "b" / path).read_bytes(), path
