@@ -15,6 +15,9 @@ by this command and its settings: ``icl_interp.results.ResultFolder``):
   (metrics that do not read the finetuned model are stored once per mask, method ``none``);
 - ``attention.csv``: attention logits over the query tokens for the first ``--heatmap-examples``
   test examples, per condition x layer x head x token;
+- ``prompt_attention.csv``: for the same examples, the last position's attention (probability and
+  pre-mask logit) over the whole prompt, with each position's segment and role
+  (``icl_interp.lm.attention``);
 - ``summary.md`` / ``summary.csv``: mean over layers (last layer for accuracies) and seeds, one
   column per registered metric (x method for those that read the finetuned model);
 - ``figures/``: per-layer metric curves and attention heatmaps (PNG + PDF).
@@ -27,6 +30,7 @@ import json
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import pandas as pd
@@ -143,10 +147,16 @@ def unit_stem(model: str, data: str, seed: int) -> str:
 
 
 def _captures(
-    model: Any, prompts: Any, lr: float, seed: int, config: CompareConfig
+    model: Any,
+    prompts: Any,
+    lr: float,
+    seed: int,
+    config: CompareConfig,
+    on_model: Callable[[str, str, Any, Any], None] | None = None,
 ) -> tuple[dict[CaptureKey, Any], dict[str, Any], dict[str, float]]:
     """Every capture the unit needs, keyed by (model scope, condition or finetuning name);
-    info (finetuning losses per step, dtype) and seconds per stage."""
+    info (finetuning losses per step, dtype) and seconds per stage. ``on_model(scope, name,
+    model, condition)`` is called with every model and condition captured."""
     from icl_interp.lm.capture import capture_condition
     from icl_interp.lm.finetune import (
         finetune_with_losses,
@@ -172,6 +182,8 @@ def _captures(
                 desc=prefix + condition.name,
             )
             seconds[prefix + condition.name] = round(time.perf_counter() - started, 1)
+            if on_model is not None:
+                on_model(scope, condition.name, scoped, condition)
         for finetune in dict.fromkeys(
             m.finetune for m in methods if m.untrained == (scope != "base")
         ):
@@ -193,6 +205,8 @@ def _captures(
                 tuned, prompts, ZERO_SHOT, batch_size=config.batch_size, desc=prefix + finetune
             )
             seconds[prefix + finetune] = round(time.perf_counter() - started, 1)
+            if on_model is not None:
+                on_model(scope, finetune, tuned, ZERO_SHOT)
     info = {
         "finetune_dtype": resolve_compute_dtype(config.finetune_dtype, config.device),
         "train_loss_per_step": losses,
@@ -295,7 +309,13 @@ def run_unit(
     seed_everything(seed)
     spec, prompts, provenance = _unit_prompts(model, data, seed, config)
     lr = config.lr or spec.gd_lr
-    captures, info, seconds = _captures(model, prompts, lr, seed, config)
+    from icl_interp.lm.attention import PromptAttentionCollector
+
+    prompt_attention = PromptAttentionCollector(prompts, config.heatmap_examples)
+    captures, info, seconds = _captures(
+        model, prompts, lr, seed, config, on_model=prompt_attention.add
+    )
+    seconds["prompt attention"] = prompt_attention.seconds
     attention = attention_rows(captures, model.tokenizer, prompts, config.heatmap_examples)
     key = {"model": model_name, "data": spec.name, "seed": seed}
     info = {
@@ -311,6 +331,7 @@ def run_unit(
     metrics = unit_metrics(captures, config, model=model_name, data=spec.name, seed=seed)
     folder.claim()
     write_csv(units / f"{stem}.attention.csv", attention.assign(**key)[ATTENTION_COLUMNS])
+    write_csv(units / f"{stem}.prompt_attention.csv", prompt_attention.table(**key))
     write_text(units / f"{stem}.json", json.dumps(info, indent=2, sort_keys=True) + "\n")
     seconds["unit"] = round(time.perf_counter() - started, 1)
     write_text(units / f"{stem}.timings.json", json.dumps(seconds, indent=2) + "\n")
@@ -492,6 +513,7 @@ def run_compare(config: CompareConfig, out: Path, *, figures: bool = True) -> pd
     )
     write_csv(out / "metrics.csv", table)
     write_csv(out / "attention.csv", attention)
+    _write_prompt_attention(units, plan, out / "prompt_attention.csv")
     summary = summary_table(table)
     write_csv(out / "summary.csv", summary)
     n_test: dict[str, int] = {}
@@ -506,6 +528,18 @@ def run_compare(config: CompareConfig, out: Path, *, figures: bool = True) -> pd
 
         write_compare_figures(table, attention, out / "figures")
     return table
+
+
+def _write_prompt_attention(
+    units: Path, plan: list[tuple[str, str, int]], path: Path
+) -> None:
+    """Concatenate the units' ``.prompt_attention.csv`` (units from before it existed have none)."""
+    from icl_interp.lm.attention import read_prompt_attention
+
+    files = [units / f"{unit_stem(*unit)}.prompt_attention.csv" for unit in plan]
+    tables = [read_prompt_attention(file) for file in files if file.exists()]
+    if tables:
+        write_csv(path, pd.concat(tables, ignore_index=True))
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
