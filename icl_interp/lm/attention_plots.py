@@ -81,35 +81,47 @@ def _mass_grids(
     return {c: mean[c].unstack("segment").reindex(columns=order) for c in conditions}
 
 
-def _mass_figure(
-    grids: dict[str, pd.DataFrame], labels: list[str], index: str, title: str
-) -> Any:
+def _mass_figure(grids: dict[str, pd.DataFrame], labels: list[str], index: str, title: str) -> Any:
+    """Panels side by side, rows = segments, columns = ``index`` (layer or head): one per
+    condition on one sequential scale, then the second minus the first on a diverging one."""
     conditions = list(grids)
     panels = conditions + ([f"{conditions[1]} - {conditions[0]}"] if len(conditions) > 1 else [])
-    first = grids[conditions[0]]
-    width = 2.2 + 0.2 * first.shape[1]
+    first = grids[conditions[0]].T
     fig, axes = plt.subplots(
         1,
         len(panels),
-        figsize=(width * len(panels), max(2.8, 1.6 + 0.2 * first.shape[0])),
+        figsize=(len(panels) * (2.0 + 0.16 * first.shape[1]), max(2.6, 1.4 + 0.14 * len(labels))),
         squeeze=False,
         layout="constrained",
     )
     vmax = max(float(g.max().max()) for g in grids.values())
-    difference = grids[conditions[1]] - first if len(conditions) > 1 else None
+    difference = grids[conditions[1]].T - first if len(conditions) > 1 else None
     for ax, panel in zip(axes.flat, panels, strict=True):
         if panel in grids:
-            sns.heatmap(grids[panel], ax=ax, cmap=SEQUENTIAL, vmin=0, vmax=vmax,
-                        cbar_kws={"label": "attention mass"})
+            sns.heatmap(
+                grids[panel].T,
+                ax=ax,
+                cmap=SEQUENTIAL,
+                vmin=0,
+                vmax=vmax,
+                cbar_kws={"label": "attention mass", "shrink": 0.6},
+            )
         else:
             limit = _symmetric_limit(difference)  # type: ignore[arg-type]
-            sns.heatmap(difference, ax=ax, cmap=DIVERGING, center=0, vmin=-limit, vmax=limit,
-                        cbar_kws={"label": "difference"})
+            sns.heatmap(
+                difference,
+                ax=ax,
+                cmap=DIVERGING,
+                center=0,
+                vmin=-limit,
+                vmax=limit,
+                cbar_kws={"label": "difference", "shrink": 0.6},
+            )
         ax.set_title(panel)
-        ax.set_xticks([i + 0.5 for i in range(len(labels))], labels, rotation=90, fontsize=6)
-        ax.set_xlabel("segment (demonstration: index + label word)" if ax is axes[0, 0] else "")
-        ax.set_ylabel(index)
-        ax.tick_params(axis="y", labelsize=6, labelrotation=0)
+        ax.set_yticks([i + 0.5 for i in range(len(labels))], labels, rotation=0, fontsize=6)
+        ax.set_ylabel("segment (demonstration: index + label word)" if ax is axes[0, 0] else "")
+        ax.set_xlabel(index)
+        ax.tick_params(axis="x", labelsize=6, labelrotation=0)
     fig.suptitle(title)
     return fig
 
@@ -118,7 +130,7 @@ def plot_segment_mass(
     table: pd.DataFrame, *, conditions: Sequence[str] | None = None, **where: Any
 ) -> Any:
     """Attention mass of the last position on BOS, each demonstration (its input, label token
-    and separator) and the query, rows = layers (mean over heads and examples); one panel per
+    and separator) and the query (rows) per layer (columns; mean over heads and examples); one panel per
     ICL condition (default: every condition with demonstrations) and their difference.
     ``where``: model=, data=, seed=, example= filters."""
     rows = select(table, **where)
@@ -131,7 +143,7 @@ def plot_segment_mass(
 def plot_layer_heads(
     table: pd.DataFrame, layer: int, *, conditions: Sequence[str] | None = None, **where: Any
 ) -> Any:
-    """``plot_segment_mass`` for one ``layer``, rows = heads (mean over examples)."""
+    """``plot_segment_mass`` for one ``layer``, columns = heads (mean over examples)."""
     rows = select(table, layer=layer, **where)
     chosen = list(conditions) if conditions is not None else icl_conditions(rows)
     grids = _mass_grids(rows, "head", chosen)
@@ -145,8 +157,13 @@ def role_mass(table: pd.DataFrame) -> pd.DataFrame:
     """Mass per role (bos, input, label, separator, query) per condition x layer x head x
     example; the inputs of ``plot_role_mass``."""
     mass = segment_mass(table, by=("role",))
-    names = {"input": "demonstration inputs", "label": "label tokens",
-             "separator": "separators", "bos": "BOS", "query": "query"}
+    names = {
+        "input": "demonstration inputs",
+        "label": "label tokens",
+        "separator": "separators",
+        "bos": "BOS",
+        "query": "query",
+    }
     return mass.assign(part=mass["role"].map(names))
 
 
@@ -159,12 +176,26 @@ def plot_role_mass(
     rows = select(table, **where)
     chosen = list(conditions) if conditions is not None else icl_conditions(rows)
     frame = role_mass(rows[rows["condition"].isin(chosen)])
-    order = [p for p in ("label tokens", "demonstration inputs", "separators", "BOS", "query")
-             if p in set(frame["part"])]
+    order = [
+        p
+        for p in ("label tokens", "demonstration inputs", "separators", "BOS", "query")
+        if p in set(frame["part"])
+    ]
     grid = sns.relplot(
-        data=frame, x="layer", y="prob", col="part", col_order=order, hue="condition",
-        hue_order=chosen, style="condition", kind="line", errorbar=("ci", 95), seed=0,
-        height=2.3, aspect=1.1, facet_kws={"sharey": False},
+        data=frame,
+        x="layer",
+        y="prob",
+        col="part",
+        col_order=order,
+        hue="condition",
+        hue_order=chosen,
+        style="condition",
+        kind="line",
+        errorbar=("ci", 95),
+        seed=0,
+        height=2.3,
+        aspect=1.1,
+        facet_kws={"sharey": False},
     )
     grid.set_titles(col_template="{col_name}")
     grid.set_axis_labels("layer", "attention mass")
@@ -218,8 +249,12 @@ def plot_difference_maps(
     n_rows = -(-len(grids) // n_cols)
     first = next(iter(grids.values()))
     fig, axes = plt.subplots(
-        n_rows, n_cols,
-        figsize=(n_cols * (1.5 + 0.17 * first.shape[1]), n_rows * max(2.2, 1.2 + 0.2 * first.shape[0])),
+        n_rows,
+        n_cols,
+        figsize=(
+            n_cols * (1.5 + 0.17 * first.shape[1]),
+            n_rows * max(2.2, 1.2 + 0.2 * first.shape[0]),
+        ),
         squeeze=False,
         layout="constrained",
     )
@@ -230,11 +265,12 @@ def plot_difference_maps(
         ax.set_xlabel("query token")
         ax.set_ylabel("layer")
         ax.tick_params(axis="y", labelsize=6, labelrotation=0)
-    for ax in list(axes.flat)[len(grids):]:
+    for ax in list(axes.flat)[len(grids) :]:
         ax.axis("off")
     shared = ScalarMappable(norm=Normalize(-limit, limit), cmap=DIVERGING)
-    fig.colorbar(shared, ax=axes.ravel().tolist(), label=f"{value} difference (shared scale)",
-                 shrink=0.8)
+    fig.colorbar(
+        shared, ax=axes.ravel().tolist(), label=f"{value} difference (shared scale)", shrink=0.8
+    )
     which = "mean over heads" if head is None else f"head {head}"
     fig.suptitle(_title(rows, f"{value} over the query tokens, minus zero-shot ({which})"))
     return fig
@@ -267,8 +303,11 @@ def prompt_html(
     rows = select(table, example=example, layer=layer, head=head, **where)
     chosen = list(conditions) if conditions is not None else icl_conditions(rows)
     per_key = rows.groupby(["condition", "position"], sort=True).agg(
-        value=(value, "mean"), token=("token", "first"), segment=("segment", "first"),
-        is_label=("is_label", "first"), allowed=("allowed", "any"),
+        value=(value, "mean"),
+        token=("token", "first"),
+        segment=("segment", "first"),
+        is_label=("is_label", "first"),
+        allowed=("allowed", "any"),
     )
     shown = per_key.loc[chosen]
     norm = Normalize(vmin=0.0, vmax=max(float(shown["value"].quantile(0.99)), 1e-9))
@@ -307,7 +346,11 @@ def prompt_html(
 
 
 def write_attention_figures(
-    table: pd.DataFrame, folder: Path, *, layer: int | None = None, formats: Sequence[str] = ("png",)
+    table: pd.DataFrame,
+    folder: Path,
+    *,
+    layer: int | None = None,
+    formats: Sequence[str] = ("png",),
 ) -> list[Path]:
     """Segment mass, role mass, difference maps (first example) and the per-head view of
     ``layer`` (default: the middle layer) for every model x data x seed of ``table``."""
@@ -325,8 +368,9 @@ def write_attention_figures(
                 f"heads_layer{chosen}": plot_layer_heads(rows, chosen),
             }
             for name, fig in figures.items():
-                written += write_figure(folder / f"prompt_attention_{name}__{stem}", fig,
-                                        formats=tuple(formats))
+                written += write_figure(
+                    folder / f"prompt_attention_{name}__{stem}", fig, formats=tuple(formats)
+                )
                 plt.close(fig)
     return written
 
