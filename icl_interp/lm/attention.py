@@ -288,8 +288,10 @@ def demonstration_mass(
 ) -> pd.DataFrame:
     """Which demonstrations the query reads at ``layer``: per demonstration (plus BOS and the
     query itself), the attention mass of the last position (mean over heads and examples),
-    one column per condition (default: every condition with demonstrations), the share of it
-    on the demonstration's label token, and the label token itself."""
+    one column per condition (default: every condition with demonstrations), the part of it
+    on the demonstration's label token, the label token itself, and ``readable``: the fraction
+    of the segment's keys the layer lets the last position read (0 = outside the sliding window;
+    the same under every registered mask)."""
     rows = table[table["layer"] == layer]
     with_demos = rows.groupby("condition", sort=False)["demo"].max() >= 0
     chosen = list(conditions) if conditions is not None else list(with_demos[with_demos].index)
@@ -304,6 +306,8 @@ def demonstration_mass(
     label_share = label_mass.groupby(["condition", "segment"], sort=False)["prob"].mean()
     for condition in chosen:
         wide[f"{condition} on label"] = label_share.get(condition, pd.Series(dtype=float))
+    readable = rows[rows["condition"] == chosen[0]].groupby("segment")["allowed"].mean()
+    wide.insert(0, "readable", readable.reindex(wide.index))
     wide.insert(0, "label token", labels.reindex(wide.index).fillna(""))
     wide.columns.name = None
     wide.index.name = f"layer {layer}"

@@ -77,7 +77,7 @@ def _mass_grids(
 ) -> dict[str, pd.DataFrame]:
     mass = segment_mass(table[table["condition"].isin(conditions)], by=("segment",))
     mean = mass.groupby(["condition", index, "segment"], sort=False)["prob"].mean()
-    order = _segment_order(mass["segment"].unique())
+    order = _segment_order(mass["segment"].unique().tolist())
     return {c: mean[c].unstack("segment").reindex(columns=order) for c in conditions}
 
 

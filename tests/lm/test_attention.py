@@ -128,6 +128,8 @@ def test_table_and_demonstration_mass(model_and_prompts: tuple) -> None:
     assert list(table.columns) == PROMPT_ATTENTION_COLUMNS
     assert not table.isna().any().any()
     which = demonstration_mass(table, layer=1)
+    assert (which["readable"] == 1).all(), "layer 1 of tiny-gemma3 is global"
+    assert demonstration_mass(table, layer=0).loc["bos", "readable"] == 0, "window 4"
     assert list(which.index) == ["bos", *(f"demo_{i}" for i in range(3)), "query"]
     assert which[["icl_causal", "icl_prefix"]].sum().to_numpy() == pytest.approx(1.0, abs=1e-5)
     assert which.loc["demo_0", "icl_causal on label"] <= which.loc["demo_0", "icl_causal"]
