@@ -8,9 +8,10 @@ re-drawn), and compute every registered metric per layer. Writes into ``--out`` 
 by this command and its settings: ``icl_interp.results.ResultFolder``):
 
 - ``config.json``: the command, the config, package versions, the command line;
-- ``units/<model>__<data>__seed<seed>.csv`` (+ ``.attention.csv``, ``.json`` with the unit's
-  settings, data provenance and model identity, ``.timings.json``): one per unit, written
-  atomically, so a rerun skips finished units (after checking their data and model are unchanged);
+- ``units/<model>__<data>__seed<seed>.csv`` (+ ``.attention.csv``, ``.prompt_attention.csv``,
+  ``.json`` with the unit's settings, data provenance and model identity, ``.timings.json``): one
+  per unit, written atomically, so a rerun skips finished units (after checking their data and
+  model are unchanged);
 - ``metrics.csv``: tidy, one row per model x data x seed x mask x method x layer x metric
   (metrics that do not read the finetuned model are stored once per mask, method ``none``);
 - ``attention.csv``: attention logits over the query tokens for the first ``--heatmap-examples``
@@ -20,7 +21,8 @@ by this command and its settings: ``icl_interp.results.ResultFolder``):
   (``icl_interp.lm.attention``);
 - ``summary.md`` / ``summary.csv``: mean over layers (last layer for accuracies) and seeds, one
   column per registered metric (x method for those that read the finetuned model);
-- ``figures/``: per-layer metric curves and attention heatmaps (PNG + PDF).
+- ``figures/``: per-layer metric curves and attention heatmaps (PNG + PDF), and the
+  prompt-attention figures (``prompt_attention_*.png``, ``icl_interp.lm.attention_plots``).
 """
 
 from __future__ import annotations
@@ -301,6 +303,7 @@ def run_unit(
     folder: ResultFolder,
 ) -> None:
     """Compute and write one model x data x seed unit (metrics CSV last: it marks the unit done)."""
+    from icl_interp.lm.attention import PromptAttentionCollector
     from icl_interp.lm.models import model_identity
 
     units = folder.path / "units"
@@ -309,8 +312,6 @@ def run_unit(
     seed_everything(seed)
     spec, prompts, provenance = _unit_prompts(model, data, seed, config)
     lr = config.lr or spec.gd_lr
-    from icl_interp.lm.attention import PromptAttentionCollector
-
     prompt_attention = PromptAttentionCollector(prompts, config.heatmap_examples)
     captures, info, seconds = _captures(
         model, prompts, lr, seed, config, on_model=prompt_attention.add
@@ -513,7 +514,7 @@ def run_compare(config: CompareConfig, out: Path, *, figures: bool = True) -> pd
     )
     write_csv(out / "metrics.csv", table)
     write_csv(out / "attention.csv", attention)
-    _write_prompt_attention(units, plan, out / "prompt_attention.csv")
+    prompt_attention = _write_prompt_attention(units, plan, out / "prompt_attention.csv")
     summary = summary_table(table)
     write_csv(out / "summary.csv", summary)
     n_test: dict[str, int] = {}
@@ -527,19 +528,27 @@ def run_compare(config: CompareConfig, out: Path, *, figures: bool = True) -> pd
         from icl_interp.lm.plots import write_compare_figures
 
         write_compare_figures(table, attention, out / "figures")
+        if prompt_attention is not None and not prompt_attention.empty:
+            from icl_interp.lm.attention_plots import write_attention_figures
+
+            write_attention_figures(prompt_attention, out / "figures")
     return table
 
 
 def _write_prompt_attention(
     units: Path, plan: list[tuple[str, str, int]], path: Path
-) -> None:
-    """Concatenate the units' ``.prompt_attention.csv`` (units from before it existed have none)."""
+) -> pd.DataFrame | None:
+    """Concatenate the units' ``.prompt_attention.csv`` into ``path`` and return it (units from
+    before it existed have none; ``None`` if no unit has one)."""
     from icl_interp.lm.attention import read_prompt_attention
 
     files = [units / f"{unit_stem(*unit)}.prompt_attention.csv" for unit in plan]
     tables = [read_prompt_attention(file) for file in files if file.exists()]
-    if tables:
-        write_csv(path, pd.concat(tables, ignore_index=True))
+    if not tables:
+        return None
+    table = pd.concat(tables, ignore_index=True)
+    write_csv(path, table)
+    return table
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

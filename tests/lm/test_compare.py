@@ -100,6 +100,7 @@ def test_results_folder_contents(tiny_results: Path) -> None:
     figures = {p.name for p in (tiny_results / "figures").iterdir()}
     assert {"layer_curves__tiny-gemma3.png", "layer_curves__tiny-gemma3.pdf"} <= figures
     assert "attention__tiny-gemma3__mr__seed0__ex0.png" in figures
+    assert "prompt_attention_segment_mass__tiny-gemma3__mr__seed0.png" in figures
 
 
 def test_finetune_dtype_reaches_every_finetuning(
