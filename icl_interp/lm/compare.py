@@ -8,16 +8,21 @@ re-drawn), and compute every registered metric per layer. Writes into ``--out`` 
 by this command and its settings: ``icl_interp.results.ResultFolder``):
 
 - ``config.json``: the command, the config, package versions, the command line;
-- ``units/<model>__<data>__seed<seed>.csv`` (+ ``.attention.csv``, ``.json`` with the unit's
-  settings, data provenance and model identity, ``.timings.json``): one per unit, written
-  atomically, so a rerun skips finished units (after checking their data and model are unchanged);
+- ``units/<model>__<data>__seed<seed>.csv`` (+ ``.attention.csv``, ``.prompt_attention.csv``,
+  ``.json`` with the unit's settings, data provenance and model identity, ``.timings.json``): one
+  per unit, written atomically, so a rerun skips finished units (after checking their data and
+  model are unchanged);
 - ``metrics.csv``: tidy, one row per model x data x seed x mask x method x layer x metric
   (metrics that do not read the finetuned model are stored once per mask, method ``none``);
 - ``attention.csv``: attention logits over the query tokens for the first ``--heatmap-examples``
   test examples, per condition x layer x head x token;
+- ``prompt_attention.csv``: for the same examples, the last position's attention (probability and
+  pre-mask logit) over the whole prompt, with each position's segment and role
+  (``icl_interp.lm.attention``);
 - ``summary.md`` / ``summary.csv``: mean over layers (last layer for accuracies) and seeds, one
   column per registered metric (x method for those that read the finetuned model);
-- ``figures/``: per-layer metric curves and attention heatmaps (PNG + PDF).
+- ``figures/``: per-layer metric curves and attention heatmaps (PNG + PDF), and the
+  prompt-attention figures (``prompt_attention_*.png``, ``icl_interp.lm.attention_plots``).
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -82,10 +88,17 @@ def unit_stem(model: str, data: str, seed: int) -> str:
 
 
 def _captures(
-    model: Any, prompts: Any, other: Any, lrs: dict[str, float], seed: int, config: CompareConfig
+    model: Any,
+    prompts: Any,
+    other: Any,
+    lrs: dict[str, float],
+    seed: int,
+    config: CompareConfig,
+    on_model: Callable[[str, str, Any, Any], None] | None = None,
 ) -> tuple[dict[CaptureKey, Any], dict[str, Any], dict[str, float]]:
     """Every capture the unit needs, keyed by (scope, condition or finetuning name); info
-    (finetuning losses per step, dtype) and seconds per stage.
+    (finetuning losses per step, dtype) and seconds per stage. ``on_model(scope, name, model,
+    condition)`` is called with every model and condition captured.
 
     Scopes: ``base`` (the model, demonstrations A), ``untrained`` (re-drawn weights, A) and
     ``other`` (the model, the disjoint demonstrations B; queries are A's). ``lrs`` maps
@@ -117,6 +130,8 @@ def _captures(
                 scoped, prompt_set, condition, batch_size=config.batch_size, desc=prefix + name
             ),
         )
+        if on_model is not None and prompt_set is prompts:
+            on_model(scope, name, scoped, condition)
 
     for scope in dict.fromkeys(["base", *(m.scope for m in methods)]):
         prefix = "" if scope == "base" else f"{scope} "
@@ -336,6 +351,7 @@ def run_unit(
     folder: ResultFolder,
 ) -> None:
     """Compute and write one model x data x seed unit (metrics CSV last: it marks the unit done)."""
+    from icl_interp.lm.attention import PromptAttentionCollector
     from icl_interp.lm.models import model_identity
 
     units = folder.path / "units"
@@ -344,7 +360,11 @@ def run_unit(
     seed_everything(seed)
     spec, prompts, other, provenance = _unit_prompts(model, data, seed, config)
     lrs, lr_sweep = unit_lrs(model, data, seed, spec, config)
-    captures, info, seconds = _captures(model, prompts, other, lrs, seed, config)
+    prompt_attention = PromptAttentionCollector(prompts, config.heatmap_examples)
+    captures, info, seconds = _captures(
+        model, prompts, other, lrs, seed, config, on_model=prompt_attention.add
+    )
+    seconds["prompt attention"] = prompt_attention.seconds
     attention = attention_rows(captures, model.tokenizer, prompts, config.heatmap_examples)
     key = {"model": model_name, "data": spec.name, "seed": seed}
     info = {
@@ -364,6 +384,7 @@ def run_unit(
         write_csv(units / f"{stem}.lr_sweep.csv", lr_sweep.assign(**key))
     write_csv(units / f"{stem}.bootstrap.csv", resampled)
     write_csv(units / f"{stem}.attention.csv", attention.assign(**key)[ATTENTION_COLUMNS])
+    write_csv(units / f"{stem}.prompt_attention.csv", prompt_attention.table(**key))
     write_text(units / f"{stem}.json", json.dumps(info, indent=2, sort_keys=True) + "\n")
     seconds["unit"] = round(time.perf_counter() - started, 1)
     write_text(units / f"{stem}.timings.json", json.dumps(seconds, indent=2) + "\n")
@@ -450,6 +471,7 @@ def run_compare(config: CompareConfig, out: Path, *, figures: bool = True) -> pd
     )
     write_csv(out / "metrics.csv", table)
     write_csv(out / "attention.csv", attention)
+    prompt_attention = _write_prompt_attention(units, plan, out / "prompt_attention.csv")
     summary = summary_table(table)
     write_csv(out / "summary.csv", summary)
     bounds = intervals(resampled) if len(resampled) else None
@@ -476,6 +498,26 @@ def run_compare(config: CompareConfig, out: Path, *, figures: bool = True) -> pd
         from icl_interp.lm.plots import write_compare_figures
 
         write_compare_figures(table, attention, out / "figures", lr_sweep)
+        if prompt_attention is not None and not prompt_attention.empty:
+            from icl_interp.lm.attention_plots import write_attention_figures
+
+            write_attention_figures(prompt_attention, out / "figures")
+    return table
+
+
+def _write_prompt_attention(
+    units: Path, plan: list[tuple[str, str, int]], path: Path
+) -> pd.DataFrame | None:
+    """Concatenate the units' ``.prompt_attention.csv`` into ``path`` and return it (None if
+    no unit has one)."""
+    from icl_interp.lm.attention import read_prompt_attention
+
+    files = [units / f"{unit_stem(*unit)}.prompt_attention.csv" for unit in plan]
+    tables = [read_prompt_attention(file) for file in files if file.exists()]
+    if not tables:
+        return None
+    table = pd.concat(tables, ignore_index=True)
+    write_csv(path, table)
     return table
 
 

@@ -40,3 +40,20 @@ def test_bench_prefix_reuse_driver(tmp_path: Path) -> None:
 def test_bad_options_are_one_line_errors(module, capsys, tmp_path: Path) -> None:
     assert module._main(["--bogus", "--out", str(tmp_path)]) == 2
     assert len(capsys.readouterr().err.strip().splitlines()) == 1
+
+
+def test_prompt_attention_figures_driver(tmp_path: Path) -> None:
+    from analyses import prompt_attention_figures
+    from icl_interp.lm.attention import attention_table, prompt_attention
+    from icl_interp.lm.conditions import conditions
+    from icl_interp.lm.data import make_prompts
+    from icl_interp.lm.models import tiny_random_model
+    from icl_interp.results import write_csv
+
+    model = tiny_random_model("gemma3")
+    _, prompts, _ = make_prompts(model.tokenizer, "mr", n_test=1, seed=0, k=2, source="package")
+    frames = [prompt_attention(model, prompts, condition, 1) for condition in conditions()]
+    write_csv(tmp_path / "prompt_attention.csv", attention_table(frames, model="tiny", data="mr", seed=0))
+    assert prompt_attention_figures._main([str(tmp_path), "--layer", "1"]) == 0
+    assert (tmp_path / "figures" / "prompt_attention_heads_layer1__tiny__mr__seed0.png").exists()
+    assert prompt_attention_figures._main([str(tmp_path), "--layer", "7"]) == 2

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import torch
 
 from icl_interp.cli import main
 from icl_interp.errors import UserError
@@ -108,6 +109,7 @@ def test_results_folder_contents(tiny_results: Path) -> None:
     figures = {p.name for p in (tiny_results / "figures").iterdir()}
     assert {"layer_curves__tiny-gemma3.png", "layer_curves__tiny-gemma3.pdf"} <= figures
     assert "attention__tiny-gemma3__mr__seed0__ex0.png" in figures
+    assert "prompt_attention_segment_mass__tiny-gemma3__mr__seed0.png" in figures
 
 
 def test_finetune_dtype_reaches_every_finetuning(
@@ -246,3 +248,38 @@ def test_identical_runs_give_byte_identical_files_figures_included(tmp_path: Pat
     assert any(p.suffix == ".png" for p in files) and any(p.suffix == ".pdf" for p in files)
     for path in files:
         assert (tmp_path / "a" / path).read_bytes() == (tmp_path / "b" / path).read_bytes(), path
+
+
+def test_prompt_attention_rows_sum_to_one_where_allowed_and_zero_where_forbidden(
+    tiny_results: Path,
+) -> None:
+    """``prompt_attention.csv``: every condition, and per example x layer x head the
+    probabilities are exactly 0 where ``build_mask`` with the layer's window forbids (window 4
+    on tiny-gemma3 layers 0 and 2), and sum to 1 over the allowed keys."""
+    from icl_interp.lm.attention import PROMPT_ATTENTION_COLUMNS, read_prompt_attention
+    from icl_interp.masks import build_mask
+
+    table = read_prompt_attention(tiny_results / "prompt_attention.csv")
+    assert list(table.columns) == PROMPT_ATTENTION_COLUMNS and not table.isna().any().any()
+    assert set(table["condition"]) == {"zsl", "icl_causal", "icl_prefix", "gd", "lcgd"}
+    assert (tiny_results / "units" / f"{unit_stem('tiny-gemma3', 'mr', 0)}.prompt_attention.csv").exists()
+    windows = [4, None, 4]
+    for (condition, _example, layer), rows in table.groupby(["condition", "example", "layer"]):
+        mask = condition.removeprefix("icl_") if condition.startswith("icl_") else "causal"
+        first = rows[rows["head"] == 0].sort_values("position")
+        n_prefix = int((first["query_position"] < 0).sum())
+        allowed = build_mask(mask, len(first), n_prefix=n_prefix, sliding_window=windows[layer])[-1]
+        for _, row in rows.groupby("head"):
+            row = row.sort_values("position")
+            prob = torch.tensor(row["prob"].to_numpy())
+            assert (row["allowed"].to_numpy() == allowed.numpy()).all()
+            assert (prob[~allowed] == 0).all(), f"{condition} layer {layer}: forbidden key read"
+            assert float(prob[allowed].sum()) == pytest.approx(1.0, abs=1e-5)
+    assert not table.loc[table["layer"] != 1, "allowed"].all(), "windows forbid some keys"
+
+
+def test_attention_explorer_notebook_runs_on_a_results_folder(
+    tiny_results: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ICL_INTERP_RESULTS", str(tiny_results))
+    run_notebook(ROOT / "notebooks" / "attention_explorer.ipynb", cwd=ROOT / "notebooks", timeout=300)
