@@ -53,6 +53,9 @@ class LayerAccuracyConfig:
             raise UserError(f"--masks needs distinct mask kinds, got {list(self.masks)}")
         for mask in self.masks:
             MASKS.get(mask)
+        from icl_interp.lm.data import get_dataset
+
+        get_dataset(self.dataset)
 
     def to_dict(self) -> dict:
         return asdict(self)

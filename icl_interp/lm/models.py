@@ -32,6 +32,7 @@ import torch
 from transformer_lens.model_bridge import TransformerBridge
 
 from icl_interp.errors import UserError
+from icl_interp.progress import bars_wanted
 from icl_interp.registry import Registry
 
 DEFAULT_MODEL = "gemma-3-270m"
@@ -233,6 +234,10 @@ def load_model(
     one-line ``UserError`` naming it.
     """
     check_device(device)
+    if not bars_wanted():
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
     if name_or_path.startswith("tiny-"):
         arch = name_or_path.removeprefix("tiny-")
         if arch not in TINY_ARCHS:
