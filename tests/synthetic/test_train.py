@@ -81,8 +81,8 @@ def test_evaluate_rows_match_direct_computation() -> None:
     state = train(cfg, max_steps=3)
     data = eval_data(cfg)
     table = evaluate(state.model, TASKS.get("classification"), data)
-    assert list(table["readout"]) == ["model", "probe", "probe"]
-    assert list(table["layer"]) == [2, 1, 2]
+    assert list(table["readout"]) == ["model", "probe", "probe", "trivial"]
+    assert list(table["layer"]) == [2, 1, 2, 0]
     output, probes = state.model.predict_queries(data.tokens)
     wrong = (output.argmax(-1) != data.query_targets.argmax(-1)).float().mean() * 100
     assert table["value"][0] == pytest.approx(wrong.item(), abs=1e-4)
@@ -90,6 +90,8 @@ def test_evaluate_rows_match_direct_computation() -> None:
     assert table["se"][0] == pytest.approx(per_seq.std().item() / 8**0.5, abs=1e-4)
     wrong1 = (probes[0].argmax(-1) != data.query_targets.argmax(-1)).float().mean() * 100
     assert table["value"][1] == pytest.approx(wrong1.item(), abs=1e-4)
+    class_share = data.query_targets.reshape(-1, 3).mean(0) * 100
+    assert table["value"][3] == pytest.approx(100 - class_share.max().item(), abs=1e-4)
 
 
 def test_bad_train_configs_are_user_errors() -> None:
