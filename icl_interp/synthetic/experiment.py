@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import functools
 import json
 import multiprocessing
 import time
@@ -142,7 +143,9 @@ def check_runs(cfg: ExperimentConfig, out: Path) -> None:
         try:
             recorded = TrainConfig.from_dict(json.loads(recorded_file.read_text(encoding="utf-8")))
         except (ValueError, TypeError, KeyError, UserError):
-            raise UserError(f"{recorded_file} is unreadable; delete that run folder or pass a new --out") from None
+            raise UserError(
+                f"{recorded_file} is unreadable; delete that run folder or pass a new --out"
+            ) from None
         if recorded != cfg.train_config(*spec):
             raise UserError(
                 f"{recorded_file.parent} was trained with another config; "
@@ -221,15 +224,17 @@ def run_experiment(
     deadline = None if max_seconds is None else time.time() + max_seconds
     todo = [r for r in cfg.runs() if not done(out / "runs" / run_name(*r) / "eval.csv")]
     started = time.monotonic()
-    kwargs = {"device": device, "cuda_graph": cuda_graph, "deadline": deadline, "threads": threads}
+    run_one = functools.partial(
+        train_run, device=device, cuda_graph=cuda_graph, deadline=deadline, threads=threads
+    )
     jobs_args = [(cfg.train_config(*r), out / "runs" / run_name(*r)) for r in todo]
     if jobs > 1 and len(todo) > 1:
         context = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
-            futures = [pool.submit(train_run, *a, **kwargs) for a in jobs_args]
+            futures = [pool.submit(run_one, *a) for a in jobs_args]
             outcomes = [f.result() for f in futures]
     else:
-        outcomes = [train_run(*a, **kwargs) for a in jobs_args]
+        outcomes = [run_one(*a) for a in jobs_args]
     unfinished = [name for name, finished in outcomes if not finished]
     if unfinished:
         print(f"{len(unfinished)} run(s) unfinished ({', '.join(unfinished)}); rerun to resume")
@@ -255,7 +260,9 @@ def write_reports(cfg: ExperimentConfig, out: Path) -> pd.DataFrame:
     if not files:
         return pd.DataFrame()
     results = pd.concat([pd.read_csv(f) for f in files], ignore_index=True)
-    results = results.sort_values(["task", "mask", "sharing", "seed"], kind="stable", ignore_index=True)
+    results = results.sort_values(
+        ["task", "mask", "sharing", "seed"], kind="stable", ignore_index=True
+    )
     write_csv(out / "results.csv", results)
     summary = summarize(results)
     differences = paired_differences(results)
@@ -271,7 +278,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--tasks", nargs="+", default=list(TASK_COLUMNS), help=f"of {', '.join(TASKS.names())}"
     )
-    parser.add_argument("--masks", nargs="+", default=["prefix", "causal"], help=", ".join(mask_names()))
+    parser.add_argument(
+        "--masks", nargs="+", default=["prefix", "causal"], help=", ".join(mask_names())
+    )
     parser.add_argument(
         "--sharing", nargs="+", default=list(SHARINGS), help="SL (shared layers), UL"
     )

@@ -39,7 +39,11 @@ def t_quantile(p: float, df: int) -> float:
         grid = np.linspace(0.0, x, 20_001)
         density = np.exp(log_norm - (df + 1) / 2 * np.log1p(grid**2 / df))
         h = grid[1] - grid[0]
-        simpson = h / 3 * (density[0] + density[-1] + 4 * density[1:-1:2].sum() + 2 * density[2:-1:2].sum())
+        simpson = (
+            h
+            / 3
+            * (density[0] + density[-1] + 4 * density[1:-1:2].sum() + 2 * density[2:-1:2].sum())
+        )
         return 0.5 + float(simpson)
 
     low, high = 0.0, 1.0
@@ -78,7 +82,9 @@ def summarize(results: pd.DataFrame) -> pd.DataFrame:
         model.groupby(["mask", "sharing"]).groups,
         key=lambda ms: (SHARINGS.index(ms[1]), order[ms[0]]),
     )
-    groups = [(variant_name(m, s), model[(model["mask"] == m) & (model["sharing"] == s)]) for m, s in keys]
+    groups = [
+        (variant_name(m, s), model[(model["mask"] == m) & (model["sharing"] == s)]) for m, s in keys
+    ]
     groups += [(TRIVIAL_LABEL, trivial)]
     for variant, group in groups:
         for task, cell in group.groupby("task", sort=False):
@@ -235,7 +241,9 @@ def figure3(results: pd.DataFrame) -> Any:
         if task != "classification":
             ax.set_yscale("log")
     n_seeds = probes["seed"].nunique()
-    figure.suptitle(f"Per-layer probe query error (mean over {n_seeds} seed(s), band ±1 SE over seeds)")
+    figure.suptitle(
+        f"Per-layer probe query error (mean over {n_seeds} seed(s), band ±1 SE over seeds)"
+    )
     if axes[-1].get_legend() is not None:
         sns.move_legend(axes[-1], "upper left", bbox_to_anchor=(1.02, 1))
     figure.tight_layout()

@@ -65,7 +65,9 @@ def predict_zero(targets: Float[Tensor, "*batch d_y"]) -> Float[Tensor, "*batch 
     return torch.zeros_like(targets)
 
 
-def predict_most_frequent_class(targets: Float[Tensor, "*batch d_y"]) -> Float[Tensor, "*batch d_y"]:
+def predict_most_frequent_class(
+    targets: Float[Tensor, "*batch d_y"],
+) -> Float[Tensor, "*batch d_y"]:
     """The one class that is right most often on ``targets`` (one-hot), for every query."""
     counts = targets.reshape(-1, targets.shape[-1]).sum(0)
     best = torch.nn.functional.one_hot(counts.argmax(), targets.shape[-1]).to(targets.dtype)
@@ -95,9 +97,7 @@ def _classification(x: Float[Tensor, "seq point d_x"], generator: torch.Generato
     return torch.nn.functional.one_hot(logits.argmax(-1), N_CLASSES).to(x.dtype)
 
 
-TASKS.add(
-    "linear", SyntheticTask("linear", 1, "query MSE", _linear, squared_error, predict_zero)
-)
+TASKS.add("linear", SyntheticTask("linear", 1, "query MSE", _linear, squared_error, predict_zero))
 TASKS.add(
     "nonlinear",
     SyntheticTask("nonlinear", 1, "query MSE", _nonlinear, squared_error, predict_zero),

@@ -250,7 +250,9 @@ def train(
     return state
 
 
-def _batches(cfg: TrainConfig, device: torch.device | str) -> Callable[[int], tuple[Tensor, Tensor]]:
+def _batches(
+    cfg: TrainConfig, device: torch.device | str
+) -> Callable[[int], tuple[Tensor, Tensor]]:
     """``batch_at(step)``: the (tokens, query targets) that training step ``step`` uses.
 
     From the fixed pool, each epoch in its own permutation; or, with ``fresh_data``,

@@ -61,7 +61,21 @@ def test_same_command_twice_gives_byte_identical_results_and_figures(tmp_path) -
     first, second = tmp_path / "a", tmp_path / "b"
     assert main(["synthetic", *TINY, "--seeds", "0", "1", "--out", str(first)]) == 0
     assert (
-        main(["synthetic", *TINY, "--seeds", "0", "1", "--jobs", "2", "--threads", "1", "--out", str(second)])
+        main(
+            [
+                "synthetic",
+                *TINY,
+                "--seeds",
+                "0",
+                "1",
+                "--jobs",
+                "2",
+                "--threads",
+                "1",
+                "--out",
+                str(second),
+            ]
+        )
         == 0
     )
     for name in RESULT_FILES:
