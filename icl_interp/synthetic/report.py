@@ -209,6 +209,7 @@ def figure3(results: pd.DataFrame) -> Any:
     """
     import seaborn as sns
     from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
 
     probes = results[results["readout"] == "probe"]
     probes = probes.assign(
@@ -236,13 +237,15 @@ def figure3(results: pd.DataFrame) -> Any:
         if len(trivial):
             mean = trivial.drop_duplicates("seed")["value"].mean()
             ax.axhline(mean, color="grey", linestyle="--", linewidth=1, label="trivial")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_title(TASK_COLUMNS[task])
         ax.set_ylabel(data["metric"].iloc[0])
         if task != "classification":
             ax.set_yscale("log")
     n_seeds = probes["seed"].nunique()
     figure.suptitle(
-        f"Per-layer probe query error (mean over {n_seeds} seed(s), band ±1 SE over seeds)"
+        f"Per-layer probe query error: mean over {n_seeds} seed(s), band ±1 SE over seeds; "
+        "dashed: trivial baseline"
     )
     if axes[-1].get_legend() is not None:
         sns.move_legend(axes[-1], "upper left", bbox_to_anchor=(1.02, 1))
