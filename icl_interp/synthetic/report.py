@@ -22,6 +22,7 @@ from icl_interp.masks import MASKS, mask_names
 SHARINGS = ("SL", "UL")
 TASK_COLUMNS = {"linear": "LR", "nonlinear": "N-LR", "classification": "MC"}
 TRIVIAL_LABEL = "trivial (0 / best class)"
+BASELINE_LABELS = {"trivial": TRIVIAL_LABEL, "least_squares": "least squares on the context"}
 PAIRED = ("prefix", "causal")
 
 
@@ -76,7 +77,6 @@ def summarize(results: pd.DataFrame) -> pd.DataFrame:
     """
     rows = []
     model = results[results["readout"] == "model"]
-    trivial = results[results["readout"] == "trivial"].drop_duplicates(["task", "seed"])
     order = {m: i for i, m in enumerate(dict.fromkeys([*PAIRED, *mask_names()]))}
     keys = sorted(
         model.groupby(["mask", "sharing"]).groups,
@@ -85,7 +85,10 @@ def summarize(results: pd.DataFrame) -> pd.DataFrame:
     groups = [
         (variant_name(m, s), model[(model["mask"] == m) & (model["sharing"] == s)]) for m, s in keys
     ]
-    groups += [(TRIVIAL_LABEL, trivial)]
+    for readout, label in BASELINE_LABELS.items():
+        baseline = results[results["readout"] == readout].drop_duplicates(["task", "seed"])
+        if len(baseline):
+            groups.append((label, baseline))
     for variant, group in groups:
         for task, cell in group.groupby("task", sort=False):
             n = len(cell)
@@ -191,7 +194,8 @@ def _table_note(summary: pd.DataFrame, differences: pd.DataFrame) -> str:
         spread = "± one standard error over seeds where a cell has >= 2 seeds, else over held-out sequences"
     note = (
         f"LR, N-LR: query MSE; MC: query error %; mean over seeds {spread}. "
-        "Trivial: predict 0 (regression) or the best single class (MC) on the same held-out sequences."
+        "Trivial: predict 0 (regression) or the best single class (MC) on the same held-out sequences; "
+        "least squares: a linear fit to each sequence's context points (a reference, not a bound)."
     )
     if len(differences):
         note += (

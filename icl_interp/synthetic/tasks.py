@@ -74,6 +74,24 @@ def predict_most_frequent_class(
     return best.expand_as(targets)
 
 
+def least_squares_prediction(
+    context_x: Float[Tensor, "seq context d_x"],
+    context_y: Float[Tensor, "seq context d_y"],
+    query_x: Float[Tensor, "seq query d_x"],
+    ridge: float = 1e-6,
+) -> Float[Tensor, "seq query d_y"]:
+    """Least squares (ridge ``ridge``, float64) fitted to each sequence's context, applied to its queries.
+
+    A reference, not a bound: optimal for noise-free linear regression with more context
+    points than dimensions; a linear fit for the other tasks (classification: fit the
+    one-hot labels, predict the argmax).
+    """
+    x, y = context_x.double(), context_y.double()
+    gram = x.transpose(1, 2) @ x + ridge * torch.eye(x.shape[-1], dtype=x.dtype)
+    weights = torch.linalg.solve(gram, x.transpose(1, 2) @ y)
+    return (query_x.double() @ weights).to(context_y.dtype)
+
+
 def _linear_logit(
     x: Float[Tensor, "seq point d_x"], generator: torch.Generator, n_out: int
 ) -> Tensor:

@@ -32,6 +32,7 @@ from icl_interp.synthetic.tasks import (
     TRAIN_STREAM,
     SyntheticData,
     SyntheticTask,
+    least_squares_prediction,
     make_dataset,
 )
 
@@ -371,7 +372,8 @@ def evaluate(model: SyntheticTransformer, task: SyntheticTask, data: SyntheticDa
     Columns readout, layer, metric, value (mean over sequences and queries) and se
     (standard error of that mean across the held-out sequences). ``layer`` counts
     blocks from 1 (the probe after block l); the read-out sits at the last layer and
-    the trivial baseline (``readout == "trivial"``, no context used) at layer 0.
+    the baselines at layer 0: ``trivial`` (no context used) and ``least_squares``
+    (a linear fit to each sequence's context points).
     """
     device = next(model.parameters()).device
     output, probes = model.predict_queries(data.tokens.to(device))
@@ -379,6 +381,12 @@ def evaluate(model: SyntheticTransformer, task: SyntheticTask, data: SyntheticDa
     readouts = [("model", model.cfg.n_layers, output)]
     readouts += [("probe", layer + 1, probe) for layer, probe in enumerate(probes)]
     readouts += [("trivial", 0, task.trivial(targets))]
+    n_ctx, d_x = model.cfg.n_context, model.cfg.d_x
+    tokens = data.tokens.to(device)
+    fitted = least_squares_prediction(
+        tokens[:, :n_ctx, :d_x], tokens[:, :n_ctx, d_x:], tokens[:, n_ctx:, :d_x]
+    )
+    readouts += [("least_squares", 0, fitted)]
     rows = []
     for readout, layer, prediction in readouts:
         per_sequence = task.error(prediction, targets).mean(dim=1)

@@ -39,7 +39,7 @@ def test_driver_writes_table_figure_config_and_resumes(tmp_path) -> None:
     assert config["train_configs"]["linear-prefix-SL-seed0"]["epochs"] == 1
     results = pd.read_csv(tmp_path / "results.csv")
     assert set(results["mask"]) == {"prefix", "causal"}
-    assert len(results) == 2 * (1 + 2 + 1), "model, 2 probes, trivial per run"
+    assert len(results) == 2 * (1 + 2 + 2), "model, 2 probes, trivial and least squares per run"
     assert "seconds" not in " ".join(results.columns)
     markdown = (tmp_path / "table1.md").read_text()
     assert "| PrefixLM-SL |" in markdown and "| CausalLM-SL |" in markdown and "UL" not in markdown
