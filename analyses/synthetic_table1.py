@@ -1,6 +1,7 @@
 """Paper Table 1 and Figure 3: prefix vs causal, SL vs UL transformers on synthetic ICL tasks.
 
-    python analyses/synthetic_table1.py --preset cpu --out results/synthetic_cpu
+    python analyses/synthetic_table1.py --preset cpu --seeds 0 1 2 --jobs 2 --threads 1 \
+        --out results/synthetic_cpu
 
 Same options as ``icl-interp synthetic`` (a thin driver over icl_interp.synthetic.experiment).
 """

@@ -1,18 +1,31 @@
 """``icl-interp synthetic``: train prefix/causal x SL/UL transformers on the synthetic tasks.
 
-Writes into ``--out``: ``config.json``; ``runs/<task>-<mask>-<SL|UL>/`` with the
-checkpoint and ``eval.csv`` of each training (a rerun skips finished ones and
-resumes unfinished ones from their checkpoint); ``results.csv`` (tidy: one row per
-task x mask x sharing x read-out x layer x metric); ``table1.csv`` and
-``table1.md`` (paper Table 1: query error of the model's read-out);
-``figure3.png``/``.pdf`` (query error of each layer's probe, paper Figure 3).
+Writes into ``--out`` (a folder it owns, see ``icl_interp.results.ResultFolder``):
+``config.json``; ``runs/<task>-<mask>-<SL|UL>-seed<k>/`` with ``train_config.json``,
+the checkpoint and ``eval.csv`` of each training; ``results.csv`` (tidy: one row per
+task x mask x sharing x seed x read-out x layer x metric, the trivial baseline
+included); ``table1.csv``/``table1.md`` (paper Table 1: mean ± SE over seeds, the
+trivial baseline, paired prefix - causal differences with 95% intervals over seeds);
+``paired.csv``; ``figure3.png``/``.pdf`` (per-layer probe error, bands over seeds);
+``timings.json`` (wall-clock seconds, kept out of the results so identical runs give
+byte-identical results and figures).
+
+A rerun resumes unfinished trainings from their checkpoints and reuses finished ones
+only when the train config recorded in the run folder equals the one asked for; a
+folder made with another preset or other overrides is refused before anything is
+written. Tasks, masks, sharing and seeds may change between runs on one folder:
+each run folder records its own config, and the reports cover the runs asked for.
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import functools
+import json
+import multiprocessing
 import time
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,14 +35,27 @@ import torch
 
 from icl_interp.errors import UserError
 from icl_interp.masks import MASKS, mask_names
-from icl_interp.results import done, write_config, write_csv, write_figure, write_text
+from icl_interp.results import (
+    ResultFolder,
+    done,
+    write_csv,
+    write_figure,
+    write_text,
+)
 from icl_interp.synthetic.model import ModelConfig
 from icl_interp.synthetic.presets import PRESETS
+from icl_interp.synthetic.report import (
+    SHARINGS,
+    TASK_COLUMNS,
+    figure3,
+    paired_differences,
+    summarize,
+    table1_markdown,
+)
 from icl_interp.synthetic.tasks import TASKS
 from icl_interp.synthetic.train import TrainConfig, eval_data, evaluate, train
 
-SHARINGS = ("SL", "UL")
-TASK_COLUMNS = {"linear": "LR", "nonlinear": "N-LR", "classification": "MC"}
+RunSpec = tuple[str, str, str, int]
 
 
 @dataclass
@@ -41,7 +67,7 @@ class ExperimentConfig:
     masks: list[str] = field(default_factory=lambda: ["prefix", "causal"])
     sharing: list[str] = field(default_factory=lambda: list(SHARINGS))
     overrides: dict[str, Any] = field(default_factory=dict)
-    seed: int = 0
+    seeds: list[int] = field(default_factory=lambda: [0])
 
     def __post_init__(self) -> None:
         PRESETS.get(self.preset)
@@ -52,10 +78,17 @@ class ExperimentConfig:
         for sharing in self.sharing:
             if sharing not in SHARINGS:
                 raise UserError(f"unknown sharing {sharing!r}; valid: {', '.join(SHARINGS)}")
-        if not (self.tasks and self.masks and self.sharing):
-            raise UserError("--tasks, --masks and --sharing each need at least one value")
+        if not (self.tasks and self.masks and self.sharing and self.seeds):
+            raise UserError("--tasks, --masks, --sharing and --seeds each need at least one value")
+        for name in ("tasks", "masks", "sharing", "seeds"):
+            values = getattr(self, name)
+            repeated = sorted({str(v) for v in values if values.count(v) > 1})
+            if repeated:
+                raise UserError(f"--{name} lists {', '.join(repeated)} more than once")
+        if any(seed < 0 for seed in self.seeds):
+            raise UserError(f"seeds must be >= 0, got {self.seeds}")
 
-    def train_config(self, task: str, mask: str, sharing: str) -> TrainConfig:
+    def train_config(self, task: str, mask: str, sharing: str, seed: int) -> TrainConfig:
         values = copy.deepcopy(PRESETS.get(self.preset))
         model_overrides = self.overrides.get("model", {})
         values.update({k: v for k, v in self.overrides.items() if k != "model"})
@@ -65,10 +98,105 @@ class ExperimentConfig:
             shared_layers=sharing == "SL",
             mask_kind=mask,
         )
-        return TrainConfig(task=task, model=model, seed=self.seed, **values)
+        return TrainConfig(task=task, model=model, seed=seed, **values)
 
-    def runs(self) -> list[tuple[str, str, str]]:
-        return [(t, m, s) for t in self.tasks for m in self.masks for s in self.sharing]
+    def runs(self) -> list[RunSpec]:
+        return [
+            (t, m, s, seed)
+            for seed in self.seeds
+            for t in self.tasks
+            for m in self.masks
+            for s in self.sharing
+        ]
+
+    def folder_settings(self) -> dict[str, Any]:
+        """What the results folder records and compares (the preset's values included)."""
+        return {
+            "preset": self.preset,
+            "preset_values": PRESETS.get(self.preset),
+            "overrides": self.overrides,
+            "tasks": self.tasks,
+            "masks": self.masks,
+            "sharing": self.sharing,
+            "seeds": self.seeds,
+        }
+
+
+PLAN_KEYS = frozenset({"tasks", "masks", "sharing", "seeds"})
+
+
+def run_name(task: str, mask: str, sharing: str, seed: int) -> str:
+    return f"{task}-{mask}-{sharing}-seed{seed}"
+
+
+def result_folder(cfg: ExperimentConfig, out: Path) -> ResultFolder:
+    """``out`` owned by ``synthetic`` with this preset and overrides (the plan may change)."""
+    return ResultFolder(out, "synthetic", cfg.folder_settings(), may_differ=PLAN_KEYS)
+
+
+def check_runs(cfg: ExperimentConfig, out: Path) -> None:
+    """Refuse (one line) when a run folder of this plan was made with another train config."""
+    for spec in cfg.runs():
+        recorded_file = out / "runs" / run_name(*spec) / "train_config.json"
+        if not recorded_file.exists():
+            continue
+        try:
+            recorded = TrainConfig.from_dict(json.loads(recorded_file.read_text(encoding="utf-8")))
+        except (ValueError, TypeError, KeyError, UserError):
+            raise UserError(
+                f"{recorded_file} is unreadable; delete that run folder or pass a new --out"
+            ) from None
+        if recorded != cfg.train_config(*spec):
+            raise UserError(
+                f"{recorded_file.parent} was trained with another config; "
+                "delete that run folder or pass a new --out"
+            )
+
+
+def train_run(
+    train_cfg: TrainConfig,
+    run_dir: Path,
+    *,
+    device: str,
+    cuda_graph: bool,
+    deadline: float | None,
+    threads: int | None,
+) -> tuple[str, bool]:
+    """Train (or resume) one run, then evaluate it; (run name, finished?)."""
+    if threads is not None:
+        torch.set_num_threads(threads)
+    left = None if deadline is None else deadline - time.time()
+    if left is not None and left <= 0:
+        return run_dir.name, False
+    write_text(
+        run_dir / "train_config.json",
+        json.dumps(train_cfg.to_dict(), indent=2, sort_keys=True) + "\n",
+    )
+    state = train(
+        train_cfg,
+        device=device,
+        checkpoint=run_dir / "checkpoint.pt",
+        max_seconds=left,
+        cuda_graph=cuda_graph,
+        desc=run_dir.name,
+    )
+    timing = {"train_seconds": round(state.elapsed_s, 1), "steps": state.step}
+    write_text(run_dir / "timing.json", json.dumps(timing, sort_keys=True) + "\n")
+    if state.step < train_cfg.total_steps:
+        return run_dir.name, False
+    task, mask, sharing, seed = (
+        train_cfg.task,
+        train_cfg.model.mask_kind,
+        "SL" if train_cfg.model.shared_layers else "UL",
+        train_cfg.seed,
+    )
+    table = evaluate(state.model, TASKS.get(task), eval_data(train_cfg))
+    for position, (name, value) in enumerate(
+        [("task", task), ("mask", mask), ("sharing", sharing), ("seed", seed)]
+    ):
+        table.insert(position, name, value)
+    write_csv(run_dir / "eval.csv", table)
+    return run_dir.name, True
 
 
 def run_experiment(
@@ -78,115 +206,71 @@ def run_experiment(
     device: str = "cpu",
     cuda_graph: bool = False,
     max_seconds: float | None = None,
+    jobs: int = 1,
+    threads: int | None = None,
 ) -> pd.DataFrame:
-    """Train (or resume) every run, evaluate finished ones, write tables and figure; return results."""
-    write_config(out, cfg, train_configs={"-".join(r): cfg.train_config(*r) for r in cfg.runs()})
+    """Train (or resume) every run of the plan, evaluate finished ones, write reports; return results.
+
+    ``jobs`` > 1 trains that many runs at a time in worker processes (CPU), each with
+    ``threads`` torch threads. Nothing is written before the folder and every existing
+    run folder of the plan have been checked.
+    """
+    folder = result_folder(cfg, out)
+    folder.check()
+    for spec in cfg.runs():
+        cfg.train_config(*spec)
+    check_runs(cfg, out)
+    folder.claim(train_configs={run_name(*r): cfg.train_config(*r) for r in cfg.runs()})
+    deadline = None if max_seconds is None else time.time() + max_seconds
+    todo = [r for r in cfg.runs() if not done(out / "runs" / run_name(*r) / "eval.csv")]
     started = time.monotonic()
-    for task, mask, sharing in cfg.runs():
-        run_dir = out / "runs" / f"{task}-{mask}-{sharing}"
-        if done(run_dir / "eval.csv"):
-            continue
-        left = None if max_seconds is None else max_seconds - (time.monotonic() - started)
-        if left is not None and left <= 0:
-            break
-        train_cfg = cfg.train_config(task, mask, sharing)
-        state = train(
-            train_cfg,
-            device=device,
-            checkpoint=run_dir / "checkpoint.pt",
-            max_seconds=left,
-            cuda_graph=cuda_graph,
-            desc=run_dir.name,
-        )
-        if state.step < train_cfg.total_steps:
-            print(
-                f"{run_dir.name}: stopped at step {state.step}/{train_cfg.total_steps}; rerun to resume"
-            )
-            break
-        table = evaluate(state.model, TASKS.get(task), eval_data(train_cfg))
-        table.insert(0, "task", task)
-        table.insert(1, "mask", mask)
-        table.insert(2, "sharing", sharing)
-        table["train_seconds"] = state.elapsed_s
-        write_csv(run_dir / "eval.csv", table)
-    return write_reports(out)
+    run_one = functools.partial(
+        train_run, device=device, cuda_graph=cuda_graph, deadline=deadline, threads=threads
+    )
+    jobs_args = [(cfg.train_config(*r), out / "runs" / run_name(*r)) for r in todo]
+    if jobs > 1 and len(todo) > 1:
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
+            futures = [pool.submit(run_one, *a) for a in jobs_args]
+            outcomes = [f.result() for f in futures]
+    else:
+        outcomes = [run_one(*a) for a in jobs_args]
+    unfinished = [name for name, finished in outcomes if not finished]
+    if unfinished:
+        print(f"{len(unfinished)} run(s) unfinished ({', '.join(unfinished)}); rerun to resume")
+    write_timings(cfg, out, time.monotonic() - started)
+    return write_reports(cfg, out)
 
 
-def write_reports(out: Path) -> pd.DataFrame:
-    """Collect every finished run under ``out/runs`` into results.csv, Table 1 and Figure 3."""
-    files = sorted((out / "runs").glob("*/eval.csv"))
+def write_timings(cfg: ExperimentConfig, out: Path, wall_seconds: float) -> None:
+    """``timings.json``: each run's training seconds and steps, and this command's wall time."""
+    runs = {}
+    for spec in cfg.runs():
+        path = out / "runs" / run_name(*spec) / "timing.json"
+        if path.exists():
+            runs[run_name(*spec)] = json.loads(path.read_text(encoding="utf-8"))
+    payload = {"last_command_wall_seconds": round(wall_seconds, 1), "runs": runs}
+    write_text(out / "timings.json", json.dumps(payload, indent=2, sort_keys=True) + "\n")
+
+
+def write_reports(cfg: ExperimentConfig, out: Path) -> pd.DataFrame:
+    """Collect the plan's finished runs into results.csv, Table 1, paired.csv and Figure 3."""
+    files = [out / "runs" / run_name(*r) / "eval.csv" for r in cfg.runs()]
+    files = [f for f in files if f.exists()]
     if not files:
         return pd.DataFrame()
     results = pd.concat([pd.read_csv(f) for f in files], ignore_index=True)
+    results = results.sort_values(
+        ["task", "mask", "sharing", "seed"], kind="stable", ignore_index=True
+    )
     write_csv(out / "results.csv", results)
-    table = results[results["readout"] == "model"].drop(columns=["readout", "layer"])
-    table = table.assign(
-        variant=[
-            f"{MASKS.get(m).short}-{s}" for m, s in zip(table["mask"], table["sharing"], strict=True)
-        ]
-    )
-    columns = ["variant", "task", "metric", "value", "se", "train_seconds"]
-    write_csv(out / "table1.csv", table.reindex(columns=columns))
-    write_text(out / "table1.md", table1_markdown(table))
-    write_figure(out / "figure3", figure3(results[results["readout"] == "probe"]))
+    summary = summarize(results)
+    differences = paired_differences(results)
+    write_csv(out / "table1.csv", summary)
+    write_csv(out / "paired.csv", differences)
+    write_text(out / "table1.md", table1_markdown(summary, differences))
+    write_figure(out / "figure3", figure3(results))
     return results
-
-
-def table1_markdown(table: pd.DataFrame) -> str:
-    """Rows PrefixLM/CausalLM x SL/UL, columns LR / N-LR (query MSE) and MC (error %)."""
-    tasks = [t for t in TASK_COLUMNS if t in set(table["task"])]
-    header = "| variant | " + " | ".join(TASK_COLUMNS[t] for t in tasks) + " |"
-    lines = [header, "|---" * (len(tasks) + 1) + "|"]
-    for sharing in SHARINGS:
-        for variant in [v for v in dict.fromkeys(table["variant"]) if v.endswith(f"-{sharing}")]:
-            cells = []
-            for task in tasks:
-                hit = table[(table["variant"] == variant) & (table["task"] == task)]
-                fmt = "{:.1f}" if task == "classification" else "{:.1e}"
-                if not len(hit):
-                    cells.append("-")
-                    continue
-                cell = fmt.format(hit["value"].iloc[0])
-                if "se" in hit and pd.notna(hit["se"].iloc[0]):
-                    cell += " ± " + fmt.format(hit["se"].iloc[0])
-                cells.append(cell)
-            if any(c != "-" for c in cells):
-                lines.append(f"| {variant} | " + " | ".join(cells) + " |")
-    note = "LR, N-LR: query MSE; MC: query error %; ± one standard error over held-out sequences."
-    return "\n".join(lines) + f"\n\n{note}\n"
-
-
-def figure3(probes: pd.DataFrame) -> Any:
-    """Query error of each layer's probe, one panel per task, log scale for regression."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import seaborn as sns
-
-    data = probes.assign(
-        variant=[
-            f"{MASKS.get(m).short}-{s}" for m, s in zip(probes["mask"], probes["sharing"], strict=True)
-        ]
-    )
-    grid = sns.relplot(
-        data=data,
-        x="layer",
-        y="value",
-        hue="mask",
-        style="sharing",
-        col="task",
-        col_order=[t for t in TASK_COLUMNS if t in set(data["task"])],
-        kind="line",
-        markers=True,
-        facet_kws={"sharey": False},
-        height=3.2,
-    )
-    for task, ax in grid.axes_dict.items():
-        metric = data.loc[data["task"] == task, "metric"].iloc[0]
-        ax.set_ylabel(metric)
-        if task != "classification":
-            ax.set_yscale("log")
-    return grid.figure
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -194,17 +278,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--tasks", nargs="+", default=list(TASK_COLUMNS), help=f"of {', '.join(TASKS.names())}"
     )
-    parser.add_argument("--masks", nargs="+", default=["prefix", "causal"], help=", ".join(mask_names()))
+    parser.add_argument(
+        "--masks", nargs="+", default=["prefix", "causal"], help=", ".join(mask_names())
+    )
     parser.add_argument(
         "--sharing", nargs="+", default=list(SHARINGS), help="SL (shared layers), UL"
     )
     parser.add_argument("--epochs", type=int, help="override the preset's epochs")
     parser.add_argument("--n-train", type=int, help="override the preset's training-pool size")
     parser.add_argument("--n-layers", type=int, help="override the preset's depth")
-    parser.add_argument("--seed", type=int, default=0)
+    seeds = parser.add_mutually_exclusive_group()
+    seeds.add_argument("--seeds", type=int, nargs="+", help="seeds to train (default: 0)")
+    seeds.add_argument("--seed", type=int, help="one seed (same as --seeds N)")
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument(
         "--cuda-graph", action="store_true", help="replay each training step as one CUDA graph"
+    )
+    parser.add_argument(
+        "--jobs", type=int, default=1, help="trainings at a time, in worker processes (CPU)"
+    )
+    parser.add_argument(
+        "--threads", type=int, help="torch threads per training (default: torch's choice)"
     )
     parser.add_argument(
         "--max-minutes", type=float, help="stop (checkpointed) after this long; rerun resumes"
@@ -222,17 +316,22 @@ def run(args: argparse.Namespace) -> int:
         overrides["model"] = {"n_layers": args.n_layers}
     if args.max_minutes is not None and args.max_minutes <= 0:
         raise UserError(f"--max-minutes must be > 0, got {args.max_minutes}")
+    if args.jobs < 1 or (args.threads is not None and args.threads < 1):
+        raise UserError("--jobs and --threads must be >= 1")
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         raise UserError("--device cuda asked for, but torch sees no CUDA device")
     if args.cuda_graph and not args.device.startswith("cuda"):
         raise UserError("--cuda-graph needs --device cuda")
+    if args.jobs > 1 and not args.device.startswith("cpu"):
+        raise UserError("--jobs > 1 is for --device cpu; one GPU trains one run at a time")
+    seeds = args.seeds if args.seeds is not None else [0 if args.seed is None else args.seed]
     cfg = ExperimentConfig(
         preset=args.preset,
         tasks=args.tasks,
         masks=args.masks,
         sharing=args.sharing,
         overrides=overrides,
-        seed=args.seed,
+        seeds=seeds,
     )
     for run_spec in cfg.runs():
         cfg.train_config(*run_spec)
@@ -245,6 +344,8 @@ def run(args: argparse.Namespace) -> int:
         device=args.device,
         cuda_graph=args.cuda_graph,
         max_seconds=None if args.max_minutes is None else 60 * args.max_minutes,
+        jobs=args.jobs,
+        threads=args.threads,
     )
     if (args.out / "table1.md").exists() and not results.empty:
         print((args.out / "table1.md").read_text())

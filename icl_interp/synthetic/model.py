@@ -23,13 +23,13 @@ from typing import Any, cast
 
 import torch
 from einops import einsum
-from jaxtyping import Bool, Float
+from jaxtyping import Float
 from torch import Tensor, nn
 from transformer_lens import HookedRootModule
 from transformer_lens.hook_points import HookPoint
 
 from icl_interp.errors import UserError
-from icl_interp.masks import MASKS, build_mask, masked_softmax
+from icl_interp.masks import MASKS, additive_mask, build_mask
 
 
 @dataclass
@@ -115,14 +115,15 @@ class Attention(nn.Module):
         self,
         x: Float[Tensor, "batch pos d_model"],
         w: BlockWeights,
-        mask: Bool[Tensor, "pos pos"],
+        mask_bias: Float[Tensor, "pos pos"],
     ) -> Float[Tensor, "batch pos d_model"]:
+        """``mask_bias`` is 0 where attention is allowed and -inf where not (every row allows a key)."""
         q = self.hook_q(einsum(x, w.W_Q, "b p d, h d e -> b p h e") + w.b_Q)
         k = self.hook_k(einsum(x, w.W_K, "b p d, h d e -> b p h e") + w.b_K)
         v = self.hook_v(einsum(x, w.W_V, "b p d, h d e -> b p h e") + w.b_V)
         scores = einsum(q, k, "b q h e, b k h e -> b h q k") / math.sqrt(q.shape[-1])
         pattern = self.hook_pattern(
-            masked_softmax(self.hook_attn_scores(scores), mask.expand_as(scores))
+            torch.softmax(self.hook_attn_scores(scores) + mask_bias, dim=-1)
         )
         z = self.hook_z(einsum(pattern, v, "b h q k, b k h e -> b q h e"))
         return einsum(z, w.W_O, "b q h e, h e d -> b q d") + w.b_O
@@ -158,10 +159,11 @@ class Block(nn.Module):
         self,
         resid: Float[Tensor, "batch pos d_model"],
         w: BlockWeights,
-        mask: Bool[Tensor, "pos pos"],
+        mask_bias: Float[Tensor, "pos pos"],
     ) -> Float[Tensor, "batch pos d_model"]:
         resid = self.hook_resid_pre(resid)
-        resid = self.hook_resid_mid(resid + self.hook_attn_out(self.attn(w.ln1(resid), w, mask)))
+        attn_out = self.attn(w.ln1(resid), w, mask_bias)
+        resid = self.hook_resid_mid(resid + self.hook_attn_out(attn_out))
         return self.hook_resid_post(resid + self.hook_mlp_out(self.mlp(w.ln2(resid), w)))
 
 
@@ -191,7 +193,10 @@ class SyntheticTransformer(HookedRootModule):
         self.read_out = ReadOut(cfg.d_model, cfg.d_y)
         self.probes = nn.ModuleList(ReadOut(cfg.d_model, cfg.d_y) for _ in range(cfg.n_layers))
         mask = build_mask(cfg.mask_kind, cfg.seq_len, n_queries=cfg.n_queries, isolate_queries=True)
+        if not bool(mask.any(-1).all()):
+            raise UserError(f"mask {cfg.mask_kind!r} leaves a position with no key to attend to")
         self.register_buffer("mask", mask, persistent=False)
+        self.register_buffer("mask_bias", additive_mask(mask), persistent=False)
         self.setup()
 
     def weights_of_layer(self, layer: int) -> BlockWeights:
@@ -209,7 +214,7 @@ class SyntheticTransformer(HookedRootModule):
         resid = self.hook_embed(self.read_in(tokens))
         streams = []
         for layer, block in enumerate(self.blocks):
-            resid = block(resid, self.weights_of_layer(layer), self.mask)
+            resid = block(resid, self.weights_of_layer(layer), self.mask_bias)
             streams.append(resid)
         return streams
 

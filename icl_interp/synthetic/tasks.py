@@ -9,7 +9,9 @@ last ``n_queries`` become query tokens ``[x, 0]`` whose labels the model predict
 - ``classification``: three ``w_c``; ``y = onehot(argmax_c w_c.x)``, trained with L2.
 
 Regression is scored by the squared error of each query, classification by the
-error rate in percent (argmax of the prediction against the true class).
+error rate in percent (argmax of the prediction against the true class). Each task
+names its trivial baseline, a prediction that ignores the context: 0 for regression
+(the labels' mean), the most frequent class of the scored sequences for classification.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ class SyntheticTask:
     error_name: str
     label: Callable[[Float[Tensor, "seq point d_x"], torch.Generator], Tensor]
     error: Callable[[Tensor, Tensor], Tensor]
+    trivial: Callable[[Tensor], Tensor]
 
     def sample(
         self, n_sequences: int, n_points: int, d_x: int, generator: torch.Generator
@@ -56,6 +59,37 @@ def misclassified_percent(
     pred: Float[Tensor, "*batch d_y"], target: Float[Tensor, "*batch d_y"]
 ) -> Float[Tensor, "*batch"]:
     return 100.0 * (pred.argmax(-1) != target.argmax(-1)).float()
+
+
+def predict_zero(targets: Float[Tensor, "*batch d_y"]) -> Float[Tensor, "*batch d_y"]:
+    return torch.zeros_like(targets)
+
+
+def predict_most_frequent_class(
+    targets: Float[Tensor, "*batch d_y"],
+) -> Float[Tensor, "*batch d_y"]:
+    """The one class that is right most often on ``targets`` (one-hot), for every query."""
+    counts = targets.reshape(-1, targets.shape[-1]).sum(0)
+    best = torch.nn.functional.one_hot(counts.argmax(), targets.shape[-1]).to(targets.dtype)
+    return best.expand_as(targets)
+
+
+def least_squares_prediction(
+    context_x: Float[Tensor, "seq context d_x"],
+    context_y: Float[Tensor, "seq context d_y"],
+    query_x: Float[Tensor, "seq query d_x"],
+    ridge: float = 1e-6,
+) -> Float[Tensor, "seq query d_y"]:
+    """Least squares (ridge ``ridge``, float64) fitted to each sequence's context, applied to its queries.
+
+    A reference, not a bound: optimal for noise-free linear regression with more context
+    points than dimensions; a linear fit for the other tasks (classification: fit the
+    one-hot labels, predict the argmax).
+    """
+    x, y = context_x.double(), context_y.double()
+    gram = x.transpose(1, 2) @ x + ridge * torch.eye(x.shape[-1], dtype=x.dtype)
+    weights = torch.linalg.solve(gram, x.transpose(1, 2) @ y)
+    return (query_x.double() @ weights).to(context_y.dtype)
 
 
 def _linear_logit(
@@ -81,12 +115,20 @@ def _classification(x: Float[Tensor, "seq point d_x"], generator: torch.Generato
     return torch.nn.functional.one_hot(logits.argmax(-1), N_CLASSES).to(x.dtype)
 
 
-TASKS.add("linear", SyntheticTask("linear", 1, "query MSE", _linear, squared_error))
-TASKS.add("nonlinear", SyntheticTask("nonlinear", 1, "query MSE", _nonlinear, squared_error))
+TASKS.add("linear", SyntheticTask("linear", 1, "query MSE", _linear, squared_error, predict_zero))
+TASKS.add(
+    "nonlinear",
+    SyntheticTask("nonlinear", 1, "query MSE", _nonlinear, squared_error, predict_zero),
+)
 TASKS.add(
     "classification",
     SyntheticTask(
-        "classification", N_CLASSES, "query error %", _classification, misclassified_percent
+        "classification",
+        N_CLASSES,
+        "query error %",
+        _classification,
+        misclassified_percent,
+        predict_most_frequent_class,
     ),
 )
 
@@ -114,7 +156,7 @@ class SyntheticData:
         return SyntheticData(self.tokens.to(device), self.query_targets.to(device))
 
 
-TRAIN_STREAM, EVAL_STREAM = 0, 1
+TRAIN_STREAM, EVAL_STREAM, FRESH_STREAM, VALIDATION_STREAM = 0, 1, 2, 3
 
 
 def make_dataset(

@@ -27,10 +27,12 @@ from icl_interp.results import write_torch
 from icl_interp.synthetic.model import ModelConfig, SyntheticTransformer
 from icl_interp.synthetic.tasks import (
     EVAL_STREAM,
+    FRESH_STREAM,
     TASKS,
     TRAIN_STREAM,
     SyntheticData,
     SyntheticTask,
+    least_squares_prediction,
     make_dataset,
 )
 
@@ -50,6 +52,7 @@ class TrainConfig:
     eps: float = 1e-7
     weight_decay: float = 0.0
     warmup_frac: float = 0.2
+    fresh_data: bool = False
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -70,6 +73,7 @@ class TrainConfig:
 
     @property
     def steps_per_epoch(self) -> int:
+        """Steps per pass over ``n_train`` sequences (with ``fresh_data``: per ``n_train`` fresh ones)."""
         return self.n_train // self.batch_size
 
     @property
@@ -96,6 +100,19 @@ def lr_factor(step: int, total_steps: int, warmup_frac: float) -> float:
 
 def epoch_permutation(seed: int, epoch: int, n: int) -> torch.Tensor:
     return torch.randperm(n, generator=torch.Generator().manual_seed(seed * 1_000_003 + epoch))
+
+
+def fresh_batch(cfg: TrainConfig, step: int) -> SyntheticData:
+    """The ``step``-th batch of never-repeated sequences (a function of seed and step only)."""
+    return make_dataset(
+        TASKS.get(cfg.task),
+        cfg.batch_size,
+        n_context=cfg.model.n_context,
+        n_queries=cfg.model.n_queries,
+        d_x=cfg.model.d_x,
+        seed=cfg.seed * 1_000_003 + step,
+        stream=FRESH_STREAM,
+    )
 
 
 def query_losses(
@@ -200,20 +217,10 @@ def train(
     state = build_state(cfg, device, capturable=cuda_graph)
     if checkpoint is not None and checkpoint.exists():
         load_checkpoint(checkpoint, cfg, state, lr_device=device if cuda_graph else None)
-    task = TASKS.get(cfg.task)
-    data = make_dataset(
-        task,
-        cfg.n_train,
-        n_context=cfg.model.n_context,
-        n_queries=cfg.model.n_queries,
-        d_x=cfg.model.d_x,
-        seed=cfg.seed,
-        stream=TRAIN_STREAM,
-    ).to(device)
     stop_at = cfg.total_steps if max_steps is None else min(cfg.total_steps, max_steps)
-    batch = slice(0, cfg.batch_size)
+    batch_at = _batches(cfg, device)
     step_fn = (
-        _make_graphed_step(state, data.tokens[batch], data.query_targets[batch])
+        _make_graphed_step(state, *batch_at(state.step))
         if cuda_graph and state.step < stop_at
         else _make_step(state)
     )
@@ -222,14 +229,9 @@ def train(
     elapsed_before = state.elapsed_s
     state.model.train()
     with tqdm(total=cfg.total_steps, initial=state.step, desc=desc, dynamic_ncols=True) as bar:
-        perm_epoch, perm = -1, torch.empty(0, dtype=torch.long)
         while state.step < stop_at:
-            epoch, offset = divmod(state.step, cfg.steps_per_epoch)
-            if epoch != perm_epoch:
-                perm_epoch = epoch
-                perm = epoch_permutation(cfg.seed, epoch, cfg.n_train).to(device)
-            idx = perm[offset * cfg.batch_size : (offset + 1) * cfg.batch_size]
-            model_loss = step_fn(data.tokens[idx], data.query_targets[idx])
+            epoch = state.step // cfg.steps_per_epoch
+            model_loss = step_fn(*batch_at(state.step))
             running_mse.lerp_(model_loss, 0.02 if state.step > 0 else 1.0)
             state.scheduler.step()
             state.step += 1
@@ -247,6 +249,43 @@ def train(
         save_checkpoint(checkpoint, cfg, state)
     state.model.eval()
     return state
+
+
+def _batches(
+    cfg: TrainConfig, device: torch.device | str
+) -> Callable[[int], tuple[Tensor, Tensor]]:
+    """``batch_at(step)``: the (tokens, query targets) that training step ``step`` uses.
+
+    From the fixed pool, each epoch in its own permutation; or, with ``fresh_data``,
+    a batch of new sequences drawn for that step.
+    """
+    if cfg.fresh_data:
+
+        def fresh(step: int) -> tuple[Tensor, Tensor]:
+            batch = fresh_batch(cfg, step).to(device)
+            return batch.tokens, batch.query_targets
+
+        return fresh
+    data = make_dataset(
+        TASKS.get(cfg.task),
+        cfg.n_train,
+        n_context=cfg.model.n_context,
+        n_queries=cfg.model.n_queries,
+        d_x=cfg.model.d_x,
+        seed=cfg.seed,
+        stream=TRAIN_STREAM,
+    ).to(device)
+    perms: dict[int, Tensor] = {}
+
+    def from_pool(step: int) -> tuple[Tensor, Tensor]:
+        epoch, offset = divmod(step, cfg.steps_per_epoch)
+        if epoch not in perms:
+            perms.clear()
+            perms[epoch] = epoch_permutation(cfg.seed, epoch, cfg.n_train).to(device)
+        idx = perms[epoch][offset * cfg.batch_size : (offset + 1) * cfg.batch_size]
+        return data.tokens[idx], data.query_targets[idx]
+
+    return from_pool
 
 
 def _make_step(state: TrainState) -> Callable[[Tensor, Tensor], Tensor]:
@@ -328,17 +367,26 @@ def eval_data(cfg: TrainConfig) -> SyntheticData:
 
 @torch.no_grad()
 def evaluate(model: SyntheticTransformer, task: SyntheticTask, data: SyntheticData) -> pd.DataFrame:
-    """Query error of the read-out and of each layer's probe.
+    """Query error of the read-out, of each layer's probe and of the task's trivial baseline.
 
     Columns readout, layer, metric, value (mean over sequences and queries) and se
     (standard error of that mean across the held-out sequences). ``layer`` counts
-    blocks from 1 (the probe after block l); the read-out sits at the last layer.
+    blocks from 1 (the probe after block l); the read-out sits at the last layer and
+    the baselines at layer 0: ``trivial`` (no context used) and ``least_squares``
+    (a linear fit to each sequence's context points).
     """
     device = next(model.parameters()).device
     output, probes = model.predict_queries(data.tokens.to(device))
     targets = data.query_targets.to(device)
     readouts = [("model", model.cfg.n_layers, output)]
     readouts += [("probe", layer + 1, probe) for layer, probe in enumerate(probes)]
+    readouts += [("trivial", 0, task.trivial(targets))]
+    n_ctx, d_x = model.cfg.n_context, model.cfg.d_x
+    tokens = data.tokens.to(device)
+    fitted = least_squares_prediction(
+        tokens[:, :n_ctx, :d_x], tokens[:, :n_ctx, d_x:], tokens[:, n_ctx:, :d_x]
+    )
+    readouts += [("least_squares", 0, fitted)]
     rows = []
     for readout, layer, prediction in readouts:
         per_sequence = task.error(prediction, targets).mean(dim=1)

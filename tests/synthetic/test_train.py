@@ -6,7 +6,14 @@ import torch
 from icl_interp.errors import UserError
 from icl_interp.synthetic.model import ModelConfig
 from icl_interp.synthetic.tasks import TASKS, TRAIN_STREAM, make_dataset
-from icl_interp.synthetic.train import TrainConfig, eval_data, evaluate, lr_factor, train
+from icl_interp.synthetic.train import (
+    TrainConfig,
+    eval_data,
+    evaluate,
+    fresh_batch,
+    lr_factor,
+    train,
+)
 from tests.helpers import assert_close
 
 
@@ -81,8 +88,8 @@ def test_evaluate_rows_match_direct_computation() -> None:
     state = train(cfg, max_steps=3)
     data = eval_data(cfg)
     table = evaluate(state.model, TASKS.get("classification"), data)
-    assert list(table["readout"]) == ["model", "probe", "probe"]
-    assert list(table["layer"]) == [2, 1, 2]
+    assert list(table["readout"]) == ["model", "probe", "probe", "trivial", "least_squares"]
+    assert list(table["layer"]) == [2, 1, 2, 0, 0]
     output, probes = state.model.predict_queries(data.tokens)
     wrong = (output.argmax(-1) != data.query_targets.argmax(-1)).float().mean() * 100
     assert table["value"][0] == pytest.approx(wrong.item(), abs=1e-4)
@@ -90,6 +97,8 @@ def test_evaluate_rows_match_direct_computation() -> None:
     assert table["se"][0] == pytest.approx(per_seq.std().item() / 8**0.5, abs=1e-4)
     wrong1 = (probes[0].argmax(-1) != data.query_targets.argmax(-1)).float().mean() * 100
     assert table["value"][1] == pytest.approx(wrong1.item(), abs=1e-4)
+    class_share = data.query_targets.reshape(-1, 3).mean(0) * 100
+    assert table["value"][3] == pytest.approx(100 - class_share.max().item(), abs=1e-4)
 
 
 def test_bad_train_configs_are_user_errors() -> None:
@@ -121,3 +130,28 @@ def test_graphed_run_resumes_an_eager_checkpoint(tmp_path) -> None:
     resumed = train(cfg, device="cuda", checkpoint=ckpt, cuda_graph=True)
     for p, q in zip(eager.model.parameters(), resumed.model.parameters(), strict=True):
         assert_close(q, p, atol=1e-6, what="eager vs eager-then-graphed parameters")
+
+
+def test_least_squares_baseline_recovers_noise_free_linear_labels() -> None:
+    cfg = _cfg(
+        model=ModelConfig(
+            n_layers=1, d_model=8, n_heads=2, d_mlp=16, d_x=4, n_context=12, n_queries=3
+        )
+    )
+    table = evaluate(train(cfg, max_steps=0).model, TASKS.get("linear"), eval_data(cfg))
+    least_squares = table[table["readout"] == "least_squares"]["value"].item()
+    trivial = table[table["readout"] == "trivial"]["value"].item()
+    assert least_squares < 1e-6 * trivial
+
+
+def test_fresh_data_resumes_bit_identically_and_never_repeats_a_batch(tmp_path) -> None:
+    cfg = _cfg(fresh_data=True)
+    assert not torch.equal(fresh_batch(cfg, 0).tokens, fresh_batch(cfg, 1).tokens)
+    assert torch.equal(fresh_batch(cfg, 3).tokens, fresh_batch(cfg, 3).tokens)
+    ckpt = tmp_path / "checkpoint.pt"
+    train(cfg, checkpoint=ckpt, max_steps=5)
+    resumed = train(cfg, checkpoint=ckpt)
+    _same_state(resumed, train(cfg))
+    assert not torch.equal(train(cfg).model.read_in.weight, train(_cfg()).model.read_in.weight), (
+        "fresh data trains another model than the fixed pool"
+    )
