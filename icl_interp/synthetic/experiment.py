@@ -38,6 +38,7 @@ from icl_interp.masks import MASKS, mask_names
 from icl_interp.results import (
     ResultFolder,
     done,
+    read_csv,
     write_csv,
     write_figure,
     write_text,
@@ -259,7 +260,7 @@ def write_reports(cfg: ExperimentConfig, out: Path) -> pd.DataFrame:
     files = [f for f in files if f.exists()]
     if not files:
         return pd.DataFrame()
-    results = pd.concat([pd.read_csv(f) for f in files], ignore_index=True)
+    results = pd.concat([read_csv(f) for f in files], ignore_index=True)
     results = results.sort_values(
         ["task", "mask", "sharing", "seed"], kind="stable", ignore_index=True
     )

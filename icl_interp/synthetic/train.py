@@ -20,10 +20,10 @@ from typing import Any
 import pandas as pd
 import torch
 from torch import Tensor, nn
-from tqdm.auto import tqdm
 
 from icl_interp.errors import UserError
-from icl_interp.results import write_torch
+from icl_interp.progress import progress
+from icl_interp.results import read_torch, write_torch
 from icl_interp.synthetic.model import ModelConfig, SyntheticTransformer
 from icl_interp.synthetic.tasks import (
     EVAL_STREAM,
@@ -179,7 +179,7 @@ def load_checkpoint(
 
     Checkpoints of eager and graphed runs are interchangeable.
     """
-    payload = torch.load(path, map_location=next(state.model.parameters()).device)
+    payload = read_torch(path, map_location=next(state.model.parameters()).device)
     if TrainConfig.from_dict(payload["config"]) != cfg:
         raise UserError(
             f"checkpoint {path} was made with a different config; use another --out or delete it"
@@ -228,7 +228,7 @@ def train(
     started = last_saved = time.monotonic()
     elapsed_before = state.elapsed_s
     state.model.train()
-    with tqdm(total=cfg.total_steps, initial=state.step, desc=desc, dynamic_ncols=True) as bar:
+    with progress(total=cfg.total_steps, initial=state.step, desc=desc, dynamic_ncols=True) as bar:
         while state.step < stop_at:
             epoch = state.step // cfg.steps_per_epoch
             model_loss = step_fn(*batch_at(state.step))
