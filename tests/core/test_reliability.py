@@ -163,6 +163,9 @@ def test_real_sigint_while_torch_imports_is_one_line_exit_130(tmp_path: Path) ->
         stderr=subprocess.PIPE,
         text=True,
         env=subprocess_env(),
+        # a shell's background job (`cmd &`) ignores SIGINT and children inherit that: restore
+        # the default so Python installs its KeyboardInterrupt handler, as in a terminal
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     # Ctrl-C until it stops: a library's import may swallow one interrupt on a busy machine
     err = ""
