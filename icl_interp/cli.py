@@ -27,6 +27,14 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
         "per-layer (logit-lens) accuracy: zero-shot vs causal vs prefix ICL",
     ),
     "compare": ("icl_interp.lm.compare", "ICL vs GD vs layer-causal GD: similarity metrics per layer"),
+    "adapt": (
+        "icl_interp.lm.adapt",
+        "continue training a model on ICL episodes under a prefix or causal mask",
+    ),
+    "adapt-table": (
+        "icl_interp.lm.adapt_table",
+        "prefixLM vs causalLM adaptation: Table 2 analog and the layer-by-layer comparison",
+    ),
 }
 
 
