@@ -85,31 +85,31 @@ class TableConfig:
     preset: str = "cpu"
     base: str = "gemma-3-270m"
     mixture: tuple[str, ...] = DEFAULT_MIXTURE
-    heldout: tuple[str, ...] = ("trec", "sst5", "rte", "cb")
+    heldout: tuple[str, ...] = ("trec", "sst5", "rte")
     ks: tuple[int, ...] = (4, 8, 16)
     seeds: tuple[int, ...] = (0, 1, 2)
-    n_test: int = 48
+    n_test: int = 32
     eval_max_len: int = 1024
     batch_size: int = 8
     # adaptation (icl_interp.lm.adapt.AdaptConfig)
     train_k: int = 4
     train_max_len: int = 512
-    steps: int = 150
-    lr: float = 1e-4
-    warmup: int = 10
-    params: str = "blocks"
+    steps: int = 80
+    lr: float = 1e-3
+    warmup: int = 8
+    params: str = "lora"
     lora_rank: int = 16
     loss_on: str = "answer"
-    val_episodes: int = 32
-    eval_every: int = 50
+    val_episodes: int = 24
+    eval_every: int = 40
     # layer section (icl-interp compare on one held-out data set)
     layer_dataset: str = "sst5"
-    layer_k: int = 8
+    layer_k: int = 4
     layer_n_test: int = 16
-    layer_seeds: tuple[int, ...] = (0, 1, 2)
+    layer_seeds: tuple[int, ...] = (0,)
     layer_methods: tuple[str, ...] = ("gd", "lcgd")
     layer_lr: float | None = None
-    layer_base: bool = True
+    layer_base: bool = False
     data_dir: str | None = None
     source: str = "auto"
     device: str = "cpu"
@@ -187,10 +187,10 @@ PRESETS: dict[str, dict[str, Any]] = {
     "cpu": {},
     # more steps, data and test examples; for a GPU
     "full": {
+        "heldout": ("trec", "sst5", "rte", "cb"),
         "steps": 2000,
         "train_k": 8,
         "train_max_len": 1024,
-        "lr": 5e-5,
         "warmup": 100,
         "val_episodes": 200,
         "eval_every": 250,
@@ -201,6 +201,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "layer_k": 16,
         "layer_n_test": 64,
         "layer_seeds": (0, 1, 2, 3, 4),
+        "layer_base": True,
         "device": "cuda",
     },
     # tests: tiny random model, seconds
