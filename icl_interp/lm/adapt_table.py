@@ -494,8 +494,8 @@ def table2_figure(final: pd.DataFrame) -> Any:
             errorbar="se",
             dodge=0.5,
             ax=ax,
-            markers="o",
-            linestyles="-",
+            markers=["o"] * 3 + ["x"] * 3,
+            linestyles=["-"] * 3 + [":"] * 3,
         )
         ax.axhline(float(part["chance"].iloc[0]), color="grey", linestyle="--", linewidth=1)
         ax.set(title=data, xlabel="k (requested)", ylabel="accuracy (mean ± SE over seeds)")
@@ -621,7 +621,9 @@ def layers_markdown(layers: pd.DataFrame, config: TableConfig) -> str:
         [
             f"Layer section: `compare` on {config.layer_dataset} (k={config.layer_k}, "
             f"{config.layer_n_test} test examples, seeds {list(config.layer_seeds)}; GD/LCGD on K/V, "
-            "float32), each model under its own mask (base: causal). Mean over seeds.",
+            "float32), each model under its own mask"
+            + (" (base: causal)" if config.layer_base else "")
+            + ". Mean over seeds.",
             "",
             *findings,
             "",
@@ -633,6 +635,7 @@ def layers_markdown(layers: pd.DataFrame, config: TableConfig) -> str:
 def layers_figure(layers: pd.DataFrame) -> Any:
     import matplotlib.pyplot as plt
     import seaborn as sns
+    from matplotlib.ticker import MaxNLocator
 
     roles = [r for r in ("base", "causal", "prefix") if r in set(layers["model"])]
     panels = [
@@ -670,6 +673,7 @@ def layers_figure(layers: pd.DataFrame) -> Any:
                     ax=ax,
                 )
             ax.set(ylabel=label, title=f"{ROLE_LABELS[role]} ({mask} mask)" if row == 0 else None)
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
             if ax.get_legend() is not None:
                 ax.legend(fontsize=7, title=None)
     fig.tight_layout()
@@ -807,7 +811,9 @@ def write_report(config: TableConfig, out: Path, **timing: float) -> dict[str, A
         f"Base {config.base}; mixture {', '.join(config.mixture)}; held out "
         f"{', '.join(config.heldout)}; {config.steps} steps, lr {config.lr:g}, params "
         f"{config.params}, train k {config.train_k}; seeds {list(config.seeds)}; "
-        f"{config.n_test} test queries per data set and seed (CB: at most its 56); final-layer "
+        f"{config.n_test} test queries per data set and seed"
+        + (" (CB: at most its 56)" if "cb" in config.heldout else "")
+        + "; final-layer "
         "accuracy over the label words, mean ± SE over seeds.",
         "",
         markdown,
