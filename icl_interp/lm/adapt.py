@@ -437,7 +437,11 @@ def _adapt(config: AdaptConfig) -> Path:
     hf_model = model.original_model
     for parameter in hf_model.parameters():
         parameter.requires_grad_(False)
-    trained_model = add_lora(hf_model, config.lora_rank) if config.params == "lora" else hf_model
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(config.seed)  # LoRA's random init: a function of the seed alone
+        trained_model = (
+            add_lora(hf_model, config.lora_rank) if config.params == "lora" else hf_model
+        )
     named = trainable_parameters(trained_model, config.params)
     for _, parameter in named:
         parameter.requires_grad_(True)
