@@ -240,7 +240,7 @@ def model_path(config: TableConfig, out: Path, role: str, seed: int) -> str:
 
 
 def _seed_prompts(
-    tokenizer: Any, config: TableConfig, data: str, seed: int, pools: dict[str, Any]
+    tokenizer: Any, config: TableConfig, data: str, seed: int, pools: dict[tuple[str, str], Any]
 ) -> dict[int, Any]:
     """Per k, the prompts of one seed and data set: own demonstrations per k, one query set
     (disjoint from every k's demonstrations) shared by all k."""
@@ -279,7 +279,9 @@ def _wait_for(paths: list[Path], deadline: float | None, what: str) -> bool:
     return True
 
 
-def evaluate(config: TableConfig, out: Path, pools: dict[str, Any], deadline: float | None) -> bool:
+def evaluate(
+    config: TableConfig, out: Path, pools: dict[tuple[str, str], Any], deadline: float | None
+) -> bool:
     """Capture every (condition, data, k, seed) unit not yet on disk; False if stopped early."""
     from icl_interp.lm.capture import capture
     from icl_interp.lm.models import load_model

@@ -310,7 +310,7 @@ def test_label_words_that_are_not_single_tokens_are_refused(tmp_path):
             dataclasses.replace(
                 get_dataset("sst2"),
                 name="sst2oddwords",
-                label_words=(" Negativeish", " Positiveish"),
+                label_words=(" Nega-tive", " Posi-tive"),
             )
         )
     config = TableConfig(
