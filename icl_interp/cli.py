@@ -58,6 +58,14 @@ SUBCOMMANDS: dict[str, Subcommand] = {
         "ICL vs GD vs layer-causal GD: similarity metrics per layer",
         arguments="icl_interp.lm.compare_config",
     ),
+    "adapt": Subcommand(
+        "icl_interp.lm.adapt",
+        "continue training a model on ICL episodes under a prefix or causal mask",
+    ),
+    "adapt-table": Subcommand(
+        "icl_interp.lm.adapt_table",
+        "prefixLM vs causalLM adaptation: Table 2 analog and the layer-by-layer comparison",
+    ),
 }
 
 

@@ -1,0 +1,652 @@
+"""``icl-interp adapt``: continue training a copy of a causal LM on ICL episodes, under a
+prefix or a causal attention mask (the open, small analog of Ding et al.'s Table 2 finetuning).
+
+An *episode* is ``[bos] + k demonstrations + query + answer`` in a registered data set's own
+template, drawn from the *train* split of a training mixture. Episode ``i`` of seed ``s`` is a
+pure function of ``(s, i)`` (data set, demonstrations, query), so every objective sees the same
+episodes in the same order, and a resumed run sees exactly what an uninterrupted one would.
+
+- ``objective="causal"``: the usual causal mask.
+- ``objective="prefix"``: the toolkit's prefix mask with ``n_prefix = len([bos] +
+  demonstrations)``: demonstrations attend to each other bidirectionally, the query attends
+  to every demonstration and causally to itself (DESIGN.md section 8). Sliding-window layers
+  keep their windows (``capture.attention_mask_for``).
+
+The mask is the only difference between the objectives. The loss is the next-token
+cross-entropy (full vocabulary) of the query's answer token (FLAN-style input -> target);
+``loss_on="labels"`` also scores every demonstration's label token, which is only valid under
+the causal mask (under the prefix mask a demonstration's label is visible to the position
+that predicts it). Logits are computed at the loss positions only.
+
+The output folder is an ordinary Hugging Face model folder (``load_model(out)`` and every
+command accept it) plus ``adapt_card.json`` (base model, objective, the mask it expects,
+mixture, steps, lr, seed, loss curve, config and package versions) and ``train_log.csv``.
+While training, ``checkpoint.pt`` holds the trained parameters, the optimizer state and the
+logs; ``max_minutes`` stops at a step boundary and the same call resumes, bit-identical to an
+uninterrupted run (same thread count).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import random
+import re
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from jaxtyping import Float, Int
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from icl_interp.errors import UserError
+from icl_interp.masks import MASKS, mask_names
+from icl_interp.results import package_versions, to_jsonable, write_csv, write_text, write_torch
+
+DEFAULT_MIXTURE: tuple[str, ...] = ("sst2", "mr", "cr", "mpqa", "subj", "agnews")
+PARAM_CHOICES: tuple[str, ...] = ("blocks", "attn", "lora")
+LOSS_CHOICES: tuple[str, ...] = ("answer", "labels")
+CARD_NAME = "adapt_card.json"
+CHECKPOINT_NAME = "checkpoint.pt"
+LOG_NAME = "train_log.csv"
+# settings that do not change the numbers (a resumed run may change them)
+RESUME_IGNORES = frozenset({"threads", "max_minutes", "progress", "out"})
+
+
+@dataclass(frozen=True)
+class AdaptConfig:
+    """One adaptation run (see the module docstring). ``params``: ``blocks`` (every parameter of
+    every transformer block; embeddings, final norm and unembedding frozen), ``attn`` (the blocks'
+    attention modules only) or ``lora`` (rank-``lora_rank`` LoRA on q/k/v/o through ``peft``,
+    merged into the weights at the end). AdamW with ``warmup`` linear warm-up steps, then a
+    linear decay to 0 at ``steps``; gradients clipped to norm ``grad_clip``."""
+
+    base: str = "gemma-3-270m"
+    objective: str = "prefix"
+    mixture: tuple[str, ...] = DEFAULT_MIXTURE
+    k: int = 4
+    max_len: int = 512
+    steps: int = 80
+    lr: float = 1e-3
+    warmup: int = 8
+    weight_decay: float = 0.0
+    grad_clip: float = 1.0
+    params: str = "lora"
+    lora_rank: int = 16
+    loss_on: str = "answer"
+    seed: int = 0
+    val_episodes: int = 24
+    eval_every: int = 40
+    checkpoint_every: int = 25
+    data_dir: str | None = None
+    source: str = "auto"
+    device: str = "cpu"
+    threads: int | None = None
+    max_minutes: float | None = None
+    progress: bool = True
+    out: str = "runs/adapt"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "mixture", tuple(self.mixture))
+        if self.objective not in MASKS:
+            raise UserError(
+                f"unknown objective {self.objective!r}; valid objectives: {', '.join(mask_names())}"
+            )
+        if not self.mixture:
+            raise UserError("--mixture needs at least one data set")
+        if len(set(self.mixture)) != len(self.mixture):
+            raise UserError(f"--mixture names a data set twice: {list(self.mixture)}")
+        if self.params not in PARAM_CHOICES:
+            raise UserError(f"unknown --params {self.params!r}; valid: {', '.join(PARAM_CHOICES)}")
+        if self.loss_on not in LOSS_CHOICES:
+            raise UserError(f"unknown --loss-on {self.loss_on!r}; valid: {', '.join(LOSS_CHOICES)}")
+        if self.loss_on == "labels" and self.objective == "prefix":
+            raise UserError(
+                "--loss-on labels needs the causal objective: under the prefix mask every "
+                "demonstration's label token is visible to the position that predicts it"
+            )
+        positive = {
+            "k": self.k,
+            "steps": self.steps,
+            "lora_rank": self.lora_rank,
+            "eval_every": self.eval_every,
+            "checkpoint_every": self.checkpoint_every,
+        }
+        for name, value in positive.items():
+            if value < 1:
+                raise UserError(f"--{name.replace('_', '-')} must be >= 1, got {value}")
+        if self.max_len < 8:
+            raise UserError(f"--max-len must be >= 8, got {self.max_len}")
+        if not (math.isfinite(self.lr) and self.lr > 0):
+            raise UserError(f"--lr must be a positive finite number, got {self.lr}")
+        if self.warmup < 0 or self.val_episodes < 0 or self.seed < 0:
+            raise UserError("--warmup, --val-episodes and --seed must be >= 0")
+        if self.weight_decay < 0 or not self.grad_clip > 0:
+            raise UserError("--weight-decay must be >= 0 and --grad-clip > 0")
+        if self.threads is not None and self.threads < 1:
+            raise UserError(f"--threads must be >= 1, got {self.threads}")
+        if self.max_minutes is not None and not self.max_minutes > 0:
+            raise UserError(f"--max-minutes must be > 0, got {self.max_minutes}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return to_jsonable(asdict(self))
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> AdaptConfig:
+        return cls(**{**values, "mixture": tuple(values["mixture"])})
+
+    def identity(self) -> dict[str, Any]:
+        """The settings that determine the numbers (what a resume must match)."""
+        return {k: v for k, v in self.to_dict().items() if k not in RESUME_IGNORES}
+
+
+# --------------------------------------------------------------------------- episodes
+
+
+@dataclass(frozen=True)
+class Episode:
+    """One training sequence: token ids, the length of ``[bos] + demonstrations``, and the loss
+    positions (position ``p`` predicts token ``ids[p + 1]``)."""
+
+    ids: Int[Tensor, " seq"]
+    n_prefix: int
+    loss_positions: Int[Tensor, " n_loss"]
+    dataset: str
+    k_used: int
+
+    @property
+    def targets(self) -> Int[Tensor, " n_loss"]:
+        return self.ids[self.loss_positions + 1]
+
+
+@dataclass
+class EpisodeStream:
+    """Episodes of a mixture, episode ``i`` a pure function of ``(seed, split, i)``.
+
+    Each episode picks a data set uniformly, draws ``k`` label-balanced demonstrations and one
+    query with a different input from that data set's ``split`` pool, and packs them into
+    ``max_len`` tokens (demonstrations dropped from the end; ``k_used`` says how many remain).
+    """
+
+    tokenizer: Any
+    mixture: tuple[str, ...]
+    k: int
+    max_len: int
+    seed: int
+    loss_on: str = "answer"
+    split: str = "train"
+    data_dir: str | None = None
+    source: str = "auto"
+    pools: dict[str, list[Any]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        from icl_interp.lm.data import get_dataset, label_token_ids, load_examples
+
+        self.specs = {name: get_dataset(name) for name in self.mixture}
+        for name, spec in self.specs.items():
+            label_token_ids(self.tokenizer, spec.label_words)
+            if name not in self.pools:
+                self.pools[name] = load_examples(
+                    name, self.split, self.data_dir, source=self.source
+                )
+            if len(self.pools[name]) < self.k + 1:
+                raise UserError(
+                    f"{name} {self.split} split has {len(self.pools[name])} examples; an episode "
+                    f"needs k + 1 = {self.k + 1}"
+                )
+
+    def __getitem__(self, index: int) -> Episode:
+        from icl_interp.lm.data import build_prompts, sample_demonstrations, select_eval
+
+        rng = random.Random(f"icl_interp-adapt-{self.split}-{self.seed}-{index}")
+        name = self.mixture[rng.randrange(len(self.mixture))]
+        spec, pool = self.specs[name], self.pools[name]
+        demos = sample_demonstrations(pool, self.k, seed=rng.randrange(2**31))
+        query = select_eval(pool, 1, seed=rng.randrange(2**31), exclude=demos)
+        prompts = build_prompts(self.tokenizer, spec, demos, query, max_len=self.max_len - 1)
+        answer = prompts.label_token_ids[prompts.labels[:1]]
+        ids = torch.cat([prompts.prefix_ids, prompts.query_ids[0], answer])
+        positions = [len(ids) - 2]
+        if self.loss_on == "labels" and prompts.k_used:
+            # prefix = [bos] + sum(input_i + [label_i] + separator); demo_ids[i] = [bos] + input_i + [label_i]
+            inputs = [len(demo) - 2 for demo in prompts.demo_ids]
+            separator = (len(prompts.prefix_ids) - 1 - sum(n + 1 for n in inputs)) // prompts.k_used
+            label_positions, start = [], 1
+            for n in inputs:
+                label_positions.append(start + n)
+                start += n + 1 + separator
+            positions = [p - 1 for p in label_positions] + positions
+        return Episode(
+            ids=ids,
+            n_prefix=len(prompts.prefix_ids),
+            loss_positions=torch.tensor(positions, dtype=torch.long),
+            dataset=name,
+            k_used=prompts.k_used,
+        )
+
+
+# --------------------------------------------------------------------------- model pieces
+
+
+def trainable_parameters(hf_model: Any, params: str) -> list[tuple[str, torch.nn.Parameter]]:
+    """(name, parameter) pairs to train, in a fixed order. ``lora`` expects LoRA layers
+    already injected (``add_lora``)."""
+    named = list(hf_model.named_parameters())
+    if params == "lora":
+        chosen = [(n, p) for n, p in named if "lora_" in n]
+    elif params == "attn":
+        chosen = [(n, p) for n, p in named if ".layers." in n and ".self_attn." in n]
+    else:
+        chosen = [(n, p) for n, p in named if ".layers." in n]
+    if not chosen:
+        raise UserError(f"--params {params}: no such parameters in {type(hf_model).__name__}")
+    return chosen
+
+
+def add_lora(hf_model: Any, rank: int) -> Any:
+    """Wrap ``hf_model`` with rank-``rank`` LoRA on q/k/v/o projections (``peft``)."""
+    try:
+        from peft import LoraConfig, get_peft_model
+    except ImportError:
+        raise UserError("--params lora needs the package peft: pip install peft") from None
+    # the bridge wraps each projection; LoRA goes on the torch Linear inside
+    projection = re.compile(r"\.(q_proj|k_proj|v_proj|o_proj)(\._original_component)?$")
+    targets = [
+        name
+        for name, module in hf_model.named_modules()
+        if isinstance(module, torch.nn.Linear) and projection.search(name)
+    ]
+    if not targets:
+        raise UserError(
+            f"--params lora: no q/k/v/o_proj Linear layers in {type(hf_model).__name__}"
+        )
+    config = LoraConfig(r=rank, lora_alpha=2 * rank, lora_dropout=0.0, target_modules=targets)
+    return get_peft_model(hf_model, config)
+
+
+def hf_state_dict(hf_model: Any) -> dict[str, Tensor]:
+    """The model's weights under plain Hugging Face names (the bridge wraps modules, adding
+    ``_original_component`` and alias names); keys a fresh model of the same config has."""
+    from transformers import AutoModelForCausalLM
+
+    with torch.device("meta"):
+        expected = set(AutoModelForCausalLM.from_config(hf_model.config).state_dict())
+    clean: dict[str, Tensor] = {}
+    for name, tensor in hf_model.state_dict().items():
+        plain = name.replace("._original_component", "")
+        if plain in expected and plain not in clean:
+            clean[plain] = tensor
+    missing = expected - set(clean)
+    if missing:
+        raise RuntimeError(f"could not map weights {sorted(missing)[:5]} to Hugging Face names")
+    return clean
+
+
+def episode_hidden(
+    model: Any, hf_model: Any, episode: Episode, objective: str
+) -> Float[Tensor, "seq d_model"]:
+    """The last block's (normed) hidden states of one episode under ``objective``'s mask."""
+    from icl_interp.lm.capture import attention_mask_for
+
+    device = next(hf_model.parameters()).device
+    ids = episode.ids.to(device)
+    seq_len = ids.shape[0]
+    return hf_model.base_model(
+        input_ids=ids[None],
+        attention_mask=attention_mask_for(
+            model, objective, seq_len, n_prefix=episode.n_prefix, device=device
+        ),
+        position_ids=torch.arange(seq_len, device=device)[None],
+        use_cache=False,
+    ).last_hidden_state[0]
+
+
+def _logits_at(hf_model: Any, hidden: Tensor, rows: Tensor | None = None) -> Tensor:
+    """Unembedding (all rows, or ``rows`` only) of ``hidden``, soft-capped like the model."""
+    weight = hf_model.lm_head.weight if rows is None else hf_model.lm_head.weight[rows]
+    logits = F.linear(hidden, weight).float()
+    softcap = getattr(hf_model.config, "final_logit_softcapping", None)
+    if softcap is not None:
+        logits = torch.tanh(logits / softcap) * softcap
+    return logits
+
+
+def episode_loss(model: Any, hf_model: Any, episode: Episode, objective: str) -> Tensor:
+    """Mean next-token cross-entropy (full vocabulary) at the episode's loss positions, under
+    ``objective``'s mask; logits only at those positions."""
+    hidden = episode_hidden(model, hf_model, episode, objective)
+    positions = episode.loss_positions.to(hidden.device)
+    logits = _logits_at(hf_model, hidden[positions])
+    return F.cross_entropy(logits, episode.targets.to(hidden.device))
+
+
+def _causal_lm(hf_model: Any) -> Any:
+    """The causal-LM module under a peft wrapper (or the model itself)."""
+    return hf_model.get_base_model() if hasattr(hf_model, "get_base_model") else hf_model
+
+
+def validation_metrics(
+    model: Any, hf_model: Any, episodes: Sequence[Episode], objective: str
+) -> dict[str, float]:
+    """Mean answer loss and label-word accuracy (argmax over the data set's label tokens) of
+    validation episodes (answer position only)."""
+    if not episodes:
+        return {}
+    from icl_interp.lm.data import get_dataset, label_token_ids
+
+    losses, correct = [], []
+    with torch.no_grad():
+        for episode in episodes:
+            hidden = episode_hidden(model, hf_model, episode, objective)[-2]
+            logits = _logits_at(hf_model, hidden[None])[0]
+            answer = episode.ids[-1].to(logits.device)
+            losses.append(float(F.cross_entropy(logits[None], answer[None])))
+            labels = label_token_ids(model.tokenizer, get_dataset(episode.dataset).label_words)
+            labels = labels.to(logits.device)
+            correct.append(float(labels[int(logits[labels].argmax())] == answer))
+    return {"val_loss": sum(losses) / len(losses), "val_acc": sum(correct) / len(correct)}
+
+
+def learning_rate(config: AdaptConfig, step: int) -> float:
+    """lr at 0-based ``step``: linear warm-up, then linear decay to 0 at ``config.steps``."""
+    if step < config.warmup:
+        return config.lr * (step + 1) / config.warmup
+    remaining = config.steps - step
+    return config.lr * remaining / max(1, config.steps - config.warmup)
+
+
+# --------------------------------------------------------------------------- the run
+
+
+def _check_out(out: Path, config: AdaptConfig) -> str:
+    """'new', 'resume' or 'done'; UserError if ``out`` holds anything else."""
+    card, checkpoint = out / CARD_NAME, out / CHECKPOINT_NAME
+    if card.exists():
+        stored = json.loads(card.read_text())["config"]
+    elif checkpoint.exists():
+        stored = torch.load(checkpoint, map_location="cpu", weights_only=False)["config"]
+    elif out.exists() and any(out.iterdir()):
+        raise UserError(
+            f"{out} exists and is not an adaptation folder; choose another --out or delete it"
+        )
+    else:
+        return "new"
+    stored_identity = {k: v for k, v in stored.items() if k not in RESUME_IGNORES}
+    differs = sorted(k for k, v in config.identity().items() if stored_identity.get(k) != v)
+    if differs:
+        raise UserError(
+            f"{out} holds an adaptation made with other settings (differs in: "
+            f"{', '.join(differs)}); rerun with the same options to resume, or pass a new --out"
+        )
+    return "done" if card.exists() else "resume"
+
+
+def adapt(config: AdaptConfig) -> Path:
+    """Run (or resume) one adaptation; return the output folder (an HF model folder)."""
+    threads_before = torch.get_num_threads()
+    if config.threads is not None:
+        torch.set_num_threads(config.threads)
+    try:
+        return _adapt(config)
+    finally:
+        torch.set_num_threads(threads_before)
+
+
+def _adapt(config: AdaptConfig) -> Path:
+    from icl_interp.lm.data import get_dataset
+    from icl_interp.lm.models import load_model
+
+    out = Path(config.out)
+    for name in config.mixture:
+        get_dataset(name)
+    state = _check_out(out, config)
+    if state == "done":
+        print(f"{out} is already a finished adaptation; nothing to do")
+        return out
+    model = load_model(config.base, device=config.device)
+    train = EpisodeStream(
+        model.tokenizer,
+        config.mixture,
+        config.k,
+        min(config.max_len, int(model.cfg.n_ctx)),
+        config.seed,
+        loss_on=config.loss_on,
+        data_dir=config.data_dir,
+        source=config.source,
+    )
+    val_stream = EpisodeStream(
+        model.tokenizer,
+        config.mixture,
+        config.k,
+        train.max_len,
+        config.seed,
+        split="test",
+        data_dir=config.data_dir,
+        source=config.source,
+    )
+    val_episodes = [val_stream[i] for i in range(config.val_episodes)]
+
+    hf_model = model.original_model
+    for parameter in hf_model.parameters():
+        parameter.requires_grad_(False)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(config.seed)  # LoRA's random init: a function of the seed alone
+        trained_model = (
+            add_lora(hf_model, config.lora_rank) if config.params == "lora" else hf_model
+        )
+    named = trainable_parameters(trained_model, config.params)
+    for _, parameter in named:
+        parameter.requires_grad_(True)
+    optimizer = torch.optim.AdamW(
+        [p for _, p in named], lr=config.lr, weight_decay=config.weight_decay
+    )
+    log: list[dict[str, Any]] = []
+    start_step = 0
+    if state == "resume":
+        checkpoint = torch.load(out / CHECKPOINT_NAME, map_location="cpu", weights_only=False)
+        with torch.no_grad():
+            for name, parameter in named:
+                parameter.copy_(checkpoint["trainable"][name])
+        optimizer.load_state_dict(checkpoint["optimizer"])
+        log = checkpoint["log"]
+        start_step = checkpoint["step"]
+        print(f"resuming {out} at step {start_step} of {config.steps}")
+
+    def save_checkpoint(step: int) -> None:
+        write_torch(
+            out / CHECKPOINT_NAME,
+            {
+                "config": config.to_dict(),
+                "step": step,
+                "trainable": {n: p.detach().clone() for n, p in named},
+                "optimizer": optimizer.state_dict(),
+                "log": log,
+            },
+        )
+
+    started = time.perf_counter()
+    causal_lm = _causal_lm(trained_model)
+    if start_step == 0 and not log and val_episodes:
+        log.append(
+            {"step": 0, **validation_metrics(model, causal_lm, val_episodes, config.objective)}
+        )
+    progress = tqdm(
+        total=config.steps,
+        initial=start_step,
+        desc=f"adapt {config.objective} seed {config.seed}",
+        unit="step",
+        disable=not config.progress,
+    )
+    trainable = [p for _, p in named]
+    for step in range(start_step, config.steps):
+        if (
+            config.max_minutes is not None
+            and time.perf_counter() - started > 60 * config.max_minutes
+        ):
+            save_checkpoint(step)
+            progress.close()
+            print(
+                f"stopped after {config.max_minutes:g} min at step {step} of {config.steps}; "
+                "rerun the same command to resume"
+            )
+            return out
+        episode = train[step]
+        for group in optimizer.param_groups:
+            group["lr"] = learning_rate(config, step)
+        optimizer.zero_grad(set_to_none=True)
+        loss = episode_loss(model, causal_lm, episode, config.objective)
+        if not torch.isfinite(loss):
+            raise UserError(
+                f"adaptation diverged: non-finite loss at step {step + 1} with lr={config.lr:g}; "
+                f"the last checkpoint in {out} is from before it; try a lower --lr"
+            )
+        loss.backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(trainable, config.grad_clip)
+        if not torch.isfinite(grad_norm):
+            raise UserError(
+                f"adaptation diverged: non-finite gradient at step {step + 1} with "
+                f"lr={config.lr:g}; try a lower --lr"
+            )
+        optimizer.step()
+        row: dict[str, Any] = {
+            "step": step + 1,
+            "loss": float(loss.detach()),
+            "grad_norm": float(grad_norm),
+            "lr": learning_rate(config, step),
+            "dataset": episode.dataset,
+            "k_used": episode.k_used,
+            "tokens": int(episode.ids.shape[0]),
+        }
+        if val_episodes and ((step + 1) % config.eval_every == 0 or step + 1 == config.steps):
+            row.update(validation_metrics(model, causal_lm, val_episodes, config.objective))
+        log.append(row)
+        progress.update(1)
+        progress.set_postfix(loss=f"{float(loss.detach()):.3f}")
+        if (step + 1) % config.checkpoint_every == 0 and step + 1 < config.steps:
+            save_checkpoint(step + 1)
+    progress.close()
+    _finish(config, out, model, trained_model, log, time.perf_counter() - started)
+    return out
+
+
+def _finish(
+    config: AdaptConfig, out: Path, model: Any, trained_model: Any, log: list[dict], seconds: float
+) -> None:
+    """Write the HF folder, the log and the card (last: it marks the run done); drop the
+    checkpoint."""
+    hf_model = trained_model.merge_and_unload() if config.params == "lora" else trained_model
+    for parameter in hf_model.parameters():
+        parameter.requires_grad_(False)
+    hf_model.save_pretrained(out, state_dict=hf_state_dict(hf_model))
+    model.tokenizer.save_pretrained(out)
+    table = pd.DataFrame(log)
+    write_csv(out / LOG_NAME, table)
+    train_rows = table.dropna(subset=["loss"]) if "loss" in table else table.iloc[0:0]
+    val_rows = table.dropna(subset=["val_loss"]) if "val_loss" in table else table.iloc[0:0]
+    card = {
+        "base_model": config.base,
+        "objective": config.objective,
+        "expects_mask": config.objective,
+        "mixture": list(config.mixture),
+        "steps": config.steps,
+        "lr": config.lr,
+        "seed": config.seed,
+        "params": config.params,
+        "k": config.k,
+        "loss_on": config.loss_on,
+        "loss_curve": [round(v, 5) for v in train_rows["loss"].tolist()],
+        "validation": (
+            val_rows[["step", "val_loss", "val_acc"]].round(5).to_dict("records")
+            if len(val_rows)
+            else []
+        ),
+        "k_used_mean": float(train_rows["k_used"].mean()) if len(train_rows) else None,
+        "seconds_last_session": round(seconds, 1),
+        "config": config.to_dict(),
+        "versions": package_versions(),
+        "argv": sys.argv,
+    }
+    write_text(out / CARD_NAME, json.dumps(card, indent=2, sort_keys=True) + "\n")
+    (out / CHECKPOINT_NAME).unlink(missing_ok=True)
+    print(f"adapted model in {out} (expects the {config.objective} mask)")
+
+
+def read_card(folder: str | Path) -> dict[str, Any] | None:
+    """The ``adapt_card.json`` of an adapted model folder, or None for other models."""
+    path = Path(folder) / CARD_NAME
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    d = AdaptConfig()
+    parser.add_argument(
+        "--base", default=d.base, help="packaged name, tiny-<arch>, HF dir or .gguf"
+    )
+    parser.add_argument("--objective", default=d.objective, help="prefix or causal")
+    parser.add_argument("--mixture", nargs="+", default=list(d.mixture), help="training data sets")
+    parser.add_argument("--k", type=int, default=d.k, help="demonstrations per episode")
+    parser.add_argument("--max-len", type=int, default=d.max_len, help="episode token budget")
+    parser.add_argument("--steps", type=int, default=d.steps)
+    parser.add_argument("--lr", type=float, default=d.lr)
+    parser.add_argument("--warmup", type=int, default=d.warmup)
+    parser.add_argument("--weight-decay", type=float, default=d.weight_decay)
+    parser.add_argument("--grad-clip", type=float, default=d.grad_clip)
+    parser.add_argument("--params", default=d.params, help="blocks, attn or lora")
+    parser.add_argument("--lora-rank", type=int, default=d.lora_rank)
+    parser.add_argument("--loss-on", default=d.loss_on, help="answer, or labels (causal only)")
+    parser.add_argument("--seed", type=int, default=d.seed)
+    parser.add_argument("--val-episodes", type=int, default=d.val_episodes)
+    parser.add_argument("--eval-every", type=int, default=d.eval_every)
+    parser.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every)
+    parser.add_argument("--data-dir", default=None)
+    parser.add_argument("--source", default=d.source)
+    parser.add_argument("--device", default=d.device, help="cpu or cuda")
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--max-minutes", type=float, default=None)
+    parser.add_argument("--out", default=d.out, help="output model folder")
+
+
+def config_from_args(args: argparse.Namespace) -> AdaptConfig:
+    from icl_interp.lm.data import get_dataset
+
+    return AdaptConfig(
+        base=args.base,
+        objective=args.objective,
+        mixture=tuple(get_dataset(name).name for name in args.mixture),
+        k=args.k,
+        max_len=args.max_len,
+        steps=args.steps,
+        lr=args.lr,
+        warmup=args.warmup,
+        weight_decay=args.weight_decay,
+        grad_clip=args.grad_clip,
+        params=args.params,
+        lora_rank=args.lora_rank,
+        loss_on=args.loss_on,
+        seed=args.seed,
+        val_episodes=args.val_episodes,
+        eval_every=args.eval_every,
+        checkpoint_every=args.checkpoint_every,
+        data_dir=args.data_dir,
+        source=args.source,
+        device=args.device,
+        threads=args.threads,
+        max_minutes=args.max_minutes,
+        out=args.out,
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    adapt(config_from_args(args))
+    return 0

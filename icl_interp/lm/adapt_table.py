@@ -1,0 +1,929 @@
+"""``icl-interp adapt-table``: prefixLM vs causalLM adaptation of a pretrained LM, end to end.
+
+The open, small analog of Ding et al.'s Table 2 (PaLM2 finetuned on FLAN with each objective,
+5-shot MMLU), connected to the ICL-vs-GD metrics:
+
+1. **Adapt**: for every seed, one copy of the base model per objective (``causal``, ``prefix``)
+   with ``icl_interp.lm.adapt`` (same episodes, steps, lr and loss positions; only the mask
+   differs), into ``models/<objective>_seed<seed>/`` (HF folders with ``adapt_card.json``).
+2. **Evaluate** (Table 2 analog): k-shot ICL accuracy on held-out data sets that never appear
+   in the training mixture, for every k, under these (model, mask) conditions: base/causal,
+   causal-adapted/causal, prefix-adapted/prefix (each model under its own mask) and the
+   cross-mask diagnostics base/prefix, prefix-adapted/causal, causal-adapted/prefix. Seed
+   ``s`` draws its own demonstrations (per data set and k) and test queries (shared by every
+   k and condition, disjoint from all its demonstrations), so conditions are paired within a
+   seed. Demonstrations are packed into ``eval_max_len`` tokens (``k_used`` recorded).
+3. **Layer by layer**: logit-lens accuracy per layer (from the same captures) and
+   ``icl-interp compare`` (SimAOU, SimAM∆ against GD and layer-causal GD) for the adapted
+   models, each under its own mask, on ``layer_dataset``.
+
+Writes into ``--out``: ``config.json``; ``models/``; ``eval/units/*.pt`` (resumable captures);
+``accuracy.csv`` (tidy: condition x data x k x seed x layer); ``table2.md`` / ``table2.csv``
+(mean ± SE over seeds) and ``paired.csv`` (prefix - causal, per seed, with 95% t-intervals);
+``layers/<model>_seed<seed>/`` (compare folders), ``layers.csv``, ``layers.md``;
+``figures/table2.png|pdf`` and ``figures/layers.png|pdf``; ``report.md`` (also printed).
+Rerunning the same command resumes; ``--max-minutes`` stops cleanly at a unit or step boundary.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+
+from icl_interp.errors import UserError
+from icl_interp.lm.adapt import DEFAULT_MIXTURE, AdaptConfig, adapt, read_card
+from icl_interp.results import done, to_jsonable, write_config, write_csv, write_text, write_torch
+
+OBJECTIVES: tuple[str, ...] = ("causal", "prefix")
+# (model role, mask): each model under its own mask first, then the cross-mask diagnostics
+CONDITIONS: tuple[tuple[str, str], ...] = (
+    ("base", "causal"),
+    ("causal", "causal"),
+    ("prefix", "prefix"),
+    ("base", "prefix"),
+    ("prefix", "causal"),
+    ("causal", "prefix"),
+)
+OWN_MASK_CONDITIONS = CONDITIONS[:3]
+CONDITION_LABELS: dict[tuple[str, str], str] = {
+    ("base", "causal"): "base, causal mask",
+    ("causal", "causal"): "causal-adapted, causal mask",
+    ("prefix", "prefix"): "prefix-adapted, prefix mask",
+    ("base", "prefix"): "base, prefix mask (diag.)",
+    ("prefix", "causal"): "prefix-adapted, causal mask (diag.)",
+    ("causal", "prefix"): "causal-adapted, prefix mask (diag.)",
+}
+ROLE_LABELS = {"base": "base", "causal": "causal-adapted", "prefix": "prefix-adapted"}
+RESUME_IGNORES = frozenset({"threads", "max_minutes", "part"})
+# two-sided 95% Student t quantiles, df = 1..30
+_T975 = (
+    12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228,
+    2.201, 2.179, 2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086,
+    2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042,
+)  # fmt: skip
+
+
+def t_quantile_975(df: int) -> float:
+    """The 0.975 quantile of Student's t with ``df`` degrees of freedom (1.96 beyond 30)."""
+    if df < 1:
+        return float("nan")
+    return _T975[df - 1] if df <= len(_T975) else 1.96
+
+
+@dataclass(frozen=True)
+class TableConfig:
+    """Everything one ``adapt-table`` run does; ``PRESETS`` hold the named settings."""
+
+    preset: str = "cpu"
+    base: str = "gemma-3-270m"
+    mixture: tuple[str, ...] = DEFAULT_MIXTURE
+    heldout: tuple[str, ...] = ("trec", "sst5", "rte")
+    ks: tuple[int, ...] = (4, 8, 16)
+    seeds: tuple[int, ...] = (0, 1, 2)
+    n_test: int = 32
+    eval_max_len: int = 1024
+    batch_size: int = 8
+    # adaptation (icl_interp.lm.adapt.AdaptConfig)
+    train_k: int = 4
+    train_max_len: int = 512
+    steps: int = 80
+    lr: float = 1e-3
+    warmup: int = 8
+    params: str = "lora"
+    lora_rank: int = 16
+    loss_on: str = "answer"
+    val_episodes: int = 24
+    eval_every: int = 40
+    # layer section (icl-interp compare on one held-out data set)
+    layer_dataset: str = "sst5"
+    layer_k: int = 4
+    layer_n_test: int = 16
+    layer_seeds: tuple[int, ...] = (0,)
+    layer_methods: tuple[str, ...] = ("gd", "lcgd")
+    layer_lr: float | None = None
+    layer_base: bool = False
+    data_dir: str | None = None
+    source: str = "auto"
+    device: str = "cpu"
+    threads: int | None = None
+    max_minutes: float | None = None
+    part: tuple[int, int] = (0, 1)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "part", tuple(self.part))
+        index, count = self.part
+        if not 0 <= index < count:
+            raise UserError(f"--part must be I/N with 0 <= I < N, got {index}/{count}")
+        for name in ("mixture", "heldout", "ks", "seeds", "layer_seeds", "layer_methods"):
+            object.__setattr__(self, name, tuple(getattr(self, name)))
+            if name != "layer_seeds" and not getattr(self, name):
+                raise UserError(f"--{name.replace('_', '-')} needs at least one value")
+        overlap = sorted(set(self.mixture) & set(self.heldout))
+        if overlap:
+            raise UserError(
+                f"held-out data set(s) {', '.join(overlap)} are also in the training mixture; "
+                "evaluation sets must never be trained on"
+            )
+        if len(set(self.heldout)) != len(self.heldout):
+            raise UserError(f"--heldout names a data set twice: {list(self.heldout)}")
+        if self.layer_seeds and self.layer_dataset not in self.heldout:
+            raise UserError(
+                f"--layer-dataset {self.layer_dataset!r} must be one of the held-out data sets "
+                f"({', '.join(self.heldout)})"
+            )
+        if not set(self.layer_seeds) <= set(self.seeds):
+            raise UserError(f"--layer-seeds {list(self.layer_seeds)} must be among --seeds")
+        for name in ("n_test", "eval_max_len", "batch_size", "layer_k", "layer_n_test"):
+            if getattr(self, name) < 1:
+                raise UserError(f"--{name.replace('_', '-')} must be >= 1")
+        if any(k < 1 for k in self.ks) or any(s < 0 for s in self.seeds):
+            raise UserError("--ks must be >= 1 and --seeds >= 0")
+        if self.threads is not None and self.threads < 1:
+            raise UserError(f"--threads must be >= 1, got {self.threads}")
+        if self.max_minutes is not None and not self.max_minutes > 0:
+            raise UserError(f"--max-minutes must be > 0, got {self.max_minutes}")
+        self.adapt_config("causal", self.seeds[0], Path("unused"))  # validates the training part
+
+    def to_dict(self) -> dict[str, Any]:
+        return to_jsonable(asdict(self))
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> TableConfig:
+        return cls(**values)
+
+    def adapt_config(self, objective: str, seed: int, out: Path) -> AdaptConfig:
+        return AdaptConfig(
+            base=self.base,
+            objective=objective,
+            mixture=self.mixture,
+            k=self.train_k,
+            max_len=self.train_max_len,
+            steps=self.steps,
+            lr=self.lr,
+            warmup=self.warmup,
+            params=self.params,
+            lora_rank=self.lora_rank,
+            loss_on=self.loss_on,
+            seed=seed,
+            val_episodes=self.val_episodes,
+            eval_every=self.eval_every,
+            data_dir=self.data_dir,
+            source=self.source,
+            device=self.device,
+            out=str(out),
+        )
+
+
+PRESETS: dict[str, dict[str, Any]] = {
+    # the whole table and the layer section on 2 CPU cores (README: measured cost)
+    "cpu": {},
+    # more steps, data and test examples; for a GPU
+    "full": {
+        "heldout": ("trec", "sst5", "rte", "cb"),
+        "steps": 2000,
+        "train_k": 8,
+        "train_max_len": 1024,
+        "warmup": 100,
+        "val_episodes": 200,
+        "eval_every": 250,
+        "n_test": 200,
+        "eval_max_len": 2048,
+        "ks": (4, 8, 16, 32),
+        "seeds": (0, 1, 2, 3, 4),
+        "layer_k": 16,
+        "layer_n_test": 64,
+        "layer_seeds": (0, 1, 2, 3, 4),
+        "layer_base": True,
+        "device": "cuda",
+    },
+    # tests: tiny random model, seconds
+    "tiny": {
+        "base": "tiny-gemma3",
+        "mixture": ("sst2", "mr"),
+        "heldout": ("sst5", "trec"),
+        "ks": (2, 4),
+        "seeds": (0, 1),
+        "n_test": 6,
+        "eval_max_len": 256,
+        "train_k": 2,
+        "train_max_len": 128,
+        "steps": 4,
+        "lr": 1e-3,
+        "warmup": 1,
+        "val_episodes": 2,
+        "eval_every": 2,
+        "layer_k": 2,
+        "layer_n_test": 4,
+        "layer_seeds": (0,),
+        "layer_methods": ("gd",),
+    },
+}
+
+
+# --------------------------------------------------------------------------- evaluation
+
+
+def unit_name(role: str, mask: str, data: str, k: int, seed: int) -> str:
+    return f"{role}__{mask}__{data}__k{k}__seed{seed}.pt"
+
+
+def model_path(config: TableConfig, out: Path, role: str, seed: int) -> str:
+    return config.base if role == "base" else str(out / "models" / f"{role}_seed{seed}")
+
+
+def _seed_prompts(
+    tokenizer: Any, config: TableConfig, data: str, seed: int, pools: dict[tuple[str, str], Any]
+) -> dict[int, Any]:
+    """Per k, the prompts of one seed and data set: own demonstrations per k, one query set
+    (disjoint from every k's demonstrations) shared by all k."""
+    from icl_interp.lm.data import build_prompts, get_dataset, sample_demonstrations, select_eval
+
+    spec = get_dataset(data)
+    train, test = pools[(data, "train")], pools[(data, "test")]
+    demos = {
+        k: sample_demonstrations(train, k, seed=10_000 * seed + 100 * index + 1)
+        for index, k in enumerate(config.ks)
+    }
+    excluded = [ex for draw in demos.values() for ex in draw]
+    queries = select_eval(test, config.n_test, seed=seed, exclude=excluded, at_most=True)
+    return {
+        k: build_prompts(tokenizer, spec, demos[k], queries, max_len=config.eval_max_len)
+        for k in config.ks
+    }
+
+
+def mine(items: list[Any], part: tuple[int, int]) -> list[Any]:
+    """The share of ``items`` that process ``part = (index, count)`` does (round robin)."""
+    index, count = part
+    return [item for position, item in enumerate(items) if position % count == index]
+
+
+def _wait_for(paths: list[Path], deadline: float | None, what: str) -> bool:
+    """Wait until every path exists (other ``--part`` processes make them); False at the deadline."""
+    reported = False
+    while not all(path.exists() for path in paths):
+        if deadline is not None and time.perf_counter() > deadline:
+            return False
+        if not reported:
+            print(f"waiting for other parts to finish {what}")
+            reported = True
+        time.sleep(20)
+    return True
+
+
+def evaluate(
+    config: TableConfig, out: Path, pools: dict[tuple[str, str], Any], deadline: float | None
+) -> bool:
+    """Capture every (condition, data, k, seed) unit not yet on disk; False if stopped early."""
+    from icl_interp.lm.capture import capture
+    from icl_interp.lm.models import load_model
+
+    units = out / "eval" / "units"
+    loaded: dict[str, Any] = {}
+    groups = [(seed, role) for seed in config.seeds for role in ("base", *OBJECTIVES)]
+    for seed, role in mine(groups, config.part):
+        masks = [mask for r, mask in CONDITIONS if r == role]
+        todo = [
+            (data, k, mask)
+            for data in config.heldout
+            for k in config.ks
+            for mask in masks
+            if not done(units / unit_name(role, mask, data, k, seed))
+        ]
+        if not todo:
+            continue
+        path = model_path(config, out, role, seed)
+        if path not in loaded:
+            loaded.clear()
+            loaded[path] = load_model(path, device=config.device)
+        model = loaded[path]
+        prompts_by_data = {
+            data: _seed_prompts(model.tokenizer, config, data, seed, pools)
+            for data in {d for d, _, _ in todo}
+        }
+        for data, k, mask in todo:
+            if deadline is not None and time.perf_counter() > deadline:
+                return False
+            prompts = prompts_by_data[data][k]
+            started = time.perf_counter()
+            result = capture(
+                model,
+                prompts.prefix_ids,
+                prompts.query_ids,
+                prompts.labels,
+                prompts.label_token_ids,
+                mask=mask,
+                batch_size=config.batch_size,
+                desc=f"{role}/{mask} {data} k={k} seed {seed}",
+            )
+            write_torch(
+                units / unit_name(role, mask, data, k, seed),
+                {
+                    "layer_label_logits": result.layer_label_logits,
+                    "labels": result.labels,
+                    "k_used": prompts.k_used,
+                    "prefix_tokens": int(prompts.prefix_ids.shape[0]),
+                    "seconds": round(time.perf_counter() - started, 2),
+                },
+            )
+    return True
+
+
+def accuracy_table(config: TableConfig, out: Path) -> pd.DataFrame:
+    """Tidy per-layer logit-lens accuracy of every unit (the last layer = the model's output)."""
+    from icl_interp.lm.data import get_dataset
+
+    rows = []
+    for seed in config.seeds:
+        for role, mask in CONDITIONS:
+            for data in config.heldout:
+                for k in config.ks:
+                    unit = torch.load(
+                        out / "eval" / "units" / unit_name(role, mask, data, k, seed),
+                        weights_only=False,
+                    )
+                    logits, labels = unit["layer_label_logits"], unit["labels"]
+                    correct = (logits.argmax(dim=-1) == labels[:, None]).float().mean(dim=0)
+                    n_layers = correct.shape[0]
+                    for layer, value in enumerate(correct.tolist()):
+                        rows.append(
+                            {
+                                "model": role,
+                                "mask": mask,
+                                "data": data,
+                                "k": k,
+                                "k_used": unit["k_used"],
+                                "seed": seed,
+                                "layer": layer,
+                                "final": layer == n_layers - 1,
+                                "accuracy": value,
+                                "n_examples": len(labels),
+                                "chance": 1.0 / get_dataset(data).n_classes,
+                            }
+                        )
+    return pd.DataFrame(rows)
+
+
+def _mean_se(values: pd.Series) -> tuple[float, float]:
+    n = len(values)
+    return float(values.mean()), float(values.std(ddof=1) / math.sqrt(n)) if n > 1 else float("nan")
+
+
+def paired_differences(final: pd.DataFrame) -> pd.DataFrame:
+    """Per seed, data set (and 'mean' over data sets) and k: prefix-adapted/prefix minus
+    causal-adapted/causal accuracy; then mean, SE and the 95% t-interval over seeds."""
+    own = final.set_index(["model", "mask", "data", "k", "seed"])["accuracy"]
+    diff = (own.loc["prefix", "prefix"] - own.loc["causal", "causal"]).rename("diff").reset_index()
+    mean_rows = diff.groupby(["k", "seed"], as_index=False)["diff"].mean().assign(data="mean")
+    all_k = diff.groupby(["seed"], as_index=False)["diff"].mean().assign(data="mean", k="all")
+    per_seed = pd.concat([diff, mean_rows, all_k], ignore_index=True)
+    rows = []
+    for (data, k), group in per_seed.groupby(["data", "k"], sort=False):
+        mean, se = _mean_se(group["diff"])
+        half = t_quantile_975(len(group) - 1) * se
+        rows.append(
+            {
+                "data": data,
+                "k": k,
+                "n_seeds": len(group),
+                "diff_mean": mean,
+                "diff_se": se,
+                "ci95_low": mean - half,
+                "ci95_high": mean + half,
+                "per_seed": " ".join(f"{v:+.3f}" for v in group["diff"]),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def table2(final: pd.DataFrame, paired: pd.DataFrame) -> pd.DataFrame:
+    """Rows data x k (plus 'mean' over data sets per k); columns mean ± SE per condition and
+    the paired difference with its interval."""
+    per_mean = final.groupby(["model", "mask", "k", "seed"], as_index=False)["accuracy"].mean()
+    combined = pd.concat([final, per_mean.assign(data="mean")], ignore_index=True)
+    rows = []
+    datas = [*dict.fromkeys(final["data"]), "mean"]
+    for data in datas:
+        for k in sorted(final["k"].unique()):
+            chosen = combined[(combined["data"] == data) & (combined["k"] == k)]
+            row: dict[str, Any] = {"data": data, "k": int(k)}
+            if data != "mean":
+                k_used = chosen["k_used"]
+                row["k_used"] = (
+                    f"{int(k_used.min())}"
+                    if k_used.min() == k_used.max()
+                    else f"{int(k_used.min())}-{int(k_used.max())}"
+                )
+                row["chance"] = float(chosen["chance"].iloc[0])
+            for condition in CONDITIONS:
+                values = chosen[
+                    (chosen["model"] == condition[0]) & (chosen["mask"] == condition[1])
+                ]
+                mean, se = _mean_se(values["accuracy"])
+                row[f"{condition[0]}/{condition[1]}"] = mean
+                row[f"{condition[0]}/{condition[1]} se"] = se
+            diff = paired[(paired["data"] == data) & (paired["k"].astype(str) == str(k))].iloc[0]
+            row.update(
+                diff=diff["diff_mean"], ci95_low=diff["ci95_low"], ci95_high=diff["ci95_high"]
+            )
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def table2_markdown(table: pd.DataFrame, paired: pd.DataFrame, config: TableConfig) -> str:
+    def cell(row: Any, condition: tuple[str, str]) -> str:
+        key = f"{condition[0]}/{condition[1]}"
+        return f"{row[key]:.3f} ± {row[key + ' se']:.3f}"
+
+    head = [
+        "data",
+        "k (used)",
+        *(CONDITION_LABELS[c] for c in CONDITIONS),
+        "prefix − causal [95% CI]",
+    ]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for _, row in table.iterrows():
+        k = f"{row['k']} ({row['k_used']})" if row["data"] != "mean" else str(row["k"])
+        data = row["data"] if row["data"] != "mean" else "**mean**"
+        if row["data"] != "mean":
+            data = f"{data} (chance {row['chance']:.2f})"
+        diff = f"{row['diff']:+.3f} [{row['ci95_low']:+.3f}, {row['ci95_high']:+.3f}]"
+        lines.append("| " + " | ".join([data, k, *(cell(row, c) for c in CONDITIONS), diff]) + " |")
+    overall = paired[paired["k"].astype(str) == "all"].iloc[0]
+    return "\n".join(
+        [
+            *lines,
+            "",
+            f"Averaged over data sets and k: prefix − causal = {overall['diff_mean']:+.3f} "
+            f"[{overall['ci95_low']:+.3f}, {overall['ci95_high']:+.3f}] (95% t-interval over "
+            f"{int(overall['n_seeds'])} seeds; per seed {overall['per_seed']}).",
+        ]
+    )
+
+
+def table2_figure(final: pd.DataFrame) -> Any:
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    shown = final.assign(
+        condition=[
+            CONDITION_LABELS[(m, k)] for m, k in zip(final["model"], final["mask"], strict=True)
+        ]
+    )
+    order = [CONDITION_LABELS[c] for c in CONDITIONS]
+    datas = list(dict.fromkeys(final["data"]))
+    fig, axes = plt.subplots(
+        1, len(datas), figsize=(3.6 * len(datas), 3.6), sharey=True, squeeze=False
+    )
+    palette = sns.color_palette("tab10", len(order))
+    for ax, data in zip(axes[0], datas, strict=True):
+        part = shown[shown["data"] == data]
+        sns.pointplot(
+            data=part,
+            x="k",
+            y="accuracy",
+            hue="condition",
+            hue_order=order,
+            palette=palette,
+            errorbar="se",
+            dodge=0.5,
+            ax=ax,
+            markers=["o"] * 3 + ["x"] * 3,
+            linestyles=["-"] * 3 + [":"] * 3,
+        )
+        ax.axhline(float(part["chance"].iloc[0]), color="grey", linestyle="--", linewidth=1)
+        ax.set(title=data, xlabel="k (requested)", ylabel="accuracy (mean ± SE over seeds)")
+        ax.set_ylim(0, 1)
+        if ax is not axes[0][-1]:
+            legend = ax.get_legend()
+            if legend is not None:
+                legend.remove()
+    axes[0][-1].legend(fontsize=7, loc="center left", bbox_to_anchor=(1.02, 0.5))
+    fig.tight_layout()
+    return fig
+
+
+# --------------------------------------------------------------------------- layers
+
+
+def layer_section(config: TableConfig, out: Path, deadline: float | None) -> bool:
+    """Run ``compare`` for each adapted model (own mask) and, optionally, the base model."""
+    from icl_interp.lm.compare import CompareConfig, run_compare
+
+    roles = (["base"] if config.layer_base else []) + list(OBJECTIVES)
+    for seed, role in mine([(s, r) for s in config.layer_seeds for r in roles], config.part):
+        folder = out / "layers" / f"{role}_seed{seed}"
+        if (folder / "metrics.csv").exists():
+            continue
+        if deadline is not None and time.perf_counter() > deadline:
+            return False
+        mask = "causal" if role == "base" else role
+        compare_config = CompareConfig(
+            models=(model_path(config, out, role, seed),),
+            datasets=(config.layer_dataset,),
+            seeds=(seed,),
+            masks=(mask,),
+            methods=config.layer_methods,
+            n_test=config.layer_n_test,
+            k=config.layer_k,
+            lr=config.layer_lr,
+            params="kv",
+            finetune_dtype="float32",
+            max_len=config.eval_max_len,
+            batch_size=config.batch_size,
+            heatmap_examples=0,
+            data_dir=config.data_dir,
+            source=config.source,
+            device=config.device,
+        )
+        run_compare(compare_config, folder, figures=False)
+    return True
+
+
+def layers_table(config: TableConfig, out: Path, accuracy: pd.DataFrame) -> pd.DataFrame:
+    """Tidy per-layer rows: compare metrics (per seed) and logit-lens accuracy of the eval
+    units on ``layer_dataset`` at ``layer_k`` (per seed), for base/causal and each adapted
+    model under its own mask."""
+    frames = []
+    for seed in config.layer_seeds:
+        for role in (["base"] if config.layer_base else []) + list(OBJECTIVES):
+            metrics = pd.read_csv(out / "layers" / f"{role}_seed{seed}" / "metrics.csv")
+            metrics = metrics[metrics["metric"].isin(["simaou", "simaou_random", "simam_delta"])]
+            frames.append(
+                metrics.assign(model=role)[
+                    ["model", "mask", "seed", "method", "layer", "metric", "value"]
+                ]
+            )
+    lens = accuracy[
+        (accuracy["data"] == config.layer_dataset)
+        & (
+            accuracy["k"]
+            == config.ks[
+                min(range(len(config.ks)), key=lambda i: abs(config.ks[i] - config.layer_k))
+            ]
+        )
+    ]
+    lens = lens[
+        [(m, k) in OWN_MASK_CONDITIONS for m, k in zip(lens["model"], lens["mask"], strict=True)]
+    ]
+    frames.append(
+        lens.assign(method="icl", metric="logit_lens_accuracy", value=lens["accuracy"])[
+            ["model", "mask", "seed", "method", "layer", "metric", "value"]
+        ]
+    )
+    return pd.concat(frames, ignore_index=True)
+
+
+def layers_markdown(layers: pd.DataFrame, config: TableConfig) -> str:
+    """Per layer, mean over seeds of SimAOU (GD, LCGD) and SimAM∆ for each adapted model, the
+    prefix − causal difference, and from which layer on it stays positive."""
+    own = layers[layers["metric"] != "logit_lens_accuracy"]
+    mean = own.groupby(["model", "method", "metric", "layer"])["value"].mean()
+    lines = []
+    findings = []
+    for metric, method in (
+        ("simaou", "gd"),
+        ("simaou", "lcgd"),
+        ("simam_delta", "gd"),
+        ("simam_delta", "lcgd"),
+    ):
+        try:
+            causal = mean.loc["causal", method, metric]
+            prefix = mean.loc["prefix", method, metric]
+        except KeyError:
+            continue
+        diff = prefix - causal
+        positive = diff.to_numpy() > 0
+        from_layer = next((layer for layer in range(len(positive)) if positive[layer:].all()), None)
+        findings.append(
+            f"- {metric} vs {method.upper()}: mean over layers causal-adapted {causal.mean():.3f}, "
+            f"prefix-adapted {prefix.mean():.3f} (difference {diff.mean():+.3f}); prefix > causal "
+            f"at {int(positive.sum())} of {len(positive)} layers"
+            + (f", at every layer from layer {from_layer} on" if from_layer is not None else "")
+            + "."
+        )
+    pivot = mean.unstack("layer")
+    header = ["model", "method", "metric", *(str(c) for c in pivot.columns)]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for (model, method, metric), values in pivot.iterrows():
+        lines.append(
+            "| "
+            + " | ".join([ROLE_LABELS[model], method, metric, *(f"{v:.3f}" for v in values)])
+            + " |"
+        )
+    return "\n".join(
+        [
+            f"Layer section: `compare` on {config.layer_dataset} (k={config.layer_k}, "
+            f"{config.layer_n_test} test examples, seeds {list(config.layer_seeds)}; GD/LCGD on K/V, "
+            "float32), each model under its own mask"
+            + (" (base: causal)" if config.layer_base else "")
+            + ". Mean over seeds.",
+            "",
+            *findings,
+            "",
+            *lines,
+        ]
+    )
+
+
+def layers_figure(layers: pd.DataFrame) -> Any:
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+    from matplotlib.ticker import MaxNLocator
+
+    roles = [r for r in ("base", "causal", "prefix") if r in set(layers["model"])]
+    panels = [
+        ("logit_lens_accuracy", "logit-lens accuracy"),
+        ("simaou", "SimAOU"),
+        ("simam_delta", "SimAM∆"),
+    ]
+    fig, axes = plt.subplots(
+        len(panels),
+        len(roles),
+        figsize=(3.6 * len(roles), 2.6 * len(panels)),
+        sharex=True,
+        sharey="row",
+        squeeze=False,
+    )
+    for col, role in enumerate(roles):
+        part = layers[layers["model"] == role]
+        mask = part["mask"].iloc[0]
+        for row, (metric, label) in enumerate(panels):
+            ax = axes[row][col]
+            chosen = part[part["metric"] == metric]
+            if metric == "simaou":
+                chosen = pd.concat(
+                    [chosen, part[part["metric"] == "simaou_random"].assign(method="random")]
+                )
+            if not chosen.empty:
+                sns.lineplot(
+                    data=chosen,
+                    x="layer",
+                    y="value",
+                    hue="method",
+                    errorbar="se",
+                    marker="o",
+                    markersize=3,
+                    ax=ax,
+                )
+            ax.set(ylabel=label, title=f"{ROLE_LABELS[role]} ({mask} mask)" if row == 0 else None)
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+            if ax.get_legend() is not None:
+                ax.legend(fontsize=7, title=None)
+    fig.tight_layout()
+    return fig
+
+
+# --------------------------------------------------------------------------- driver
+
+
+def _check_out(out: Path, config: TableConfig) -> None:
+    previous = out / "config.json"
+    if not previous.exists():
+        if out.exists() and any(p.name != "models" and p.suffix != ".log" for p in out.iterdir()):
+            raise UserError(f"{out} exists and is not an adapt-table folder; choose another --out")
+        return
+    stored = json.loads(previous.read_text())["config"]
+    current = config.to_dict()
+    differs = sorted(k for k in current if k not in RESUME_IGNORES and stored.get(k) != current[k])
+    if differs:
+        raise UserError(
+            f"{out} holds results made with other settings (differs in: {', '.join(differs)}); "
+            "rerun with the same options to resume, or pass a new --out"
+        )
+
+
+def _validate(config: TableConfig) -> tuple[dict[Any, Any], Any]:
+    """Load every pool and check every label word against the base tokenizer (nothing written)."""
+    from icl_interp.lm.data import get_dataset, label_token_ids, load_examples
+    from icl_interp.lm.models import load_model
+
+    for name in (*config.mixture, *config.heldout):
+        get_dataset(name)
+    model = load_model(config.base, device=config.device)
+    for name in (*config.mixture, *config.heldout):
+        spec = get_dataset(name)
+        try:
+            label_token_ids(model.tokenizer, spec.label_words)
+        except UserError as err:
+            raise UserError(f"{config.base} cannot score {name}: {err}") from None
+    pools = {
+        (name, split): load_examples(name, split, config.data_dir, source=config.source)
+        for name in config.heldout
+        for split in ("train", "test")
+    }
+    for name in config.heldout:
+        if max(config.ks) > len(pools[(name, "train")]):
+            raise UserError(f"{name}: k={max(config.ks)} exceeds its train pool")
+    return pools, model
+
+
+def run_table(config: TableConfig, out: Path) -> dict[str, Any]:
+    threads_before = torch.get_num_threads()
+    if config.threads is not None:
+        torch.set_num_threads(config.threads)
+    try:
+        return _run_table(config, Path(out))
+    finally:
+        torch.set_num_threads(threads_before)
+
+
+def _run_table(config: TableConfig, out: Path) -> dict[str, Any]:
+    started = time.perf_counter()
+    deadline = None if config.max_minutes is None else started + 60 * config.max_minutes
+    _check_out(out, config)
+    pools, _ = _validate(config)
+    write_config(out, config)
+    stopped = "rerun the same command to resume"
+
+    runs = [(seed, objective) for seed in config.seeds for objective in OBJECTIVES]
+    for seed, objective in mine(runs, config.part):
+        folder = out / "models" / f"{objective}_seed{seed}"
+        if read_card(folder) is not None:
+            continue
+        left = None if deadline is None else (deadline - time.perf_counter()) / 60
+        if left is not None and left <= 0:
+            print(f"time is up before adapting {folder.name}; {stopped}")
+            return {"finished": False}
+        adapt(replace(config.adapt_config(objective, seed, folder), max_minutes=left))
+        if read_card(folder) is None:
+            print(f"time is up while adapting {folder.name}; {stopped}")
+            return {"finished": False}
+    train_seconds = time.perf_counter() - started
+    cards = [out / "models" / f"{o}_seed{s}" / "adapt_card.json" for s, o in runs]
+    if not _wait_for(cards, deadline, "training"):
+        print(f"time is up waiting for the other parts' training; {stopped}")
+        return {"finished": False}
+
+    if not evaluate(config, out, pools, deadline):
+        print(f"time is up during the evaluation; {stopped}")
+        return {"finished": False}
+    if not layer_section(config, out, deadline):
+        print(f"time is up during the layer section; {stopped}")
+        return {"finished": False}
+    if config.part[1] > 1:
+        roles = (["base"] if config.layer_base else []) + list(OBJECTIVES)
+        needed = [
+            out / "eval" / "units" / unit_name(role, mask, data, k, seed)
+            for seed in config.seeds
+            for role, mask in CONDITIONS
+            for data in config.heldout
+            for k in config.ks
+        ] + [
+            out / "layers" / f"{r}_seed{s}" / "metrics.csv"
+            for s in config.layer_seeds
+            for r in roles
+        ]
+        if config.part[0] != 0:
+            print("this part is done; part 0 writes the report once every part is done")
+            return {"finished": False}
+        if not _wait_for(needed, deadline, "evaluation"):
+            print(f"time is up waiting for the other parts; {stopped}")
+            return {"finished": False}
+    return write_report(
+        config, out, session_seconds=time.perf_counter() - started, train_seconds=train_seconds
+    )
+
+
+def write_report(config: TableConfig, out: Path, **timing: float) -> dict[str, Any]:
+    """Tables, figures and ``report.md`` from the units on disk."""
+    from icl_interp.results import write_figure
+
+    accuracy = accuracy_table(config, out)
+    write_csv(out / "accuracy.csv", accuracy)
+    final = accuracy[accuracy["final"]]
+    paired = paired_differences(final)
+    write_csv(out / "paired.csv", paired)
+    table = table2(final, paired)
+    write_csv(out / "table2.csv", table)
+    markdown = table2_markdown(table, paired, config)
+    write_text(out / "table2.md", markdown + "\n")
+    write_figure(out / "figures" / "table2", table2_figure(final))
+    parts = [
+        "# PrefixLM vs causalLM adaptation: Table 2 analog",
+        "",
+        f"Base {config.base}; mixture {', '.join(config.mixture)}; held out "
+        f"{', '.join(config.heldout)}; {config.steps} steps, lr {config.lr:g}, params "
+        f"{config.params}, train k {config.train_k}; seeds {list(config.seeds)}; "
+        f"{config.n_test} test queries per data set and seed"
+        + (" (CB: at most its 56)" if "cb" in config.heldout else "")
+        + "; final-layer "
+        "accuracy over the label words, mean ± SE over seeds.",
+        "",
+        markdown,
+    ]
+    if config.layer_seeds:
+        layers = layers_table(config, out, accuracy)
+        write_csv(out / "layers.csv", layers)
+        layer_md = layers_markdown(layers, config)
+        write_text(out / "layers.md", layer_md + "\n")
+        write_figure(out / "figures" / "layers", layers_figure(layers))
+        parts += ["", "## Layer by layer", "", layer_md]
+    cards = {
+        f"{o}_seed{s}": read_card(out / "models" / f"{o}_seed{s}")
+        for s in config.seeds
+        for o in OBJECTIVES
+    }
+    validation = {
+        name: card["validation"][-1] if card and card["validation"] else None
+        for name, card in cards.items()
+    }
+    parts += [
+        "",
+        "## Adaptation (mixture validation episodes, own mask, after the last step)",
+        "",
+        *(f"- {name}: {value}" for name, value in validation.items()),
+    ]
+    if timing:
+        parts += [
+            "",
+            "Timing of this session (s): " + json.dumps({k: round(v) for k, v in timing.items()}),
+        ]
+    report = "\n".join(parts) + "\n"
+    write_text(out / "report.md", report)
+    print(report)
+    return {"finished": True, "table": table, "paired": paired}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--preset", default="cpu", help=f"one of {', '.join(PRESETS)}")
+    parser.add_argument("--out", type=Path, default=Path("runs/adapt_table"))
+    parser.add_argument("--base", default=None, help="base model (default: the preset's)")
+    parser.add_argument("--mixture", nargs="+", default=None)
+    parser.add_argument("--heldout", nargs="+", default=None)
+    parser.add_argument("--ks", nargs="+", type=int, default=None)
+    parser.add_argument("--seeds", nargs="+", type=int, default=None)
+    parser.add_argument("--n-test", type=int, default=None)
+    parser.add_argument("--steps", type=int, default=None)
+    parser.add_argument("--lr", type=float, default=None)
+    parser.add_argument("--params", default=None, help="blocks, attn or lora")
+    parser.add_argument("--train-k", type=int, default=None)
+    parser.add_argument("--loss-on", default=None, help="answer, or labels (causal only)")
+    parser.add_argument("--layer-dataset", default=None)
+    parser.add_argument("--layer-seeds", nargs="*", type=int, default=None)
+    parser.add_argument("--data-dir", default=None)
+    parser.add_argument("--device", default=None, help="cpu or cuda")
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--max-minutes", type=float, default=None)
+    parser.add_argument(
+        "--part",
+        default=None,
+        help="I/N: this process does every N-th model and evaluation group from the I-th "
+        "(start N processes on one --out, one thread each; part 0 writes the report)",
+    )
+
+
+def config_from_args(args: argparse.Namespace) -> TableConfig:
+    from icl_interp.lm.data import get_dataset
+
+    if args.preset not in PRESETS:
+        raise UserError(f"unknown preset {args.preset!r}; valid presets: {', '.join(PRESETS)}")
+    values: dict[str, Any] = {"preset": args.preset, **PRESETS[args.preset]}
+    for name in (
+        "base",
+        "mixture",
+        "heldout",
+        "ks",
+        "seeds",
+        "n_test",
+        "steps",
+        "lr",
+        "params",
+        "train_k",
+        "loss_on",
+        "layer_dataset",
+        "layer_seeds",
+        "data_dir",
+        "device",
+        "threads",
+        "max_minutes",
+    ):
+        value = getattr(args, name)
+        if value is not None:
+            values[name] = value
+    if args.part is not None:
+        try:
+            index, count = (int(v) for v in args.part.split("/"))
+        except ValueError:
+            raise UserError(f"--part must look like 0/2, got {args.part!r}") from None
+        values["part"] = (index, count)
+    for name in ("mixture", "heldout"):
+        if name in values:
+            values[name] = tuple(get_dataset(n).name for n in values[name])
+    if "layer_dataset" in values:
+        values["layer_dataset"] = get_dataset(values["layer_dataset"]).name
+    return TableConfig(**values)
+
+
+def run(args: argparse.Namespace) -> int:
+    result = run_table(config_from_args(args), args.out)
+    print(f"results in {args.out}" if result["finished"] else f"partial results in {args.out}")
+    return 0

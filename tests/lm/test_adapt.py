@@ -1,0 +1,408 @@
+"""Prefix vs causal adaptation (``icl-interp adapt``, ``adapt-table``) on tiny random models."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+from safetensors.torch import load_file
+
+import icl_interp.lm.adapt as adapt_module
+from icl_interp.cli import main as cli_main
+from icl_interp.errors import UserError
+from icl_interp.lm.adapt import (
+    AdaptConfig,
+    Episode,
+    EpisodeStream,
+    adapt,
+    episode_hidden,
+    learning_rate,
+    read_card,
+)
+from icl_interp.lm.adapt_table import (
+    PRESETS,
+    TableConfig,
+    paired_differences,
+    run_table,
+    t_quantile_975,
+)
+from icl_interp.lm.models import load_model, tiny_random_model
+from tests.helpers import SHARED_DATA
+
+needs_data = pytest.mark.skipif(not SHARED_DATA.is_dir(), reason="needs ../shared/data")
+
+
+def tiny_config(out: Path, **overrides) -> AdaptConfig:
+    values = dict(
+        base="tiny-gemma3",
+        objective="prefix",
+        mixture=("sst2", "mr"),
+        k=3,
+        max_len=160,
+        steps=6,
+        lr=1e-3,
+        warmup=2,
+        val_episodes=2,
+        eval_every=3,
+        checkpoint_every=3,
+        data_dir=str(SHARED_DATA),
+        progress=False,
+        out=str(out),
+    )
+    values.update(overrides)
+    return AdaptConfig(**values)
+
+
+def weights(folder: Path) -> dict[str, torch.Tensor]:
+    return load_file(folder / "model.safetensors")
+
+
+@pytest.fixture(scope="module")
+def model():
+    return tiny_random_model("gemma3", seed=0)
+
+
+@pytest.fixture(scope="module")
+def stream(model):
+    if not SHARED_DATA.is_dir():
+        pytest.skip("needs ../shared/data")
+    return EpisodeStream(model.tokenizer, ("sst2", "mr"), 3, 160, seed=0, data_dir=str(SHARED_DATA))
+
+
+# --------------------------------------------------------------------------- masks
+
+
+@needs_data
+@pytest.mark.parametrize("objective", ["prefix", "causal"])
+def test_early_demonstration_sees_later_one_only_under_prefix(model, stream, objective):
+    """Changing a token of the last demonstration changes the first demonstration's hidden
+    states under the prefix objective's mask, and leaves them untouched under the causal one.
+    The tiny Gemma has sliding windows of 4, so the change must travel over several layers."""
+    episode = stream[0]
+    hf_model = model.original_model
+    changed_ids = episode.ids.clone()
+    changed_ids[episode.n_prefix - 3] = (changed_ids[episode.n_prefix - 3] + 1) % 50
+    changed = dataclasses.replace(episode, ids=changed_ids)
+    with torch.no_grad():
+        before = episode_hidden(model, hf_model, episode, objective)
+        after = episode_hidden(model, hf_model, changed, objective)
+    early = slice(1, 3)
+    moved = (before[early] - after[early]).abs().max()
+    if objective == "prefix":
+        assert moved > 1e-4, "prefix mask: an early demonstration must see a later one"
+    else:
+        assert moved == 0, "causal mask: an early demonstration must not see a later one"
+    assert (before[-1] - after[-1]).abs().max() > 1e-4, "the query sees the demonstrations"
+
+
+@needs_data
+def test_training_uses_the_objective_mask(tmp_path, monkeypatch):
+    import icl_interp.lm.capture as capture_module
+
+    seen: list[tuple[str, int]] = []
+    original = capture_module.attention_mask_for
+
+    def spy(model, kind, seq_len, **kwargs):
+        seen.append((kind, kwargs.get("n_prefix", 0)))
+        return original(model, kind, seq_len, **kwargs)
+
+    monkeypatch.setattr(capture_module, "attention_mask_for", spy)
+    adapt(tiny_config(tmp_path / "p", steps=2, val_episodes=0))
+    assert seen and all(kind == "prefix" and n_prefix > 1 for kind, n_prefix in seen)
+
+
+# --------------------------------------------------------------------------- episodes
+
+
+@needs_data
+def test_episode_stream_is_deterministic_and_packs(model, stream):
+    again = EpisodeStream(model.tokenizer, ("sst2", "mr"), 3, 160, seed=0, pools=stream.pools)
+    for index in range(4):
+        assert torch.equal(stream[index].ids, again[index].ids)
+        assert stream[index].targets.tolist() == [int(stream[index].ids[-1])]
+    other_seed = EpisodeStream(model.tokenizer, ("sst2", "mr"), 3, 160, seed=1, pools=stream.pools)
+    assert not torch.equal(stream[0].ids, other_seed[0].ids)
+    short = EpisodeStream(model.tokenizer, ("sst2",), 8, 48, seed=0, pools=stream.pools)
+    episode = short[0]
+    assert episode.ids.shape[0] <= 48 and episode.k_used < 8, "packed into the context"
+
+
+@needs_data
+def test_label_loss_positions_score_every_demonstration_label(model):
+    labels_stream = EpisodeStream(
+        model.tokenizer, ("sst2",), 3, 160, seed=0, loss_on="labels", data_dir=str(SHARED_DATA)
+    )
+    episode = labels_stream[0]
+    words = model.tokenizer.convert_ids_to_tokens(episode.targets.tolist())
+    assert len(words) == episode.k_used + 1
+    assert set(words) <= {"Negative", "Positive", "ĠNegative", "ĠPositive"}
+
+
+@needs_data
+def test_both_objectives_see_the_same_episode_stream(tmp_path, monkeypatch):
+    streams: dict[str, list[tuple[list[int], list[int]]]] = {"prefix": [], "causal": []}
+    original = adapt_module.episode_loss
+
+    def recording(model, hf_model, episode: Episode, objective: str):
+        if torch.is_grad_enabled():
+            streams[objective].append((episode.ids.tolist(), episode.loss_positions.tolist()))
+        return original(model, hf_model, episode, objective)
+
+    monkeypatch.setattr(adapt_module, "episode_loss", recording)
+    for objective in ("prefix", "causal"):
+        adapt(tiny_config(tmp_path / objective, objective=objective, val_episodes=0))
+    assert len(streams["prefix"]) == 6
+    assert streams["prefix"] == streams["causal"]
+    logs = {o: pd.read_csv(tmp_path / o / "train_log.csv") for o in ("prefix", "causal")}
+    for column in ("step", "lr", "dataset", "k_used", "tokens"):
+        assert logs["prefix"][column].tolist() == logs["causal"][column].tolist()
+    assert not torch.equal(
+        weights(tmp_path / "prefix")["model.layers.0.self_attn.q_proj.weight"],
+        weights(tmp_path / "causal")["model.layers.0.self_attn.q_proj.weight"],
+    ), "same data, different masks: different models"
+
+
+# --------------------------------------------------------------------------- resume, output
+
+
+@needs_data
+@pytest.mark.parametrize("params", ["blocks", "lora"])
+def test_resume_is_bit_identical(tmp_path, monkeypatch, params):
+    reference = adapt(tiny_config(tmp_path / "straight", params=params))
+    interrupted = tiny_config(tmp_path / "resumed", params=params)
+    original = adapt_module.episode_loss
+    calls = {"n": 0}
+
+    def crash_at_step_5(model, hf_model, episode, objective):
+        if torch.is_grad_enabled():
+            calls["n"] += 1
+            if calls["n"] == 5:
+                raise KeyboardInterrupt
+        return original(model, hf_model, episode, objective)
+
+    monkeypatch.setattr(adapt_module, "episode_loss", crash_at_step_5)
+    with pytest.raises(KeyboardInterrupt):
+        adapt(interrupted)
+    monkeypatch.setattr(adapt_module, "episode_loss", original)
+    assert (tmp_path / "resumed" / "checkpoint.pt").exists()
+    assert read_card(tmp_path / "resumed") is None
+    adapt(interrupted)
+    expected, actual = weights(reference), weights(tmp_path / "resumed")
+    assert expected.keys() == actual.keys()
+    for name in expected:
+        assert torch.equal(expected[name], actual[name]), name
+    assert not (tmp_path / "resumed" / "checkpoint.pt").exists()
+    straight_log = pd.read_csv(reference / "train_log.csv")
+    pd.testing.assert_frame_equal(straight_log, pd.read_csv(tmp_path / "resumed" / "train_log.csv"))
+
+
+@needs_data
+def test_max_minutes_stops_and_the_same_call_finishes(tmp_path):
+    config = tiny_config(tmp_path / "run", max_minutes=1e-9)
+    adapt(config)
+    assert (tmp_path / "run" / "checkpoint.pt").exists() and read_card(tmp_path / "run") is None
+    adapt(dataclasses.replace(config, max_minutes=None))
+    card = read_card(tmp_path / "run")
+    assert card["steps"] == 6 and len(card["loss_curve"]) == 6 and card["expects_mask"] == "prefix"
+
+
+@needs_data
+def test_adapted_folder_loads_and_runs_through_capture_and_compare(tmp_path):
+    from icl_interp.lm.capture import capture_condition
+    from icl_interp.lm.compare import CompareConfig, run_compare
+    from icl_interp.lm.data import (
+        build_prompts,
+        get_dataset,
+        load_examples,
+        sample_demonstrations,
+        select_eval,
+    )
+
+    folder = adapt(tiny_config(tmp_path / "adapted", params="lora"))
+    card = read_card(folder)
+    assert {
+        "base_model",
+        "objective",
+        "mixture",
+        "steps",
+        "lr",
+        "seed",
+        "loss_curve",
+    } <= card.keys()
+    loaded = load_model(str(folder))
+    spec = get_dataset("sst2")
+    demos = sample_demonstrations(load_examples("sst2", "train", SHARED_DATA), 2, seed=0)
+    queries = select_eval(load_examples("sst2", "test", SHARED_DATA), 3, seed=0, exclude=demos)
+    prompts = build_prompts(loaded.tokenizer, spec, demos, queries, max_len=256)
+    result = capture_condition(loaded, prompts, "icl_prefix")
+    assert result.layer_label_logits.shape == (3, loaded.cfg.n_layers, 2)
+    table = run_compare(
+        CompareConfig(
+            models=(str(folder),),
+            datasets=("sst2",),
+            masks=("prefix",),
+            methods=("gd",),
+            n_test=2,
+            k=2,
+            data_dir=str(SHARED_DATA),
+            finetune_dtype="float32",
+            heatmap_examples=0,
+        ),
+        tmp_path / "compare",
+        figures=False,
+    )
+    assert set(table["mask"]) == {"prefix"} and table["value"].notna().any()
+
+
+# --------------------------------------------------------------------------- bad input
+
+
+def test_config_errors():
+    with pytest.raises(UserError, match="objective"):
+        AdaptConfig(objective="bidirectional")
+    with pytest.raises(UserError, match="causal objective"):
+        AdaptConfig(objective="prefix", loss_on="labels")
+    with pytest.raises(UserError, match="params"):
+        AdaptConfig(params="everything")
+    with pytest.raises(UserError, match="also in the training mixture"):
+        TableConfig(mixture=("sst2", "trec"), heldout=("trec", "rte"))
+    with pytest.raises(UserError, match="layer-dataset"):
+        TableConfig(layer_dataset="mr")
+
+
+def test_cli_unknown_dataset_is_one_line(tmp_path, capsys):
+    code = cli_main(["adapt", "--mixture", "sst2", "nosuchdata", "--out", str(tmp_path / "x")])
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "nosuchdata" in err
+    assert not (tmp_path / "x").exists()
+    code = cli_main(["adapt-table", "--heldout", "trec", "sst2", "--out", str(tmp_path / "y")])
+    assert code == 2 and "also in the training mixture" in capsys.readouterr().err
+    assert not (tmp_path / "y").exists()
+
+
+@needs_data
+def test_other_settings_and_foreign_folders_are_refused(tmp_path):
+    adapt(tiny_config(tmp_path / "run", steps=2))
+    with pytest.raises(UserError, match="other settings.*lr"):
+        adapt(tiny_config(tmp_path / "run", steps=2, lr=5e-4))
+    before = weights(tmp_path / "run")
+    adapt(tiny_config(tmp_path / "run", steps=2, threads=1))  # same numbers: nothing to do
+    assert all(torch.equal(before[n], t) for n, t in weights(tmp_path / "run").items())
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("keep me")
+    with pytest.raises(UserError, match="not an adaptation folder"):
+        adapt(tiny_config(foreign))
+    assert (foreign / "notes.txt").read_text() == "keep me"
+
+
+@needs_data
+def test_label_words_that_are_not_single_tokens_are_refused(tmp_path):
+    from icl_interp.lm.data import get_dataset, register_dataset
+    from icl_interp.lm.data.specs import DATASETS
+
+    if "sst2oddwords" not in DATASETS:
+        register_dataset(
+            dataclasses.replace(
+                get_dataset("sst2"),
+                name="sst2oddwords",
+                label_words=(" Nega-tive", " Posi-tive"),
+            )
+        )
+    config = TableConfig(
+        **{**PRESETS["tiny"], "mixture": ("sst2oddwords",), "data_dir": str(SHARED_DATA)}
+    )
+    with pytest.raises(UserError, match="sst2oddwords.*one token"):
+        run_table(config, tmp_path / "table")
+    assert not (tmp_path / "table").exists(), "nothing written before validation"
+
+
+@needs_data
+def test_divergence_names_the_step(tmp_path, monkeypatch):
+    original = adapt_module.episode_loss
+    calls = {"n": 0}
+
+    def nan_at_step_2(model, hf_model, episode, objective):
+        loss = original(model, hf_model, episode, objective)
+        if torch.is_grad_enabled():
+            calls["n"] += 1
+            if calls["n"] == 2:
+                return loss * float("nan")
+        return loss
+
+    monkeypatch.setattr(adapt_module, "episode_loss", nan_at_step_2)
+    with pytest.raises(UserError, match="diverged.*step 2"):
+        adapt(tiny_config(tmp_path / "run", val_episodes=0))
+
+
+# --------------------------------------------------------------------------- statistics
+
+
+def test_learning_rate_schedule():
+    config = AdaptConfig(steps=10, warmup=2, lr=1.0)
+    rates = [learning_rate(config, step) for step in range(10)]
+    assert rates[:2] == [0.5, 1.0] and rates[-1] == pytest.approx(1 / 8) and min(rates) > 0
+
+
+def test_paired_differences_interval():
+    rows = []
+    for seed, (p, c) in enumerate([(0.6, 0.5), (0.7, 0.5), (0.8, 0.5)]):
+        rows += [
+            {
+                "model": "prefix",
+                "mask": "prefix",
+                "data": "trec",
+                "k": 4,
+                "seed": seed,
+                "accuracy": p,
+            },
+            {
+                "model": "causal",
+                "mask": "causal",
+                "data": "trec",
+                "k": 4,
+                "seed": seed,
+                "accuracy": c,
+            },
+        ]
+    paired = paired_differences(pd.DataFrame(rows))
+    row = paired[paired["data"] == "trec"].iloc[0]
+    assert row["diff_mean"] == pytest.approx(0.2)
+    se = 0.1 / 3**0.5
+    assert row["diff_se"] == pytest.approx(se)
+    assert row["ci95_high"] - row["diff_mean"] == pytest.approx(4.303 * se)
+    assert t_quantile_975(2) == 4.303 and t_quantile_975(100) == 1.96
+
+
+# --------------------------------------------------------------------------- end to end
+
+
+@needs_data
+def test_adapt_table_tiny_end_to_end(tmp_path):
+    config = TableConfig(**{**PRESETS["tiny"], "ks": (2,), "data_dir": str(SHARED_DATA)})
+    result = run_table(config, tmp_path / "table")
+    assert result["finished"]
+    out = tmp_path / "table"
+    for name in (
+        "config.json",
+        "accuracy.csv",
+        "table2.md",
+        "paired.csv",
+        "layers.csv",
+        "report.md",
+    ):
+        assert (out / name).exists(), name
+    assert (out / "figures" / "table2.png").exists() and (out / "figures" / "layers.png").exists()
+    table = pd.read_csv(out / "table2.csv")
+    assert set(table["data"]) == {"sst5", "trec", "mean"}
+    assert json.loads((out / "config.json").read_text())["config"]["heldout"] == ["sst5", "trec"]
+    again = run_table(config, out)  # resumes: everything on disk
+    pd.testing.assert_frame_equal(
+        again["table"].reset_index(drop=True), result["table"].reset_index(drop=True)
+    )
+    with pytest.raises(UserError, match="other settings"):
+        run_table(dataclasses.replace(config, n_test=5), out)
