@@ -214,6 +214,7 @@ def test_max_minutes_stops_and_the_same_call_finishes(tmp_path):
 def test_adapted_folder_loads_and_runs_through_capture_and_compare(tmp_path):
     from icl_interp.lm.capture import capture_condition
     from icl_interp.lm.compare import CompareConfig, run_compare
+    from icl_interp.lm.conditions import icl
     from icl_interp.lm.data import (
         build_prompts,
         get_dataset,
@@ -238,7 +239,7 @@ def test_adapted_folder_loads_and_runs_through_capture_and_compare(tmp_path):
     demos = sample_demonstrations(load_examples("sst2", "train", SHARED_DATA), 2, seed=0)
     queries = select_eval(load_examples("sst2", "test", SHARED_DATA), 3, seed=0, exclude=demos)
     prompts = build_prompts(loaded.tokenizer, spec, demos, queries, max_len=256)
-    result = capture_condition(loaded, prompts, "icl_prefix")
+    result = capture_condition(loaded, prompts, icl("prefix"))
     assert result.layer_label_logits.shape == (3, loaded.cfg.n_layers, 2)
     table = run_compare(
         CompareConfig(
