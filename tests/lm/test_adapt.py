@@ -306,19 +306,21 @@ def test_label_words_that_are_not_single_tokens_are_refused(tmp_path):
     from icl_interp.lm.data import get_dataset, register_dataset
     from icl_interp.lm.data.specs import DATASETS
 
-    if "sst2oddwords" not in DATASETS:
-        register_dataset(
-            dataclasses.replace(
-                get_dataset("sst2"),
-                name="sst2oddwords",
-                label_words=(" Nega-tive", " Posi-tive"),
-            )
+    register_dataset(
+        dataclasses.replace(
+            get_dataset("sst2"),
+            name="sst2oddwords",
+            label_words=(" Nega-tive", " Posi-tive"),
         )
-    config = TableConfig(
-        **{**PRESETS["tiny"], "mixture": ("sst2oddwords",), "data_dir": str(SHARED_DATA)}
     )
-    with pytest.raises(UserError, match="sst2oddwords.*one token"):
-        run_table(config, tmp_path / "table")
+    try:
+        config = TableConfig(
+            **{**PRESETS["tiny"], "mixture": ("sst2oddwords",), "data_dir": str(SHARED_DATA)}
+        )
+        with pytest.raises(UserError, match="sst2oddwords.*one token"):
+            run_table(config, tmp_path / "table")
+    finally:
+        DATASETS.remove("sst2oddwords")  # the registry is global: leave it as it was
     assert not (tmp_path / "table").exists(), "nothing written before validation"
 
 
