@@ -41,6 +41,7 @@ from icl_interp.errors import UserError
 from icl_interp.lm.compare_config import CompareConfig, config_from_args
 from icl_interp.lm.conditions import METHODS, ZERO_SHOT, conditions, icl
 from icl_interp.lm.metrics import METRICS, Conditions, compute_metrics
+from icl_interp.lm.metrics.accuracy import correct
 from icl_interp.lm.metrics.core import NO_METHOD
 from icl_interp.lm.record import select_examples
 from icl_interp.lm.report import (
@@ -196,7 +197,7 @@ def unit_lrs(
 
     def accuracy(scoped: Any) -> float:
         result = capture_condition(scoped, validation, ZERO_SHOT, batch_size=config.batch_size)
-        return float((result.label_logits.argmax(dim=-1) == result.labels).float().mean())
+        return float(correct(result)[:, -1].float().mean())
 
     needed = {m.finetune for m in (METHODS.get(n) for n in config.methods) if not m.untrained}
     untrained = any(METHODS.get(n).untrained for n in config.methods)
