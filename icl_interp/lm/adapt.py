@@ -1,8 +1,11 @@
 """``icl-interp adapt``: continue training a copy of a causal LM on ICL episodes, under a
 prefix or a causal attention mask (the open, small analog of Ding et al.'s Table 2 finetuning).
 
-An *episode* is ``[bos] + k demonstrations + query + answer`` in a registered data set's own
-template, drawn from the *train* split of a training mixture. Episode ``i`` of seed ``s`` is a
+An *episode* is ``[bos] + k demonstrations`` followed by ``queries`` query + answer segments, in a
+registered data set's own template, drawn from the *train* split of a training mixture. Each
+query segment sees the demonstrations and itself, never another query, and its position ids
+continue from the demonstrations (as if it were the only query): one forward pass scores
+``queries`` answers on a shared prefix. Episode ``i`` of seed ``s`` is a
 pure function of ``(s, i)`` (data set, demonstrations, query), so every objective sees the same
 episodes in the same order, and a resumed run sees exactly what an uninterrupted one would.
 
@@ -13,7 +16,7 @@ episodes in the same order, and a resumed run sees exactly what an uninterrupted
   keep their windows (``capture.attention_mask_for``).
 
 The mask is the only difference between the objectives. The loss is the next-token
-cross-entropy (full vocabulary) of the query's answer token (FLAN-style input -> target);
+cross-entropy (full vocabulary) of the queries' answer tokens (FLAN-style input -> target);
 ``loss_on="labels"`` also scores every demonstration's label token, which is only valid under
 the causal mask (under the prefix mask a demonstration's label is visible to the position
 that predicts it). Logits are computed at the loss positions only.
@@ -73,6 +76,7 @@ class AdaptConfig:
     objective: str = "prefix"
     mixture: tuple[str, ...] = DEFAULT_MIXTURE
     k: int = 4
+    queries: int = 8
     max_len: int = 512
     steps: int = 80
     lr: float = 1e-3
@@ -115,6 +119,7 @@ class AdaptConfig:
             )
         positive = {
             "k": self.k,
+            "queries": self.queries,
             "steps": self.steps,
             "lora_rank": self.lora_rank,
             "eval_every": self.eval_every,
@@ -153,27 +158,36 @@ class AdaptConfig:
 
 @dataclass(frozen=True)
 class Episode:
-    """One training sequence: token ids, the length of ``[bos] + demonstrations``, and the loss
-    positions (position ``p`` predicts token ``ids[p + 1]``)."""
+    """One training sequence: token ids, their position ids, their segment (0 for ``[bos] +
+    demonstrations``, ``j`` for query ``j``), the prefix length and the loss positions (position
+    ``p`` predicts token ``ids[p + 1]``; the last ``n_queries`` are the queries' answers)."""
 
     ids: Int[Tensor, " seq"]
+    positions: Int[Tensor, " seq"]
+    segments: Int[Tensor, " seq"]
     n_prefix: int
     loss_positions: Int[Tensor, " n_loss"]
     dataset: str
     k_used: int
+    n_queries: int
 
     @property
     def targets(self) -> Int[Tensor, " n_loss"]:
         return self.ids[self.loss_positions + 1]
+
+    @property
+    def answer_positions(self) -> Int[Tensor, " n_queries"]:
+        return self.loss_positions[-self.n_queries :]
 
 
 @dataclass
 class EpisodeStream:
     """Episodes of a mixture, episode ``i`` a pure function of ``(seed, split, i)``.
 
-    Each episode picks a data set uniformly, draws ``k`` label-balanced demonstrations and one
-    query with a different input from that data set's ``split`` pool, and packs them into
-    ``max_len`` tokens (demonstrations dropped from the end; ``k_used`` says how many remain).
+    Each episode picks a data set uniformly, draws ``k`` label-balanced demonstrations and
+    ``queries`` queries with other inputs from that data set's ``split`` pool, and packs them so
+    that the demonstrations plus the longest query fit ``max_len`` tokens (demonstrations
+    dropped from the end; ``k_used`` says how many remain).
     """
 
     tokenizer: Any
@@ -181,6 +195,7 @@ class EpisodeStream:
     k: int
     max_len: int
     seed: int
+    queries: int = 1
     loss_on: str = "answer"
     split: str = "train"
     data_dir: str | None = None
@@ -197,10 +212,10 @@ class EpisodeStream:
                 self.pools[name] = load_examples(
                     name, self.split, self.data_dir, source=self.source
                 )
-            if len(self.pools[name]) < self.k + 1:
+            if len(self.pools[name]) < self.k + self.queries:
                 raise UserError(
                     f"{name} {self.split} split has {len(self.pools[name])} examples; an episode "
-                    f"needs k + 1 = {self.k + 1}"
+                    f"needs k + queries = {self.k + self.queries}"
                 )
 
     def __getitem__(self, index: int) -> Episode:
@@ -210,26 +225,42 @@ class EpisodeStream:
         name = self.mixture[rng.randrange(len(self.mixture))]
         spec, pool = self.specs[name], self.pools[name]
         demos = sample_demonstrations(pool, self.k, seed=rng.randrange(2**31))
-        query = select_eval(pool, 1, seed=rng.randrange(2**31), exclude=demos)
-        prompts = build_prompts(self.tokenizer, spec, demos, query, max_len=self.max_len - 1)
-        answer = prompts.label_token_ids[prompts.labels[:1]]
-        ids = torch.cat([prompts.prefix_ids, prompts.query_ids[0], answer])
-        positions = [len(ids) - 2]
+        queries = select_eval(pool, self.queries, seed=rng.randrange(2**31), exclude=demos)
+        prompts = build_prompts(self.tokenizer, spec, demos, queries, max_len=self.max_len - 1)
+        n_prefix = len(prompts.prefix_ids)
+        pieces, positions, segments, answers = (
+            [prompts.prefix_ids],
+            [torch.arange(n_prefix)],
+            [torch.zeros(n_prefix, dtype=torch.long)],
+            [],
+        )
+        start = n_prefix
+        for j, (query, label) in enumerate(zip(prompts.query_ids, prompts.labels, strict=True)):
+            segment = torch.cat([query, prompts.label_token_ids[label : label + 1]])
+            pieces.append(segment)
+            positions.append(torch.arange(n_prefix, n_prefix + len(segment)))
+            segments.append(torch.full((len(segment),), j + 1, dtype=torch.long))
+            start += len(segment)
+            answers.append(start - 2)
+        loss_positions = answers
         if self.loss_on == "labels" and prompts.k_used:
             # prefix = [bos] + sum(input_i + [label_i] + separator); demo_ids[i] = [bos] + input_i + [label_i]
             inputs = [len(demo) - 2 for demo in prompts.demo_ids]
-            separator = (len(prompts.prefix_ids) - 1 - sum(n + 1 for n in inputs)) // prompts.k_used
-            label_positions, start = [], 1
+            separator = (n_prefix - 1 - sum(n + 1 for n in inputs)) // prompts.k_used
+            label_positions, at = [], 1
             for n in inputs:
-                label_positions.append(start + n)
-                start += n + 1 + separator
-            positions = [p - 1 for p in label_positions] + positions
+                label_positions.append(at + n)
+                at += n + 1 + separator
+            loss_positions = [p - 1 for p in label_positions] + answers
         return Episode(
-            ids=ids,
-            n_prefix=len(prompts.prefix_ids),
-            loss_positions=torch.tensor(positions, dtype=torch.long),
+            ids=torch.cat(pieces),
+            positions=torch.cat(positions),
+            segments=torch.cat(segments),
+            n_prefix=n_prefix,
+            loss_positions=torch.tensor(loss_positions, dtype=torch.long),
             dataset=name,
             k_used=prompts.k_used,
+            n_queries=len(answers),
         )
 
 
@@ -290,21 +321,40 @@ def hf_state_dict(hf_model: Any) -> dict[str, Tensor]:
     return clean
 
 
+def episode_mask(model: Any, episode: Episode, objective: str) -> Tensor | dict[str, Tensor]:
+    """``objective``'s additive mask(s) for a multi-query episode: the single-query mask (with
+    sliding windows) looked up at the position ids, and nothing across query segments."""
+    from icl_interp.lm.capture import attention_mask_for
+
+    positions, segments = episode.positions, episode.segments
+    single = attention_mask_for(
+        model, objective, int(positions.max()) + 1, n_prefix=episode.n_prefix
+    )
+    crossing = (segments[:, None] != segments[None, :]) & (segments[None, :] != 0)
+
+    def expand(mask: Tensor) -> Tensor:
+        full = mask[0, 0][positions[:, None], positions[None, :]]
+        return full.masked_fill(crossing, float("-inf"))[None, None]
+
+    if isinstance(single, dict):
+        return {layer_type: expand(mask) for layer_type, mask in single.items()}
+    return expand(single)
+
+
 def episode_hidden(
     model: Any, hf_model: Any, episode: Episode, objective: str
 ) -> Float[Tensor, "seq d_model"]:
     """The last block's (normed) hidden states of one episode under ``objective``'s mask."""
-    from icl_interp.lm.capture import attention_mask_for
-
     device = next(hf_model.parameters()).device
-    ids = episode.ids.to(device)
-    seq_len = ids.shape[0]
+    mask = episode_mask(model, episode, objective)
+    if isinstance(mask, dict):
+        mask = {layer_type: m.to(device) for layer_type, m in mask.items()}
+    else:
+        mask = mask.to(device)
     return hf_model.base_model(
-        input_ids=ids[None],
-        attention_mask=attention_mask_for(
-            model, objective, seq_len, n_prefix=episode.n_prefix, device=device
-        ),
-        position_ids=torch.arange(seq_len, device=device)[None],
+        input_ids=episode.ids.to(device)[None],
+        attention_mask=mask,
+        position_ids=episode.positions.to(device)[None],
         use_cache=False,
     ).last_hidden_state[0]
 
@@ -336,8 +386,8 @@ def _causal_lm(hf_model: Any) -> Any:
 def validation_metrics(
     model: Any, hf_model: Any, episodes: Sequence[Episode], objective: str
 ) -> dict[str, float]:
-    """Mean answer loss and label-word accuracy (argmax over the data set's label tokens) of
-    validation episodes (answer position only)."""
+    """Mean answer loss and label-word accuracy (argmax over the data set's label tokens) over
+    every query of the validation episodes (answer positions only)."""
     if not episodes:
         return {}
     from icl_interp.lm.data import get_dataset, label_token_ids
@@ -345,13 +395,14 @@ def validation_metrics(
     losses, correct = [], []
     with torch.no_grad():
         for episode in episodes:
-            hidden = episode_hidden(model, hf_model, episode, objective)[-2]
-            logits = _logits_at(hf_model, hidden[None])[0]
-            answer = episode.ids[-1].to(logits.device)
-            losses.append(float(F.cross_entropy(logits[None], answer[None])))
+            hidden = episode_hidden(model, hf_model, episode, objective)
+            positions = episode.answer_positions.to(hidden.device)
+            logits = _logits_at(hf_model, hidden[positions])
+            answers = episode.ids.to(hidden.device)[positions + 1]
+            losses += F.cross_entropy(logits, answers, reduction="none").tolist()
             labels = label_token_ids(model.tokenizer, get_dataset(episode.dataset).label_words)
             labels = labels.to(logits.device)
-            correct.append(float(labels[int(logits[labels].argmax())] == answer))
+            correct += (labels[logits[:, labels].argmax(-1)] == answers).float().tolist()
     return {"val_loss": sum(losses) / len(losses), "val_acc": sum(correct) / len(correct)}
 
 
@@ -418,6 +469,7 @@ def _adapt(config: AdaptConfig) -> Path:
         config.k,
         min(config.max_len, int(model.cfg.n_ctx)),
         config.seed,
+        queries=config.queries,
         loss_on=config.loss_on,
         data_dir=config.data_dir,
         source=config.source,
@@ -428,6 +480,7 @@ def _adapt(config: AdaptConfig) -> Path:
         config.k,
         train.max_len,
         config.seed,
+        queries=config.queries,
         split="test",
         data_dir=config.data_dir,
         source=config.source,
@@ -596,6 +649,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--objective", default=d.objective, help="prefix or causal")
     parser.add_argument("--mixture", nargs="+", default=list(d.mixture), help="training data sets")
     parser.add_argument("--k", type=int, default=d.k, help="demonstrations per episode")
+    parser.add_argument(
+        "--queries", type=int, default=d.queries, help="queries per episode (shared prefix)"
+    )
     parser.add_argument("--max-len", type=int, default=d.max_len, help="episode token budget")
     parser.add_argument("--steps", type=int, default=d.steps)
     parser.add_argument("--lr", type=float, default=d.lr)
@@ -625,6 +681,7 @@ def config_from_args(args: argparse.Namespace) -> AdaptConfig:
         objective=args.objective,
         mixture=tuple(get_dataset(name).name for name in args.mixture),
         k=args.k,
+        queries=args.queries,
         max_len=args.max_len,
         steps=args.steps,
         lr=args.lr,

@@ -93,6 +93,7 @@ class TableConfig:
     batch_size: int = 8
     # adaptation (icl_interp.lm.adapt.AdaptConfig)
     train_k: int = 4
+    train_queries: int = 8
     train_max_len: int = 512
     steps: int = 80
     lr: float = 1e-3
@@ -165,6 +166,7 @@ class TableConfig:
             objective=objective,
             mixture=self.mixture,
             k=self.train_k,
+            queries=self.train_queries,
             max_len=self.train_max_len,
             steps=self.steps,
             lr=self.lr,
@@ -812,7 +814,8 @@ def write_report(config: TableConfig, out: Path, **timing: float) -> dict[str, A
         "",
         f"Base {config.base}; mixture {', '.join(config.mixture)}; held out "
         f"{', '.join(config.heldout)}; {config.steps} steps, lr {config.lr:g}, params "
-        f"{config.params}, train k {config.train_k}; seeds {list(config.seeds)}; "
+        f"{config.params}, train k {config.train_k} with {config.train_queries} queries per "
+        f"episode; seeds {list(config.seeds)}; "
         f"{config.n_test} test queries per data set and seed"
         + (" (CB: at most its 56)" if "cb" in config.heldout else "")
         + "; final-layer "
@@ -866,6 +869,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lr", type=float, default=None)
     parser.add_argument("--params", default=None, help="blocks, attn or lora")
     parser.add_argument("--train-k", type=int, default=None)
+    parser.add_argument("--train-queries", type=int, default=None, help="queries per episode")
     parser.add_argument("--loss-on", default=None, help="answer, or labels (causal only)")
     parser.add_argument("--layer-dataset", default=None)
     parser.add_argument("--layer-seeds", nargs="*", type=int, default=None)
@@ -898,6 +902,7 @@ def config_from_args(args: argparse.Namespace) -> TableConfig:
         "lr",
         "params",
         "train_k",
+        "train_queries",
         "loss_on",
         "layer_dataset",
         "layer_seeds",

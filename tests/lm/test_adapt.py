@@ -100,6 +100,38 @@ def test_early_demonstration_sees_later_one_only_under_prefix(model, stream, obj
 
 
 @needs_data
+@pytest.mark.parametrize("objective", ["prefix", "causal"])
+def test_each_query_of_an_episode_sees_only_the_demonstrations_and_itself(model, objective):
+    """A 3-query episode gives every query segment the hidden states it has as the only query
+    after the same demonstrations (the tiny Gemma's sliding window of 4 included)."""
+    stream = EpisodeStream(
+        model.tokenizer, ("sst2",), 3, 160, seed=0, queries=3, data_dir=str(SHARED_DATA)
+    )
+    episode = stream[0]
+    assert episode.n_queries == 3 and len(episode.answer_positions) == 3
+    hf_model = model.original_model
+    with torch.no_grad():
+        together = episode_hidden(model, hf_model, episode, objective)
+        for j in (1, 2, 3):
+            segment = episode.segments == j
+            ids = torch.cat([episode.ids[: episode.n_prefix], episode.ids[segment]])
+            alone = Episode(
+                ids=ids,
+                positions=torch.arange(len(ids)),
+                segments=(torch.arange(len(ids)) >= episode.n_prefix).long(),
+                n_prefix=episode.n_prefix,
+                loss_positions=torch.tensor([len(ids) - 2]),
+                dataset=episode.dataset,
+                k_used=episode.k_used,
+                n_queries=1,
+            )
+            single = episode_hidden(model, hf_model, alone, objective)
+            torch.testing.assert_close(together[segment], single[episode.n_prefix :])
+            torch.testing.assert_close(together[: episode.n_prefix], single[: episode.n_prefix])
+    assert (episode.targets == episode.ids[episode.answer_positions + 1]).all()
+
+
+@needs_data
 def test_training_uses_the_objective_mask(tmp_path, monkeypatch):
     import icl_interp.lm.capture as capture_module
 
