@@ -536,7 +536,7 @@ def layer_section(config: TableConfig, out: Path, deadline: float | None) -> boo
             methods=config.layer_methods,
             n_test=config.layer_n_test,
             k=config.layer_k,
-            lr=config.layer_lr,
+            lr="reference" if config.layer_lr is None else config.layer_lr,
             params="kv",
             finetune_dtype="float32",
             max_len=config.eval_max_len,

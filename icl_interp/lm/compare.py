@@ -171,14 +171,26 @@ def _captures(
 
 
 def unit_lrs(
-    model: Any, data: str, seed: int, spec: Any, config: CompareConfig
-) -> tuple[dict[str, float], pd.DataFrame | None]:
-    """Each finetuning's lr ("gd", "lcgd", "untrained gd"): ``--lr``, the data set's
-    reference lr, or chosen from ``--lr-grid`` by ``icl_interp.lm.lr_rule`` (the sweep table
-    is returned too)."""
+    model: Any, model_name: str, data: str, seed: int, spec: Any, config: CompareConfig
+) -> tuple[dict[str, float], str, pd.DataFrame | None]:
+    """Each finetuning's lr ("gd", "lcgd", "untrained gd"), where it came from, and the sweep
+    table (``--lr-grid`` only): a fixed ``--lr``, the data set's reference lr, the packaged
+    chosen table, or chosen now from ``--lr-grid`` by ``icl_interp.lm.lr_rule``."""
     names = ["gd", "lcgd", "untrained gd"]
     if not config.lr_grid:
-        return dict.fromkeys(names, config.lr or spec.gd_lr), None
+        if not isinstance(config.lr, str):
+            return dict.fromkeys(names, config.lr), "fixed (--lr)", None
+        if config.lr == "chosen":
+            from icl_interp.lm.lr_rule import CHOSEN_LRS, chosen_lrs
+
+            table = chosen_lrs(model_name, spec.name)
+            if set(names) <= set(table):
+                return {name: table[name] for name in names}, f"chosen ({CHOSEN_LRS.name})", None
+            print(
+                f"no chosen lr for {model_name} on {spec.name} in {CHOSEN_LRS.name}; using the "
+                f"reference paper's lr {spec.gd_lr:g} (--lr-grid chooses one by the rule)"
+            )
+        return dict.fromkeys(names, spec.gd_lr), "reference (the paper's, per data set)", None
     from icl_interp.lm.capture import capture_condition
     from icl_interp.lm.finetune import finetune_with_losses, untrained_baseline
     from icl_interp.lm.lr_rule import sweep, trials_table, validation_prompts
@@ -228,7 +240,7 @@ def unit_lrs(
         )
     for name in names:
         lrs.setdefault(name, lrs.get("gd", spec.gd_lr))
-    return lrs, pd.concat(tables, ignore_index=True) if tables else None
+    return lrs, "swept (--lr-grid)", pd.concat(tables, ignore_index=True) if tables else None
 
 
 def unit_metrics(
@@ -360,7 +372,7 @@ def run_unit(
     started = time.perf_counter()
     seed_everything(seed)
     spec, prompts, other, provenance = _unit_prompts(model, data, seed, config)
-    lrs, lr_sweep = unit_lrs(model, data, seed, spec, config)
+    lrs, lr_source, lr_sweep = unit_lrs(model, model_name, data, seed, spec, config)
     prompt_attention = PromptAttentionCollector(prompts, config.heatmap_examples)
     captures, info, seconds = _captures(
         model, prompts, other, lrs, seed, config, on_model=prompt_attention.add
@@ -373,6 +385,7 @@ def run_unit(
         "settings": unit_settings(config),
         "model_identity": model_identity(model_name),
         "lr": lrs,
+        "lr_source": lr_source,
         **info,
         "prompts": provenance.to_dict(),
         "k_used": prompts.k_used,

@@ -13,14 +13,17 @@ from icl_interp.errors import UserError
 from icl_interp.options import Distinct, seed
 
 DEFAULT_OUT = Path("runs/compare")
+LR_POLICIES = ("chosen", "reference")
 
 
 @dataclass(frozen=True)
 class CompareConfig:
-    """What to compare. ``k``/``lr`` of None use each data set's defaults (DESIGN.md section 5);
-    empty ``masks``/``methods``/``metrics`` mean every registered one. A non-empty ``lr_grid``
-    chooses each finetuning's lr by the rule of ``icl_interp.lm.lr_rule`` (``n_val``
-    validation examples from the train split) instead.
+    """What to compare. ``k`` of None uses each data set's default (DESIGN.md section 5);
+    ``lr`` is a number, ``"reference"`` (the data set's value from the reference paper) or
+    ``"chosen"`` (the packaged table ``icl_interp/lm/chosen_lrs.csv`` of lrs chosen by the rule,
+    the reference value where it has no row); empty ``masks``/``methods``/``metrics`` mean
+    every registered one. A non-empty ``lr_grid`` chooses each finetuning's lr by the rule of
+    ``icl_interp.lm.lr_rule`` (``n_val`` validation examples from the train split) instead.
 
     ``seeds`` drive everything random in a unit: the demonstrations, the test examples, the
     untrained baseline's weights and the random SimAOU baseline.
@@ -33,7 +36,7 @@ class CompareConfig:
     methods: tuple[str, ...] = ()
     n_test: int = 24
     k: int | None = None
-    lr: float | None = None
+    lr: float | str = "chosen"
     lr_grid: tuple[float, ...] = ()
     n_val: int = 32
     params: str = "kv"
@@ -79,9 +82,13 @@ class CompareConfig:
             raise UserError(f"--n-test must be >= 1, got {self.n_test}")
         if self.k is not None and self.k < 1:
             raise UserError(f"--k must be >= 1, got {self.k}")
-        if self.lr is not None and not (math.isfinite(self.lr) and self.lr > 0):
+        if isinstance(self.lr, str) and self.lr not in LR_POLICIES:
+            raise UserError(
+                f"--lr must be a number, {' or '.join(LR_POLICIES)}; got {self.lr!r}"
+            )
+        if not isinstance(self.lr, str) and not (math.isfinite(self.lr) and self.lr > 0):
             raise UserError(f"--lr must be a finite number > 0, got {self.lr}")
-        if self.lr is not None and self.lr_grid:
+        if self.lr != "chosen" and self.lr_grid:
             raise UserError(
                 "give --lr (one fixed lr) or --lr-grid (an lr chosen per method), not both"
             )
@@ -164,7 +171,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--k", type=int, default=None, help="demonstrations (default: per data set)"
     )
     parser.add_argument(
-        "--lr", type=float, default=None, help="GD/LCGD learning rate (default: per data set)"
+        "--lr",
+        type=lr_value,
+        default=None,
+        help="GD/LCGD learning rate: a number, 'reference' (the paper's per data set) or "
+        "'chosen' (default: the packaged table of lrs chosen by the --lr-grid rule, else "
+        "the reference value)",
     )
     parser.add_argument(
         "--lr-grid",
@@ -208,6 +220,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-figures", action="store_true")
 
 
+def lr_value(text: str) -> float | str:
+    """``--lr``'s value: a policy name kept as text, anything else a float (checked later)."""
+    if text in LR_POLICIES:
+        return text
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"must be a number, {' or '.join(LR_POLICIES)}; got {text!r}"
+        ) from None
+
+
 def check_arguments(args: argparse.Namespace) -> None:
     """Validate the options before the model code is imported (one line, exit 2)."""
     config_from_args(args)
@@ -231,7 +255,7 @@ def config_from_args(args: argparse.Namespace) -> CompareConfig:
         metrics=tuple(args.metrics),
         n_test=args.n_test,
         k=args.k,
-        lr=args.lr,
+        lr="chosen" if args.lr is None else args.lr,
         lr_grid=tuple(args.lr_grid),
         n_val=args.n_val,
         params=args.params,

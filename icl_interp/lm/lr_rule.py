@@ -8,6 +8,10 @@ validation accuracy; ties go to the smaller lr (the smaller update); a run that 
 scores nothing. The test split is never read, so the test examples cannot influence the
 choice. The zero-shot accuracy of the unchanged model on the same validation examples is
 recorded beside the grid, so a reader sees whether any lr helps.
+
+The packaged table ``chosen_lrs.csv`` (``compare --lr chosen``, the default) holds one lr per
+model x data set x finetuning, chosen by the same rule from sweeps over several seeds: the lr
+with the highest validation accuracy averaged over the seeds (``chosen_table``).
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -22,6 +27,8 @@ import pandas as pd
 from icl_interp.errors import UserError
 
 VALIDATION_SEED_OFFSET = 1_000_003  # the validation draw's seed: the run's seed plus this
+CHOSEN_LRS = Path(__file__).with_name("chosen_lrs.csv")
+CHOSEN_COLUMNS = ["model", "data", "finetuning", "lr", "val_accuracy", "seeds", "grid"]
 
 
 @dataclass(frozen=True)
@@ -107,3 +114,35 @@ def trials_table(trials: Sequence[LrTrial], chosen: float, **keys: Any) -> pd.Da
             for t in trials
         ]
     )
+
+
+def chosen_table(lr_sweep: pd.DataFrame) -> pd.DataFrame:
+    """One row per model x data x finetuning of a ``compare --lr-grid`` sweep (``lr_sweep.csv``):
+    the rule applied to the validation accuracy averaged over the seeds."""
+    rows = []
+    for (model, data, finetuning), group in lr_sweep.groupby(
+        ["model", "data", "finetuning"], sort=True
+    ):
+        mean = group.groupby("lr")["val_accuracy"].mean()
+        lr = choose([LrTrial(float(lr), float(acc), float("nan")) for lr, acc in mean.items()])
+        rows.append(
+            {
+                "model": model,
+                "data": data,
+                "finetuning": finetuning,
+                "lr": lr,
+                "val_accuracy": round(float(mean[lr]), 6),
+                "seeds": " ".join(str(s) for s in sorted(group["seed"].unique())),
+                "grid": " ".join(f"{v:g}" for v in sorted(group["lr"].unique())),
+            }
+        )
+    return pd.DataFrame(rows, columns=CHOSEN_COLUMNS)
+
+
+def chosen_lrs(model: str, data: str, table: Path = CHOSEN_LRS) -> dict[str, float]:
+    """``{finetuning: lr}`` for ``model`` on ``data`` from the packaged table ({} if absent)."""
+    if not table.exists():
+        return {}
+    rows = pd.read_csv(table)
+    rows = rows[(rows["model"] == model) & (rows["data"] == data)]
+    return {str(r.finetuning): float(r.lr) for r in rows.itertuples()}

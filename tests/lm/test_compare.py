@@ -208,6 +208,8 @@ def test_summary_reduces_layers_then_seeds() -> None:
         (["--params", "qk"], "valid groups: v, kv, attn, all"),
         (["--datasets", "nope"], "valid data sets"),
         (["--metrics", "simaoo"], "valid metrics"),
+        (["--lr", "best"], "must be a number, chosen or reference; got 'best'"),
+        (["--lr", "reference", "--lr-grid", "1e-3"], "give --lr (one fixed lr) or --lr-grid"),
     ],
 )
 def test_bad_options_are_one_line_errors(

@@ -14,7 +14,7 @@ from icl_interp.errors import UserError
 from icl_interp.lm.compare import run_compare, unit_stem
 from icl_interp.lm.compare_config import CompareConfig
 from icl_interp.lm.data import make_prompts, tiny_tokenizer
-from icl_interp.lm.lr_rule import LrTrial, choose, sweep
+from icl_interp.lm.lr_rule import LrTrial, choose, chosen_lrs, chosen_table, sweep
 
 
 def test_highest_accuracy_wins_and_ties_go_to_the_smaller_lr() -> None:
@@ -69,3 +69,53 @@ def test_compare_with_an_lr_grid_records_the_sweep_and_the_chosen_lrs(tmp_path: 
     assert (tmp_path / "figures" / "lr_sweep__tiny-gemma3.png").exists()
     with pytest.raises(UserError, match="not both"):
         CompareConfig(lr=0.1, lr_grid=(1e-3,))
+
+
+def test_the_packaged_table_applies_the_rule_to_the_mean_over_seeds(tmp_path: Path) -> None:
+    """Seed 0 prefers 1e-3, seed 1 prefers 1e-2; the mean over seeds ties them (0.7 each), so
+    the smaller lr wins. The lookup returns every finetuning of one model x data set."""
+    rows = [
+        ("m", "mr", 0, "gd", 1e-3, 0.8),
+        ("m", "mr", 0, "gd", 1e-2, 0.6),
+        ("m", "mr", 1, "gd", 1e-3, 0.6),
+        ("m", "mr", 1, "gd", 1e-2, 0.8),
+        ("m", "mr", 0, "lcgd", 1e-3, 0.5),
+        ("m", "mr", 0, "lcgd", 1e-2, 0.9),
+        ("m", "sst2", 0, "gd", 1e-3, 0.9),
+        ("m", "sst2", 0, "gd", 1e-2, float("nan")),
+    ]
+    sweep_table = pd.DataFrame(
+        rows, columns=["model", "data", "seed", "finetuning", "lr", "val_accuracy"]
+    )
+    table = chosen_table(sweep_table).set_index(["data", "finetuning"])
+    assert table.loc[("mr", "gd"), "lr"] == 1e-3
+    assert table.loc[("mr", "gd"), "val_accuracy"] == pytest.approx(0.7)
+    assert table.loc[("mr", "gd"), "seeds"] == "0 1"
+    assert table.loc[("mr", "lcgd"), "lr"] == 1e-2
+    assert table.loc[("sst2", "gd"), "lr"] == 1e-3, "a diverged lr is never chosen"
+    path = tmp_path / "chosen.csv"
+    chosen_table(sweep_table).to_csv(path, index=False)
+    assert chosen_lrs("m", "mr", path) == {"gd": 1e-3, "lcgd": 1e-2}
+    assert chosen_lrs("m", "cb", path) == {}
+    assert chosen_lrs("m", "mr", tmp_path / "absent.csv") == {}
+
+
+def test_compare_lr_policies(monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    """``chosen`` reads the packaged table, falling back (with a note) to the reference lr;
+    ``reference`` and a number ignore the table."""
+    import icl_interp.lm.lr_rule as lr_rule
+    from icl_interp.lm.compare import unit_lrs
+    from icl_interp.lm.data import get_dataset
+
+    spec = get_dataset("mr")
+    table = {"gd": 1e-4, "lcgd": 2e-4, "untrained gd": 3e-4}
+    monkeypatch.setattr(lr_rule, "chosen_lrs", lambda model, data: table if model == "m" else {})
+    lrs, source, sweep_table = unit_lrs(None, "m", "mr", 0, spec, CompareConfig(lr="chosen"))
+    assert lrs == table and source.startswith("chosen") and sweep_table is None
+    lrs, source, _ = unit_lrs(None, "other", "mr", 0, spec, CompareConfig(lr="chosen"))
+    assert set(lrs.values()) == {spec.gd_lr} and source.startswith("reference")
+    assert "no chosen lr for other on mr" in capsys.readouterr().out
+    lrs, source, _ = unit_lrs(None, "m", "mr", 0, spec, CompareConfig(lr="reference"))
+    assert set(lrs.values()) == {spec.gd_lr}
+    lrs, source, _ = unit_lrs(None, "m", "mr", 0, spec, CompareConfig(lr=0.5))
+    assert set(lrs.values()) == {0.5} and source == "fixed (--lr)"
