@@ -57,3 +57,22 @@ def test_prompt_attention_figures_driver(tmp_path: Path) -> None:
     assert prompt_attention_figures._main([str(tmp_path), "--layer", "1"]) == 0
     assert (tmp_path / "figures" / "prompt_attention_heads_layer1__tiny__mr__seed0.png").exists()
     assert prompt_attention_figures._main([str(tmp_path), "--layer", "7"]) == 2
+
+
+def test_icl_gd_report_driver(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from analyses import icl_gd_report
+    from icl_interp.lm import lr_rule
+
+    monkeypatch.setattr(lr_rule, "CHOSEN_LRS", tmp_path / "chosen_lrs.csv")
+    doc = tmp_path / "docs" / "icl_vs_gd.md"
+    argv = ["--model", "tiny-gemma3", "--datasets", "mr", "--seeds", "0", "1", "--n-test", "3",
+            "--lr-grid", "1e-3", "1e-2", "--out", str(tmp_path / "runs"), "--doc", str(doc),
+            "--update-chosen-lrs", "--", *TINY_DATA, "--k", "2", "--bootstrap", "20",
+            "--heatmap-examples", "0"]  # fmt: skip
+    assert icl_gd_report._main(argv) == 0
+    text = doc.read_text()
+    assert "## tiny-gemma3, ICL mask causal: SimAOU" in text and "LCGD closer" in text
+    chosen = pd.read_csv(tmp_path / "chosen_lrs.csv")
+    assert set(chosen["finetuning"]) == {"gd", "lcgd", "untrained gd"}
+    assert set(chosen["lr"]) <= {1e-3, 1e-2}
+    assert (doc.parent / "figures" / "icl_vs_gd" / "layer_curves__tiny-gemma3.png").exists()

@@ -1,0 +1,290 @@
+"""ICL vs GD with learning rates chosen by the rule, over models x data sets x seeds: the report.
+
+Each call runs (or resumes) ``icl-interp compare --lr-grid ...`` for one model into
+``<out>/<model>/``, then rebuilds the report from every model folder under ``<out>``: a Markdown
+page (default ``docs/icl_vs_gd.md``) with, per model, data set and ICL mask, SimAOU and SimAM∆
+of GD, LCGD and the controls (untrained, mismatched floor, ICL-vs-ICL ceiling) with 95%
+intervals, LCGD - GD with its interval, the chosen lrs, the accuracies, how many data sets
+have LCGD closer to ICL than GD with an interval excluding 0, and measured wall times.
+``--update-chosen-lrs`` writes the lrs chosen over the seeds into the packaged table that
+``compare --lr chosen`` (the default) reads. Different models may cover different data sets:
+
+    .venv/bin/python analyses/icl_gd_report.py --model gemma-3-270m --datasets sst2 sst5 mr subj agnews cb --data-dir ../shared/data
+    .venv/bin/python analyses/icl_gd_report.py --model smollm2-135m --datasets sst2 mr subj --data-dir ../shared/data
+    .venv/bin/python analyses/icl_gd_report.py --report-only --update-chosen-lrs
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
+
+import pandas as pd
+
+from icl_interp.cli import OneLineParser, main, script_exit_code
+from icl_interp.errors import UserError
+from icl_interp.results import write_csv, write_text
+
+METHODS = {
+    "gd": "GD",
+    "lcgd": "LCGD",
+    "untrained": "untrained",
+    "mismatched": "floor",
+    "icl_vs_icl": "ceiling",
+}
+METRICS = {"simaou": "SimAOU", "simam_delta": "SimAM∆"}
+LR_GRID = ["1e-4", "1e-3", "1e-2", "1e-1"]
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = OneLineParser(prog="icl_gd_report.py", description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="gemma-3-270m")
+    parser.add_argument("--datasets", nargs="+", default=["sst2", "sst5", "mr", "subj", "agnews", "cb"])
+    parser.add_argument("--seeds", nargs="+", default=["0", "1", "2"])
+    parser.add_argument("--n-test", default="32")
+    parser.add_argument("--lr-grid", nargs="+", default=LR_GRID)
+    parser.add_argument("--data-dir", default=None)
+    parser.add_argument("--out", type=Path, default=Path("runs/icl_gd_report"))
+    parser.add_argument("--doc", type=Path, default=Path("docs/icl_vs_gd.md"))
+    parser.add_argument("--report-only", action="store_true", help="rebuild the report only")
+    parser.add_argument("--update-chosen-lrs", action="store_true")
+    parser.add_argument("extra", nargs="*", help="further compare options (after --)")
+    return parser.parse_args(argv)
+
+
+def run_model(args: argparse.Namespace) -> None:
+    argv = ["compare", "--models", args.model, "--datasets", *args.datasets, "--seeds", *args.seeds,
+            "--n-test", args.n_test, "--lr-grid", *args.lr_grid,
+            "--out", str(args.out / args.model.replace("/", "_")), *args.extra]  # fmt: skip
+    if args.data_dir:
+        argv += ["--data-dir", args.data_dir]
+    code = main(argv)
+    if code != 0:
+        raise SystemExit(code)
+
+
+def model_folders(out: Path) -> list[Path]:
+    folders = sorted(p.parent for p in out.glob("*/metrics.csv"))
+    if not folders:
+        raise UserError(f"no finished compare run under {out}; run a model first")
+    return folders
+
+
+def _cell(value: float, low: float, high: float) -> str:
+    return f"{value:.3f} [{low:.2f}, {high:.2f}]"
+
+
+def similarity_table(folder: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Wide table (rows model x mask x data, columns metric x method with intervals, then
+    LCGD - GD) and the tidy paired differences."""
+    from icl_interp.lm.report import intervals, layer_reduced, paired_difference
+
+    table = pd.read_csv(folder / "metrics.csv")
+    resampled = pd.read_csv(folder / "bootstrap.csv")
+    point = layer_reduced(table).groupby(["model", "mask", "data", "method", "metric"])["value"]
+    point = point.mean()
+    bounds = intervals(resampled).set_index(["model", "mask", "data", "method", "metric"])
+    diffs = pd.concat(
+        [
+            paired_difference(table, resampled, metric, "lcgd", "gd").assign(metric=metric)
+            for metric in METRICS
+        ],
+        ignore_index=True,
+    )
+    diff_index = diffs.set_index(["model", "mask", "data", "metric"])
+    rows = []
+    for model, mask, data in bounds.index.droplevel(["method", "metric"]).unique():
+        if data == "mean":
+            continue
+        row = {"model": model, "mask": mask, "data": data}
+        for metric, metric_label in METRICS.items():
+            for method, method_label in METHODS.items():
+                key = (model, mask, data, method, metric)
+                if key in point.index and key in bounds.index:
+                    low, high = bounds.loc[key, ["low", "high"]]
+                    row[f"{metric_label} {method_label}"] = _cell(point[key], low, high)
+            d = diff_index.loc[(model, mask, data, metric)]
+            mark = " *" if d["excludes_0"] else ""
+            row[f"{metric_label} LCGD-GD"] = (
+                f"{d['difference']:+.3f} [{d['low']:+.2f}, {d['high']:+.2f}]{mark}"
+            )
+        rows.append(row)
+    return pd.DataFrame(rows), diffs
+
+
+def accuracy_table(folder: Path) -> pd.DataFrame:
+    """Final-layer accuracy per model x data: zero-shot, ICL under each mask, GD and LCGD
+    finetuned (mean over seeds)."""
+    from icl_interp.lm.report import layer_reduced
+
+    table = pd.read_csv(folder / "metrics.csv")
+    reduced = layer_reduced(table[table["metric"].str.startswith("accuracy")])
+    reduced = reduced.groupby(["model", "data", "mask", "method", "metric"])["value"].mean()
+    rows = []
+    for (model, data), block in reduced.groupby(level=["model", "data"]):
+        block = block.droplevel(["model", "data"])
+        row = {"model": model, "data": data}
+        row["ZSL"] = block.xs("accuracy_zsl", level="metric").mean()
+        for mask, value in block.xs(("none", "accuracy_icl"), level=["method", "metric"]).items():
+            row[f"ICL {mask}"] = value
+        finetuned = block.xs("accuracy_ft", level="metric").groupby(level="method").mean()
+        for method in ("gd", "lcgd"):
+            if method in finetuned:
+                row[METHODS[method]] = finetuned[method]
+        rows.append(row)
+    return pd.DataFrame(rows).round(3)
+
+
+def lr_table(folder: Path) -> pd.DataFrame:
+    """The lr chosen over the seeds per model x data x finetuning, with validation accuracy at
+    it, the best and worst grid point, and the unchanged model's zero-shot validation accuracy."""
+    from icl_interp.lm.lr_rule import chosen_table
+
+    sweep = pd.read_csv(folder / "lr_sweep.csv")
+    chosen = chosen_table(sweep)
+    zero_shot = sweep.groupby(["model", "data", "finetuning"])["zero_shot_accuracy"].mean()
+    by_lr = sweep.groupby(["model", "data", "finetuning", "lr"])["val_accuracy"].mean()
+    keys = ["model", "data", "finetuning"]
+    chosen["zero-shot val acc"] = [round(zero_shot[tuple(r)], 3) for r in chosen[keys].values]
+    chosen["worst lr's val acc"] = [round(by_lr[tuple(r)].min(), 3) for r in chosen[keys].values]
+    chosen["below zero-shot at every lr"] = [
+        bool((by_lr[tuple(r)] < zero_shot[tuple(r)]).all()) for r in chosen[keys].values
+    ]
+    return chosen
+
+
+def wall_times(folder: Path) -> pd.DataFrame:
+    rows = []
+    for file in sorted((folder / "units").glob("*.timings.json")):
+        info = json.loads(file.with_name(file.name.replace(".timings", "")).read_text())
+        seconds = json.loads(file.read_text())
+        rows.append({"model": info["model"], "data": info["data"], "seed": info["seed"],
+                     "seconds": seconds["unit"]})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def _markdown(frame: pd.DataFrame) -> str:
+    head = "| " + " | ".join(map(str, frame.columns)) + " |"
+    rule = "|" + "---|" * len(frame.columns)
+    body = ["| " + " | ".join(map(str, row)) + " |" for row in frame.itertuples(index=False)]
+    return "\n".join([head, rule, *body])
+
+
+def report(args: argparse.Namespace) -> str:
+    folders = model_folders(args.out)
+    similarity, diffs, accuracy, lrs, times = [], [], [], [], []
+    for folder in folders:
+        wide, paired = similarity_table(folder)
+        similarity.append(wide)
+        diffs.append(paired)
+        accuracy.append(accuracy_table(folder))
+        lrs.append(lr_table(folder))
+        times.append(wall_times(folder))
+    diff = pd.concat(diffs, ignore_index=True)
+    diff = diff[diff["data"] != "mean"]
+    counts = (
+        diff.assign(closer=(diff["difference"] > 0) & diff["excludes_0"])
+        .groupby(["model", "mask", "metric"])
+        .agg(lcgd_closer=("closer", "sum"), gd_closer=("difference", "size"))
+    )
+    counts["gd_closer"] = (
+        diff.assign(gd=(diff["difference"] < 0) & diff["excludes_0"])
+        .groupby(["model", "mask", "metric"])["gd"]
+        .sum()
+    )
+    counts["data sets"] = diff.groupby(["model", "mask", "metric"]).size()
+    lr_all = pd.concat(lrs, ignore_index=True)
+    time_all = pd.concat(times, ignore_index=True)
+    doc = args.doc
+    figures = doc.parent / "figures" / "icl_vs_gd"
+    figures.mkdir(parents=True, exist_ok=True)
+    figure_links = []
+    for folder in folders:
+        for png in sorted((folder / "figures").glob("layer_curves__*.png")):
+            shutil.copyfile(png, figures / png.name)
+            figure_links.append(f"![{png.stem}](figures/icl_vs_gd/{png.name})")
+    parts = [
+        "# ICL vs GD with learning rates chosen by a rule",
+        "",
+        "Made by `analyses/icl_gd_report.py` (commands at the end). Per layer, at the query's "
+        "last position, ICL on demonstrations A is compared with GD and layer-causal GD (LCGD) "
+        "on A, the untrained model, GD on a disjoint draw B (the *floor*: similarity that is "
+        "not about these demonstrations) and ICL on B (the *ceiling*). Values: mean over layers "
+        "and seeds; brackets: 95% two-level bootstrap intervals (seeds, then test examples, "
+        "resampled). LCGD - GD is paired within each replicate; `*` marks intervals that "
+        "exclude 0.",
+        "",
+        "## LCGD closer to ICL than GD: data sets where LCGD - GD > 0 with its interval "
+        "excluding 0",
+        "",
+        "(The reference paper, Deutch et al. 2023, Table 1: LCGD above GD on 5 of 6 data sets "
+        "for SimAOU, no intervals.)",
+        "",
+        _markdown(counts.reset_index().rename(columns={
+            "lcgd_closer": "LCGD closer (*)", "gd_closer": "GD closer (*)"})),  # fmt: skip
+    ]
+    for (model, mask), block in pd.concat(similarity).groupby(["model", "mask"], sort=False):
+        for metric_label in METRICS.values():
+            columns = [c for c in block.columns if c.startswith(metric_label + " ")]
+            parts += ["", f"## {model}, ICL mask {mask}: {metric_label}", ""]
+            parts.append(_markdown(block[["data", *columns]]))
+    parts += ["", "## Accuracy (final layer, mean over seeds)", ""]
+    parts.append(_markdown(pd.concat(accuracy, ignore_index=True)))
+    parts += [
+        "",
+        "## Learning rates chosen by the rule",
+        "",
+        "Per model x data set x finetuning: finetune on a separate demonstration draw from the "
+        "train split at every lr of the grid, score zero-shot accuracy on validation examples "
+        "from the train split, average over seeds, take the best (ties: the smaller lr). The "
+        "test examples are never read. `below zero-shot at every lr`: no lr of the grid keeps "
+        "validation accuracy at the unchanged model's.",
+        "",
+        _markdown(lr_all),
+        "",
+        "## Wall time",
+        "",
+        f"{len(time_all)} units (model x data set x seed, lr sweep included), "
+        f"{time_all['seconds'].sum() / 60:.0f} min in all; per unit (s): "
+        + ", ".join(
+            f"{model} mean {g['seconds'].mean():.0f} (min {g['seconds'].min():.0f}, max "
+            f"{g['seconds'].max():.0f})"
+            for model, g in time_all.groupby("model")
+        )
+        + ". Measured on the machine that ran them (see the closing note for its load).",
+        "",
+        *figure_links,
+    ]
+    markdown = "\n".join(parts) + "\n"
+    write_text(doc, markdown)
+    if args.update_chosen_lrs:
+        from icl_interp.lm.lr_rule import CHOSEN_COLUMNS, CHOSEN_LRS
+
+        new = lr_all[CHOSEN_COLUMNS]
+        if CHOSEN_LRS.exists():
+            old = pd.read_csv(CHOSEN_LRS)
+            keep = ~old.set_index(["model", "data"]).index.isin(
+                new.set_index(["model", "data"]).index
+            )
+            new = pd.concat([old[keep], new], ignore_index=True)
+        write_csv(CHOSEN_LRS, new.sort_values(["model", "data", "finetuning"]))
+    return markdown
+
+
+def run(args: argparse.Namespace) -> int:
+    if not args.report_only:
+        run_model(args)
+    markdown = report(args)
+    print(f"report in {args.doc} ({len(markdown.splitlines())} lines)")
+    return 0
+
+
+def _main(argv: Sequence[str] | None = None) -> int:
+    return script_exit_code("icl_gd_report.py", parse_args, run, argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(_main())
