@@ -95,19 +95,19 @@ class TableConfig:
     train_k: int = 4
     train_queries: int = 8
     train_max_len: int = 512
-    steps: int = 80
+    steps: int = 100
     lr: float = 1e-3
-    warmup: int = 8
+    warmup: int = 10
     params: str = "lora"
     lora_rank: int = 16
     loss_on: str = "answer"
-    val_episodes: int = 24
-    eval_every: int = 40
+    val_episodes: int = 16
+    eval_every: int = 50
     # layer section (icl-interp compare on one held-out data set)
     layer_dataset: str = "sst5"
     layer_k: int = 4
     layer_n_test: int = 16
-    layer_seeds: tuple[int, ...] = (0,)
+    layer_seeds: tuple[int, ...] = (0, 1, 2)
     layer_methods: tuple[str, ...] = ("gd", "lcgd")
     layer_lr: float | None = None
     layer_base: bool = False
@@ -194,7 +194,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "train_k": 8,
         "train_max_len": 1024,
         "warmup": 100,
-        "val_episodes": 200,
+        "val_episodes": 50,
         "eval_every": 250,
         "n_test": 200,
         "eval_max_len": 2048,
@@ -603,11 +603,24 @@ def layers_markdown(layers: pd.DataFrame, config: TableConfig) -> str:
         except KeyError:
             continue
         diff = prefix - causal
+        per_seed = (
+            own[(own["method"] == method) & (own["metric"] == metric)]
+            .groupby(["model", "seed"])["value"]
+            .mean()
+            .unstack("model")
+        )
+        seed_diff = (per_seed["prefix"] - per_seed["causal"]).dropna()
+        interval = ""
+        if len(seed_diff) >= 2:
+            half = t_quantile_975(len(seed_diff) - 1) * seed_diff.std() / len(seed_diff) ** 0.5
+            low, high = seed_diff.mean() - half, seed_diff.mean() + half
+            interval = f" [95% t-interval over {len(seed_diff)} seeds {low:+.3f}, {high:+.3f}]"
         positive = diff.to_numpy() > 0
         from_layer = next((layer for layer in range(len(positive)) if positive[layer:].all()), None)
         findings.append(
             f"- {metric} vs {method.upper()}: mean over layers causal-adapted {causal.mean():.3f}, "
-            f"prefix-adapted {prefix.mean():.3f} (difference {diff.mean():+.3f}); prefix > causal "
+            f"prefix-adapted {prefix.mean():.3f} (difference {diff.mean():+.3f}{interval}); "
+            "prefix > causal "
             f"at {int(positive.sum())} of {len(positive)} layers"
             + (f", at every layer from layer {from_layer} on" if from_layer is not None else "")
             + "."
