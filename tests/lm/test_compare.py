@@ -208,6 +208,8 @@ def test_summary_reduces_layers_then_seeds() -> None:
         (["--params", "qk"], "valid groups: v, kv, attn, all"),
         (["--datasets", "nope"], "valid data sets"),
         (["--metrics", "simaoo"], "valid metrics"),
+        (["--workers", "0"], "--workers must be >= 1, got 0"),
+        (["--workers", "2", "--device", "cuda"], "with --device cuda use --workers 1"),
     ],
 )
 def test_bad_options_are_one_line_errors(
