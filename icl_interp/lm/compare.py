@@ -11,7 +11,8 @@ by this command and its settings: ``icl_interp.results.ResultFolder``):
 - ``units/<model>__<data>__seed<seed>.csv`` (+ ``.attention.csv``, ``.prompt_attention.csv``,
   ``.json`` with the unit's settings, data provenance and model identity, ``.timings.json``): one
   per unit, written atomically, so a rerun skips finished units (after checking their data and
-  model are unchanged);
+  model are unchanged); units are computed here, or with ``--workers N`` on N Ray workers that
+  send their files back to be written here (``_run_units_ray``);
 - ``metrics.csv``: tidy, one row per model x data x seed x mask x method x layer x metric
   (metrics that do not read the finetuned model are stored once per mask, method ``none``);
 - ``attention.csv``: attention logits over the query tokens for the first ``--heatmap-examples``
@@ -29,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -77,7 +79,10 @@ ATTENTION_COLUMNS = [
     "logit",
 ]
 PLAN_KEYS = frozenset({"models", "datasets", "seeds"})
+RUN_KEYS = frozenset({"workers"})  # how units run, not what they compute
 CaptureKey = tuple[str, str]  # (model scope "base" | "untrained", condition or finetuning name)
+Unit = tuple[str, str, int]  # (model, data, seed)
+UnitFiles = dict[str, "pd.DataFrame | str"]  # file suffix -> table or text
 
 
 # --------------------------------------------------------------------------- one unit
@@ -332,8 +337,9 @@ def attention_rows(
 
 
 def unit_settings(config: CompareConfig) -> dict[str, Any]:
-    """The settings a unit's numbers depend on (everything but the plan of units)."""
-    return {k: v for k, v in to_jsonable(config).items() if k not in PLAN_KEYS}
+    """The settings a unit's numbers depend on (everything but the plan of units and how
+    units run)."""
+    return {k: v for k, v in to_jsonable(config).items() if k not in PLAN_KEYS | RUN_KEYS}
 
 
 def _unit_prompts(
@@ -355,20 +361,14 @@ def _unit_prompts(
     )
 
 
-def run_unit(
-    model: Any,
-    model_name: str,
-    data: str,
-    seed: int,
-    config: CompareConfig,
-    folder: ResultFolder,
-) -> None:
-    """Compute and write one model x data x seed unit (metrics CSV last: it marks the unit done)."""
+def compute_unit(
+    model: Any, model_name: str, data: str, seed: int, config: CompareConfig
+) -> UnitFiles:
+    """One model x data x seed unit's files, in writing order (the metrics CSV, which marks
+    the unit done, last)."""
     from icl_interp.lm.attention import PromptAttentionCollector
     from icl_interp.lm.models import model_identity
 
-    units = folder.path / "units"
-    stem = unit_stem(model_name, data, seed)
     started = time.perf_counter()
     seed_everything(seed)
     spec, prompts, other, provenance = _unit_prompts(model, data, seed, config)
@@ -393,19 +393,32 @@ def run_unit(
     }
     metrics = unit_metrics(captures, config, model=model_name, data=spec.name, seed=seed)
     resampled = unit_bootstrap(captures, config, model=model_name, data=spec.name, seed=seed)
-    folder.claim()
+    files: UnitFiles = {}
     if lr_sweep is not None:
-        write_csv(units / f"{stem}.lr_sweep.csv", lr_sweep.assign(**key))
-    write_csv(units / f"{stem}.bootstrap.csv", resampled)
-    write_csv(units / f"{stem}.attention.csv", attention.assign(**key)[ATTENTION_COLUMNS])
-    write_csv(units / f"{stem}.prompt_attention.csv", prompt_attention.table(**key))
-    write_text(units / f"{stem}.json", json.dumps(info, indent=2, sort_keys=True) + "\n")
+        files[".lr_sweep.csv"] = lr_sweep.assign(**key)
+    files[".bootstrap.csv"] = resampled
+    files[".attention.csv"] = attention.assign(**key)[ATTENTION_COLUMNS]
+    files[".prompt_attention.csv"] = prompt_attention.table(**key)
+    files[".json"] = json.dumps(info, indent=2, sort_keys=True) + "\n"
     seconds["unit"] = round(time.perf_counter() - started, 1)
-    write_text(units / f"{stem}.timings.json", json.dumps(seconds, indent=2) + "\n")
-    write_csv(units / f"{stem}.csv", metrics)
+    files[".timings.json"] = json.dumps(seconds, indent=2) + "\n"
+    files[".csv"] = metrics
+    return files
 
 
-def check_finished_unit(units: Path, unit: tuple[str, str, int], config: CompareConfig) -> None:
+def write_unit(folder: ResultFolder, unit: Unit, files: UnitFiles) -> None:
+    """Claim ``folder`` and write a unit's files, each atomically, in order."""
+    folder.claim()
+    stem = folder.path / "units" / unit_stem(*unit)
+    for suffix, content in files.items():
+        path = stem.with_name(stem.name + suffix)
+        if isinstance(content, str):
+            write_text(path, content)
+        else:
+            write_csv(path, content)
+
+
+def check_finished_unit(units: Path, unit: Unit, config: CompareConfig) -> None:
     """A finished unit is reused only if its settings, data and model are the current ones."""
     from icl_interp.lm.data import examples_fingerprint, load_examples
     from icl_interp.lm.models import model_identity
@@ -436,12 +449,82 @@ def check_finished_unit(units: Path, unit: tuple[str, str, int], config: Compare
         )
 
 
+# --------------------------------------------------------------------------- running units
+
+
+class UnitComputer:
+    """Computes units for one config, keeping the last model it loaded. The serial loop uses
+    one; each Ray worker is one (an actor, on ``threads`` torch threads)."""
+
+    def __init__(self, config: CompareConfig, threads: int | None = None) -> None:
+        if threads is not None:
+            torch.set_num_threads(threads)
+        self.config = config
+        self.model_name: str | None = None
+        self.model: Any = None
+
+    def compute(self, unit: Unit) -> tuple[Unit, UnitFiles]:
+        model_name, data, seed = unit
+        if model_name != self.model_name:
+            from icl_interp.lm.models import load_model
+
+            self.model = None  # free the previous model before loading the next
+            self.model = load_model(model_name, device=self.config.device)
+            self.model_name = model_name
+        return unit, compute_unit(self.model, model_name, data, seed, self.config)
+
+
+def _run_units_serial(todo: list[Unit], config: CompareConfig, folder: ResultFolder) -> None:
+    computer = UnitComputer(config)
+    for unit in progress(todo, desc="units", unit="unit"):
+        write_unit(folder, *computer.compute(unit))
+
+
+def _run_units_ray(todo: list[Unit], config: CompareConfig, folder: ResultFolder) -> None:
+    """Compute ``todo`` on ``config.workers`` Ray actors (one CPU each) and write each unit here
+    as it arrives. Ray is started for the run, unless this process is already connected or
+    ``RAY_ADDRESS`` names a running cluster."""
+    try:
+        import ray
+        from ray.util import ActorPool
+    except ImportError:
+        raise UserError(
+            '--workers > 1 needs Ray: pip install "icl-interp[ray]" '
+            '(in a checkout: pip install -e ".[ray]")'
+        ) from None
+    if not todo:
+        return
+    init_here = not ray.is_initialized()
+    if init_here:
+        local_cpus = None if os.environ.get("RAY_ADDRESS") else config.workers
+        ray.init(num_cpus=local_cpus, include_dashboard=False)
+    worker = ray.remote(num_cpus=1)(UnitComputer)
+    actors: list[Any] = [
+        worker.remote(config, threads=1) for _ in range(min(config.workers, len(todo)))
+    ]
+    try:
+        results = ActorPool(actors).map_unordered(
+            lambda actor, unit: actor.compute.remote(unit), todo
+        )
+        for unit, files in progress(results, total=len(todo), desc="units", unit="unit"):
+            write_unit(folder, unit, files)
+    except ray.exceptions.RayTaskError as err:
+        if isinstance(err.cause, UserError):
+            raise err.cause from None
+        raise
+    finally:
+        for actor in actors:
+            ray.kill(actor)
+        if init_here:
+            ray.shutdown()
+
+
 # --------------------------------------------------------------------------- driver
 
 
 def result_folder(out: Path, config: CompareConfig) -> ResultFolder:
     """The ``--out`` folder as owned by ``compare`` with ``config`` (the plan of units may grow)."""
-    return ResultFolder(Path(out), "compare", config, may_differ=PLAN_KEYS)
+    return ResultFolder(Path(out), "compare", config, ignore=RUN_KEYS, may_differ=PLAN_KEYS)
 
 
 def run_compare(config: CompareConfig, out: Path, *, figures: bool = True) -> pd.DataFrame:
@@ -460,18 +543,11 @@ def run_compare(config: CompareConfig, out: Path, *, figures: bool = True) -> pd
     todo = [unit for unit in plan if unit not in finished]
     if finished:
         print(f"resuming: {len(finished)} of {len(plan)} units already done in {units}")
-    loaded: dict[str, Any] = {}
-    for model_name, data, seed in progress(todo, desc="units", unit="unit"):
-        if model_name not in loaded:
-            from icl_interp.lm.models import load_model
-
-            loaded.clear()
-            loaded[model_name] = load_model(model_name, device=config.device)
-        run_unit(loaded[model_name], model_name, data, seed, config, folder)
-    loaded.clear()
+    run_units = _run_units_ray if config.workers > 1 else _run_units_serial
+    run_units(todo, config, folder)
     folder.claim()
 
-    def read(unit: tuple[str, str, int], suffix: str, **options: Any) -> pd.DataFrame:
+    def read(unit: Unit, suffix: str, **options: Any) -> pd.DataFrame:
         return read_csv(units / f"{unit_stem(*unit)}{suffix}", **options)
 
     table = pd.concat([read(unit, ".csv") for unit in plan], ignore_index=True)
@@ -519,9 +595,7 @@ def run_compare(config: CompareConfig, out: Path, *, figures: bool = True) -> pd
     return table
 
 
-def _write_prompt_attention(
-    units: Path, plan: list[tuple[str, str, int]], path: Path
-) -> pd.DataFrame | None:
+def _write_prompt_attention(units: Path, plan: list[Unit], path: Path) -> pd.DataFrame | None:
     """Concatenate the units' ``.prompt_attention.csv`` into ``path`` and return it (None if
     no unit has one)."""
     from icl_interp.lm.attention import read_prompt_attention

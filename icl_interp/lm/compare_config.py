@@ -26,7 +26,8 @@ class CompareConfig:
     ``icl_interp.lm.lr_rule`` (``n_val`` validation examples from the train split) instead.
 
     ``seeds`` drive everything random in a unit: the demonstrations, the test examples, the
-    untrained baseline's weights and the random SimAOU baseline.
+    untrained baseline's weights and the random SimAOU baseline. ``workers`` > 1 computes
+    units on that many Ray workers (CPU only); it never changes a number.
     """
 
     models: tuple[str, ...] = ("gemma-3-270m",)
@@ -49,6 +50,7 @@ class CompareConfig:
     source: str = "auto"
     device: str = "cpu"
     metrics: tuple[str, ...] = ()
+    workers: int = 1
 
     def __post_init__(self) -> None:
         from icl_interp.lm.conditions import METHODS, method_names
@@ -110,6 +112,13 @@ class CompareConfig:
             raise UserError(f"--bootstrap must be >= 0, got {self.bootstrap}")
         if self.heatmap_examples < 0:
             raise UserError(f"--heatmap-examples must be >= 0, got {self.heatmap_examples}")
+        if self.workers < 1:
+            raise UserError(f"--workers must be >= 1, got {self.workers}")
+        if self.workers > 1 and self.device.split(":")[0] != "cpu":
+            raise UserError(
+                f"--workers {self.workers} runs units on CPU workers; with --device "
+                f"{self.device} use --workers 1"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -216,6 +225,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--source", default=defaults.source, help="auto, folder, package or hub")
     parser.add_argument("--device", default=defaults.device)
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=defaults.workers,
+        help="units computed at once by Ray workers, one CPU thread each; needs Ray "
+        '(pip install -e ".[ray]"); default 1: in this process, no Ray',
+    )
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     parser.add_argument("--no-figures", action="store_true")
 
@@ -267,4 +283,5 @@ def config_from_args(args: argparse.Namespace) -> CompareConfig:
         data_dir=args.data_dir,
         source=args.source,
         device=args.device,
+        workers=args.workers,
     )

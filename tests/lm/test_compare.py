@@ -210,6 +210,8 @@ def test_summary_reduces_layers_then_seeds() -> None:
         (["--metrics", "simaoo"], "valid metrics"),
         (["--lr", "best"], "must be a number, chosen or reference; got 'best'"),
         (["--lr", "reference", "--lr-grid", "1e-3"], "give --lr (one fixed lr) or --lr-grid"),
+        (["--workers", "0"], "--workers must be >= 1, got 0"),
+        (["--workers", "2", "--device", "cuda"], "with --device cuda use --workers 1"),
     ],
 )
 def test_bad_options_are_one_line_errors(
