@@ -441,3 +441,14 @@ def test_adapt_table_tiny_end_to_end(tmp_path):
     )
     with pytest.raises(UserError, match="other settings"):
         run_table(dataclasses.replace(config, n_test=5), out)
+
+
+@needs_data
+def test_adapt_table_refuses_a_model_folder_made_with_other_settings(tmp_path):
+    """A finished adaptation dropped into ``models/`` is used only if it was made with the
+    table's settings; one with another lr is an error naming the difference."""
+    config = TableConfig(**{**PRESETS["tiny"], "ks": (2,), "data_dir": str(SHARED_DATA)})
+    folder = tmp_path / "table" / "models" / "causal_seed0"
+    adapt(dataclasses.replace(config.adapt_config("causal", 0, folder), lr=config.lr / 2))
+    with pytest.raises(UserError, match=r"other settings \(differs in: lr\)"):
+        run_table(config, tmp_path / "table")
