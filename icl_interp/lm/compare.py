@@ -175,27 +175,38 @@ def _captures(
     return captures, info, seconds
 
 
+FINETUNINGS = ["gd", "lcgd", "untrained gd"]
+
+
+def policy_lrs(model_name: str, spec: Any, config: CompareConfig) -> tuple[dict[str, float], str]:
+    """Each finetuning's lr without a sweep, and where it came from: a fixed ``--lr``, the
+    packaged chosen table (``--lr chosen``, when it has every finetuning), else the data set's
+    reference lr."""
+    if not isinstance(config.lr, str):
+        return dict.fromkeys(FINETUNINGS, config.lr), "fixed (--lr)"
+    if config.lr == "chosen":
+        from icl_interp.lm.lr_rule import CHOSEN_LRS, chosen_lrs
+
+        table = chosen_lrs(model_name, spec.name)
+        if set(FINETUNINGS) <= set(table):
+            return {name: table[name] for name in FINETUNINGS}, f"chosen ({CHOSEN_LRS.name})"
+    return dict.fromkeys(FINETUNINGS, spec.gd_lr), "reference (the paper's, per data set)"
+
+
 def unit_lrs(
     model: Any, model_name: str, data: str, seed: int, spec: Any, config: CompareConfig
 ) -> tuple[dict[str, float], str, pd.DataFrame | None]:
     """Each finetuning's lr ("gd", "lcgd", "untrained gd"), where it came from, and the sweep
     table (``--lr-grid`` only): a fixed ``--lr``, the data set's reference lr, the packaged
     chosen table, or chosen now from ``--lr-grid`` by ``icl_interp.lm.lr_rule``."""
-    names = ["gd", "lcgd", "untrained gd"]
     if not config.lr_grid:
-        if not isinstance(config.lr, str):
-            return dict.fromkeys(names, config.lr), "fixed (--lr)", None
-        if config.lr == "chosen":
-            from icl_interp.lm.lr_rule import CHOSEN_LRS, chosen_lrs
-
-            table = chosen_lrs(model_name, spec.name)
-            if set(names) <= set(table):
-                return {name: table[name] for name in names}, f"chosen ({CHOSEN_LRS.name})", None
+        lrs, source = policy_lrs(model_name, spec, config)
+        if config.lr == "chosen" and not source.startswith("chosen"):
             print(
-                f"no chosen lr for {model_name} on {spec.name} in {CHOSEN_LRS.name}; using the "
+                f"no chosen lr for {model_name} on {spec.name} in the packaged table; using the "
                 f"reference paper's lr {spec.gd_lr:g} (--lr-grid chooses one by the rule)"
             )
-        return dict.fromkeys(names, spec.gd_lr), "reference (the paper's, per data set)", None
+        return lrs, source, None
     from icl_interp.lm.capture import capture_condition
     from icl_interp.lm.finetune import finetune_with_losses, untrained_baseline
     from icl_interp.lm.lr_rule import sweep, trials_table, validation_prompts
@@ -220,7 +231,7 @@ def unit_lrs(
     untrained = any(METHODS.get(n).untrained for n in config.methods)
     lrs: dict[str, float] = {}
     tables = []
-    for name in names:
+    for name in FINETUNINGS:
         scope_untrained = name.startswith("untrained")
         method = name.split()[-1]
         if (scope_untrained and not untrained) or (not scope_untrained and method not in needed):
@@ -243,7 +254,7 @@ def unit_lrs(
         tables.append(
             trials_table(trials, lrs[name], finetuning=name, zero_shot_accuracy=accuracy(base))
         )
-    for name in names:
+    for name in FINETUNINGS:
         lrs.setdefault(name, lrs.get("gd", spec.gd_lr))
     return lrs, "swept (--lr-grid)", pd.concat(tables, ignore_index=True) if tables else None
 
@@ -447,6 +458,15 @@ def check_finished_unit(units: Path, unit: Unit, config: CompareConfig) -> None:
             f"model {model_name} changed since {info_file.name} was computed "
             f"({identity} -> {model_identity(model_name)}); pass a new --out"
         )
+    if not config.lr_grid:
+        from icl_interp.lm.data import get_dataset
+
+        lrs, _ = policy_lrs(model_name, get_dataset(data), config)
+        if info.get("lr") != lrs:
+            raise UserError(
+                f"{info_file.name} used lrs {info.get('lr')}, the packaged table now gives {lrs}; "
+                "pass a new --out"
+            )
 
 
 # --------------------------------------------------------------------------- running units

@@ -119,3 +119,23 @@ def test_compare_lr_policies(monkeypatch: pytest.MonkeyPatch, capsys) -> None:
     assert set(lrs.values()) == {spec.gd_lr}
     lrs, source, _ = unit_lrs(None, "m", "mr", 0, spec, CompareConfig(lr=0.5))
     assert set(lrs.values()) == {0.5} and source == "fixed (--lr)"
+
+
+def test_a_finished_unit_is_not_reused_after_the_packaged_lrs_change(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import icl_interp.lm.lr_rule as lr_rule
+
+    config = CompareConfig(
+        models=("tiny-gemma3",), datasets=("mr",), n_test=2, k=2, methods=("gd",),
+        masks=("causal",), heatmap_examples=0, bootstrap=0, source="package",
+    )  # fmt: skip
+    monkeypatch.setattr(lr_rule, "chosen_lrs", lambda model, data: {})
+    run_compare(config, tmp_path, figures=False)  # no row: the reference lr
+    info = json.loads((tmp_path / "units" / f"{unit_stem('tiny-gemma3', 'mr', 0)}.json").read_text())
+    assert info["lr_source"].startswith("reference")
+    run_compare(config, tmp_path, figures=False)  # unchanged: reused
+    table = {"gd": 1e-4, "lcgd": 1e-4, "untrained gd": 1e-4}
+    monkeypatch.setattr(lr_rule, "chosen_lrs", lambda model, data: table)
+    with pytest.raises(UserError, match="the packaged table now gives"):
+        run_compare(config, tmp_path, figures=False)
