@@ -200,13 +200,13 @@ def unit_lrs(
     table (``--lr-grid`` only): a fixed ``--lr``, the data set's reference lr, the packaged
     chosen table, or chosen now from ``--lr-grid`` by ``icl_interp.lm.lr_rule``."""
     if not config.lr_grid:
-        lrs, source = policy_lrs(model_name, spec, config)
+        fixed, source = policy_lrs(model_name, spec, config)
         if config.lr == "chosen" and not source.startswith("chosen"):
             print(
                 f"no chosen lr for {model_name} on {spec.name} in the packaged table; using the "
                 f"reference paper's lr {spec.gd_lr:g} (--lr-grid chooses one by the rule)"
             )
-        return lrs, source, None
+        return fixed, source, None
     from icl_interp.lm.capture import capture_condition
     from icl_interp.lm.finetune import finetune_with_losses, untrained_baseline
     from icl_interp.lm.lr_rule import sweep, trials_table, validation_prompts
