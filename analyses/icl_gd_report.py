@@ -209,7 +209,8 @@ def report(args: argparse.Namespace) -> str:
     parts = [
         "# ICL vs GD with learning rates chosen by a rule",
         "",
-        "Made by `analyses/icl_gd_report.py` (commands at the end). Per layer, at the query's "
+        "Made by `analyses/icl_gd_report.py` (commands at the end; `--report-only` rebuilds this "
+        "page). Per layer, at the query's "
         "last position, ICL on demonstrations A is compared with GD and layer-causal GD (LCGD) "
         "on A, the untrained model, GD on a disjoint draw B (the *floor*: similarity that is "
         "not about these demonstrations) and ICL on B (the *ceiling*). Values: mean over layers "
@@ -257,6 +258,13 @@ def report(args: argparse.Namespace) -> str:
         + ". Measured on the machine that ran them (see the closing note for its load).",
         "",
         *figure_links,
+        "",
+        "## Commands (as recorded in each run's config.json)",
+        "",
+        *(
+            f"    python {' '.join(json.loads((f / 'config.json').read_text())['argv'])}"
+            for f in folders
+        ),
     ]
     markdown = "\n".join(parts) + "\n"
     write_text(doc, markdown)
