@@ -53,6 +53,7 @@ from tqdm.auto import tqdm
 from icl_interp.errors import UserError
 from icl_interp.masks import MASKS, mask_names
 from icl_interp.results import package_versions, to_jsonable, write_csv, write_text, write_torch
+from icl_interp.threads import torch_threads
 
 DEFAULT_MIXTURE: tuple[str, ...] = ("sst2", "mr", "cr", "mpqa", "subj", "agnews")
 PARAM_CHOICES: tuple[str, ...] = ("blocks", "attn", "lora")
@@ -442,13 +443,8 @@ def _check_out(out: Path, config: AdaptConfig) -> str:
 
 def adapt(config: AdaptConfig) -> Path:
     """Run (or resume) one adaptation; return the output folder (an HF model folder)."""
-    threads_before = torch.get_num_threads()
-    if config.threads is not None:
-        torch.set_num_threads(config.threads)
-    try:
+    with torch_threads(config.threads):
         return _adapt(config)
-    finally:
-        torch.set_num_threads(threads_before)
 
 
 def _adapt(config: AdaptConfig) -> Path:

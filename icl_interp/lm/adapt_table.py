@@ -41,6 +41,7 @@ import torch
 from icl_interp.errors import UserError
 from icl_interp.lm.adapt import DEFAULT_MIXTURE, AdaptConfig, adapt, read_card
 from icl_interp.results import done, to_jsonable, write_config, write_csv, write_text, write_torch
+from icl_interp.threads import torch_threads
 
 OBJECTIVES: tuple[str, ...] = ("causal", "prefix")
 # (model role, mask): each model under its own mask first, then the cross-mask diagnostics
@@ -742,13 +743,8 @@ def _validate(config: TableConfig) -> tuple[dict[Any, Any], Any]:
 
 
 def run_table(config: TableConfig, out: Path) -> dict[str, Any]:
-    threads_before = torch.get_num_threads()
-    if config.threads is not None:
-        torch.set_num_threads(config.threads)
-    try:
+    with torch_threads(config.threads):
         return _run_table(config, Path(out))
-    finally:
-        torch.set_num_threads(threads_before)
 
 
 def _run_table(config: TableConfig, out: Path) -> dict[str, Any]:

@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
@@ -37,6 +36,7 @@ from icl_interp.results import (
     write_figure,
     write_torch,
 )
+from icl_interp.threads import torch_threads
 
 
 def layer_accuracy(
@@ -94,13 +94,8 @@ def plot(table: pd.DataFrame, chance: float, title: str) -> Any:
 
 def run_config(config: LayerAccuracyConfig) -> pd.DataFrame:
     """Run (or resume) one configuration; ``threads`` applies for the run's duration only."""
-    threads_before = torch.get_num_threads()
-    if config.threads is not None:
-        torch.set_num_threads(config.threads)
-    try:
+    with torch_threads(config.threads):
         return _run_config(config)
-    finally:
-        torch.set_num_threads(threads_before)
 
 
 def _run_config(config: LayerAccuracyConfig) -> pd.DataFrame:

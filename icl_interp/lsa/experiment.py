@@ -35,6 +35,7 @@ from icl_interp.lsa.model import lsa_predictions
 from icl_interp.lsa.reference import reference_predictions
 from icl_interp.lsa.stationary import check_step_size, contraction_factor, stationary_weights
 from icl_interp.results import ResultFolder, write_csv, write_figure
+from icl_interp.threads import torch_threads
 
 COMMAND = "lsa"
 LAYER_VARIANTS = ("prefix", "causal", "causal2")
@@ -159,7 +160,8 @@ def run_experiment(
     """
     if out is not None:
         ResultFolder(Path(out), COMMAND, config).check()
-    with single_threaded_torch(), _memory_is_a_user_error(config):
+    # one thread: these tensors are small, so threading costs more than it saves
+    with torch_threads(1), _memory_is_a_user_error(config):
         table, contraction = compute_curves(config)
     if out is not None:
         write_results(Path(out), config, table, contraction, figures=figures)
@@ -179,17 +181,6 @@ def _memory_is_a_user_error(config: LSAConfig) -> Iterator[None]:
             f"n_context={config.n_context}, n_queries={config.n_queries}, "
             f"max_context={config.stationary_max_context}; use smaller sizes"
         ) from None
-
-
-@contextmanager
-def single_threaded_torch() -> Iterator[None]:
-    """Run torch ops on one thread: these tensors are small, so threading costs more than it saves."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
 
 
 def compute_curves(config: LSAConfig) -> tuple[pd.DataFrame, dict[str, Tensor]]:
