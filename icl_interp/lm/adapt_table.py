@@ -380,6 +380,13 @@ def _mean_se(values: pd.Series) -> tuple[float, float]:
     return float(values.mean()), float(values.std(ddof=1) / math.sqrt(n)) if n > 1 else float("nan")
 
 
+def _t_interval(values: pd.Series) -> tuple[float, float, float, float]:
+    """Mean, standard error and 95% Student-t interval of ``values`` (one per seed)."""
+    mean, se = _mean_se(values)
+    half = t_quantile_975(len(values) - 1) * se
+    return mean, se, mean - half, mean + half
+
+
 def paired_differences(final: pd.DataFrame) -> pd.DataFrame:
     """Per seed, data set (and 'mean' over data sets) and k: prefix-adapted/prefix minus
     causal-adapted/causal accuracy; then mean, SE and the 95% t-interval over seeds."""
@@ -390,8 +397,7 @@ def paired_differences(final: pd.DataFrame) -> pd.DataFrame:
     per_seed = pd.concat([diff, mean_rows, all_k], ignore_index=True)
     rows = []
     for (data, k), group in per_seed.groupby(["data", "k"], sort=False):
-        mean, se = _mean_se(group["diff"])
-        half = t_quantile_975(len(group) - 1) * se
+        mean, se, low, high = _t_interval(group["diff"])
         rows.append(
             {
                 "data": data,
@@ -399,8 +405,8 @@ def paired_differences(final: pd.DataFrame) -> pd.DataFrame:
                 "n_seeds": len(group),
                 "diff_mean": mean,
                 "diff_se": se,
-                "ci95_low": mean - half,
-                "ci95_high": mean + half,
+                "ci95_low": low,
+                "ci95_high": high,
                 "per_seed": " ".join(f"{v:+.3f}" for v in group["diff"]),
             }
         )
@@ -613,8 +619,7 @@ def layers_markdown(layers: pd.DataFrame, config: TableConfig) -> str:
         seed_diff = (per_seed["prefix"] - per_seed["causal"]).dropna()
         interval = ""
         if len(seed_diff) >= 2:
-            half = t_quantile_975(len(seed_diff) - 1) * seed_diff.std() / len(seed_diff) ** 0.5
-            low, high = seed_diff.mean() - half, seed_diff.mean() + half
+            _, _, low, high = _t_interval(seed_diff)
             interval = f" [95% t-interval over {len(seed_diff)} seeds {low:+.3f}, {high:+.3f}]"
         positive = diff.to_numpy() > 0
         from_layer = next((layer for layer in range(len(positive)) if positive[layer:].all()), None)
