@@ -118,12 +118,13 @@ def trials_table(trials: Sequence[LrTrial], chosen: float, **keys: Any) -> pd.Da
 
 def chosen_table(lr_sweep: pd.DataFrame) -> pd.DataFrame:
     """One row per model x data x finetuning of a ``compare --lr-grid`` sweep (``lr_sweep.csv``):
-    the rule applied to the validation accuracy averaged over the seeds."""
+    the rule applied to the validation accuracy averaged over the seeds (an lr that diverged in
+    any seed averages to NaN, so it is never chosen)."""
     rows = []
     for (model, data, finetuning), group in lr_sweep.groupby(
         ["model", "data", "finetuning"], sort=True
     ):
-        mean = group.groupby("lr")["val_accuracy"].mean()
+        mean = group.groupby("lr")["val_accuracy"].mean(skipna=False)
         lr = choose([LrTrial(float(lr), float(acc), float("nan")) for lr, acc in mean.items()])
         rows.append(
             {

@@ -83,6 +83,10 @@ def test_the_packaged_table_applies_the_rule_to_the_mean_over_seeds(tmp_path: Pa
         ("m", "mr", 0, "lcgd", 1e-2, 0.9),
         ("m", "sst2", 0, "gd", 1e-3, 0.9),
         ("m", "sst2", 0, "gd", 1e-2, float("nan")),
+        ("m", "cr", 0, "gd", 1e-3, 0.5),
+        ("m", "cr", 0, "gd", 1e-2, 0.9),
+        ("m", "cr", 1, "gd", 1e-3, 0.5),
+        ("m", "cr", 1, "gd", 1e-2, float("nan")),
     ]
     sweep_table = pd.DataFrame(
         rows, columns=["model", "data", "seed", "finetuning", "lr", "val_accuracy"]
@@ -93,6 +97,7 @@ def test_the_packaged_table_applies_the_rule_to_the_mean_over_seeds(tmp_path: Pa
     assert table.loc[("mr", "gd"), "seeds"] == "0 1"
     assert table.loc[("mr", "lcgd"), "lr"] == 1e-2
     assert table.loc[("sst2", "gd"), "lr"] == 1e-3, "a diverged lr is never chosen"
+    assert table.loc[("cr", "gd"), "lr"] == 1e-3, "nor one that diverged in any seed"
     path = tmp_path / "chosen.csv"
     chosen_table(sweep_table).to_csv(path, index=False)
     assert chosen_lrs("m", "mr", path) == {"gd": 1e-3, "lcgd": 1e-2}
