@@ -166,14 +166,9 @@ def wall_times(folder: Path) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _markdown(frame: pd.DataFrame) -> str:
-    head = "| " + " | ".join(map(str, frame.columns)) + " |"
-    rule = "|" + "---|" * len(frame.columns)
-    body = ["| " + " | ".join(map(str, row)) + " |" for row in frame.itertuples(index=False)]
-    return "\n".join([head, rule, *body])
-
-
 def report(args: argparse.Namespace) -> str:
+    from icl_interp.lm.report import markdown_table
+
     folders = model_folders(args.out)
     similarity, diffs, accuracy, lrs, times = [], [], [], [], []
     for folder in folders:
@@ -224,16 +219,16 @@ def report(args: argparse.Namespace) -> str:
         "(The reference paper, Deutch et al. 2023, Table 1: LCGD above GD on 5 of 6 data sets "
         "for SimAOU, no intervals.)",
         "",
-        _markdown(counts.reset_index().rename(columns={
+        markdown_table(counts.reset_index().rename(columns={
             "lcgd_closer": "LCGD closer (*)", "gd_closer": "GD closer (*)"})),  # fmt: skip
     ]
     for (model, mask), block in pd.concat(similarity).groupby(["model", "mask"], sort=False):
         for metric_label in METRICS.values():
             columns = [c for c in block.columns if c.startswith(metric_label + " ")]
             parts += ["", f"## {model}, ICL mask {mask}: {metric_label}", ""]
-            parts.append(_markdown(block[["data", *columns]]))
+            parts.append(markdown_table(block[["data", *columns]]))
     parts += ["", "## Accuracy (final layer, mean over seeds)", ""]
-    parts.append(_markdown(pd.concat(accuracy, ignore_index=True)))
+    parts.append(markdown_table(pd.concat(accuracy, ignore_index=True)))
     parts += [
         "",
         "## Learning rates chosen by the rule",
@@ -244,7 +239,7 @@ def report(args: argparse.Namespace) -> str:
         "test examples are never read. `below zero-shot at every lr`: no lr of the grid keeps "
         "validation accuracy at the unchanged model's.",
         "",
-        _markdown(lr_all),
+        markdown_table(lr_all.assign(lr=[f"{lr:g}" for lr in lr_all["lr"]])),
         "",
         "## Wall time",
         "",

@@ -458,14 +458,17 @@ def table2_markdown(table: pd.DataFrame, paired: pd.DataFrame, config: TableConf
         *(CONDITION_LABELS[c] for c in CONDITIONS),
         "prefix − causal [95% CI]",
     ]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    from icl_interp.lm.report import markdown_table
+
+    rows = []
     for _, row in table.iterrows():
         k = f"{row['k']} ({row['k_used']})" if row["data"] != "mean" else str(row["k"])
         data = row["data"] if row["data"] != "mean" else "**mean**"
         if row["data"] != "mean":
             data = f"{data} (chance {row['chance']:.2f})"
         diff = f"{row['diff']:+.3f} [{row['ci95_low']:+.3f}, {row['ci95_high']:+.3f}]"
-        lines.append("| " + " | ".join([data, k, *(cell(row, c) for c in CONDITIONS), diff]) + " |")
+        rows.append([data, k, *(cell(row, c) for c in CONDITIONS), diff])
+    lines = [markdown_table(pd.DataFrame(rows, columns=head))]
     overall = paired[paired["k"].astype(str) == "all"].iloc[0]
     return "\n".join(
         [
@@ -631,15 +634,11 @@ def layers_markdown(layers: pd.DataFrame, config: TableConfig) -> str:
             + (f", at every layer from layer {from_layer} on" if from_layer is not None else "")
             + "."
         )
-    pivot = mean.unstack("layer")
-    header = ["model", "method", "metric", *(str(c) for c in pivot.columns)]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for (model, method, metric), values in pivot.iterrows():
-        lines.append(
-            "| "
-            + " | ".join([ROLE_LABELS[model], method, metric, *(f"{v:.3f}" for v in values)])
-            + " |"
-        )
+    from icl_interp.lm.report import markdown_table
+
+    pivot = mean.unstack("layer").reset_index()
+    pivot["model"] = pivot["model"].map(ROLE_LABELS)
+    lines = [markdown_table(pivot)]
     return "\n".join(
         [
             f"Layer section: `compare` on {config.layer_dataset} (k={config.layer_k}, "

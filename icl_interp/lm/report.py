@@ -129,17 +129,19 @@ def summary_markdown(
                     if key in lookup.index and shown.at[row, label] == shown.at[row, label]:
                         low, high = lookup.loc[key]
                         shown.at[row, label] = f"{shown.at[row, label]:.3f} [{low:.3f}, {high:.3f}]"
-        parts.append(_markdown(shown))
+        parts.append(markdown_table(shown))
     return "\n".join(parts) + "\n"
 
 
-def _markdown(frame: pd.DataFrame) -> str:
+def markdown_table(frame: pd.DataFrame) -> str:
+    """``frame`` as a Markdown pipe table: floats to 3 decimals, everything else as ``str``."""
+
     def fmt(value: Any) -> str:
         if isinstance(value, float):
             return "nan" if value != value else f"{value:.3f}"
         return str(value)
 
-    header = "| " + " | ".join(frame.columns) + " |"
+    header = "| " + " | ".join(map(str, frame.columns)) + " |"
     rule = "|" + "|".join("---" for _ in frame.columns) + "|"
     body = ["| " + " | ".join(fmt(v) for v in row) + " |" for row in frame.itertuples(index=False)]
     return "\n".join([header, rule, *body])
