@@ -266,15 +266,7 @@ def _batches(
             return batch.tokens, batch.query_targets
 
         return fresh
-    data = make_dataset(
-        TASKS.get(cfg.task),
-        cfg.n_train,
-        n_context=cfg.model.n_context,
-        n_queries=cfg.model.n_queries,
-        d_x=cfg.model.d_x,
-        seed=cfg.seed,
-        stream=TRAIN_STREAM,
-    ).to(device)
+    data = _dataset(cfg, cfg.n_train, TRAIN_STREAM).to(device)
     perms: dict[int, Tensor] = {}
 
     def from_pool(step: int) -> tuple[Tensor, Tensor]:
@@ -352,17 +344,22 @@ def _make_graphed_step(
     return step
 
 
-def eval_data(cfg: TrainConfig) -> SyntheticData:
-    """The held-out sequences (``n_eval`` of them, from a stream training never uses)."""
+def _dataset(cfg: TrainConfig, n: int, stream: int) -> SyntheticData:
+    """``n`` sequences of ``cfg``'s task and model shape from ``stream`` of ``cfg.seed``."""
     return make_dataset(
         TASKS.get(cfg.task),
-        cfg.n_eval,
+        n,
         n_context=cfg.model.n_context,
         n_queries=cfg.model.n_queries,
         d_x=cfg.model.d_x,
         seed=cfg.seed,
-        stream=EVAL_STREAM,
+        stream=stream,
     )
+
+
+def eval_data(cfg: TrainConfig) -> SyntheticData:
+    """The held-out sequences (``n_eval`` of them, from a stream training never uses)."""
+    return _dataset(cfg, cfg.n_eval, EVAL_STREAM)
 
 
 @torch.no_grad()
