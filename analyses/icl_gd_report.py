@@ -181,16 +181,15 @@ def report(args: argparse.Namespace) -> str:
     diff = pd.concat(diffs, ignore_index=True)
     diff = diff[diff["data"] != "mean"]
     counts = (
-        diff.assign(closer=(diff["difference"] > 0) & diff["excludes_0"])
+        diff.assign(
+            lcgd=(diff["difference"] > 0) & diff["excludes_0"],
+            gd=(diff["difference"] < 0) & diff["excludes_0"],
+        )
         .groupby(["model", "mask", "metric"])
-        .agg(lcgd_closer=("closer", "sum"), gd_closer=("difference", "size"))
+        .agg(**{"LCGD closer (*)": ("lcgd", "sum"), "GD closer (*)": ("gd", "sum"),
+                "data sets": ("data", "size")})  # fmt: skip
+        .reset_index()
     )
-    counts["gd_closer"] = (
-        diff.assign(gd=(diff["difference"] < 0) & diff["excludes_0"])
-        .groupby(["model", "mask", "metric"])["gd"]
-        .sum()
-    )
-    counts["data sets"] = diff.groupby(["model", "mask", "metric"]).size()
     lr_all = pd.concat(lrs, ignore_index=True)
     time_all = pd.concat(times, ignore_index=True)
     doc = args.doc
@@ -219,8 +218,7 @@ def report(args: argparse.Namespace) -> str:
         "(The reference paper, Deutch et al. 2023, Table 1: LCGD above GD on 5 of 6 data sets "
         "for SimAOU, no intervals.)",
         "",
-        markdown_table(counts.reset_index().rename(columns={
-            "lcgd_closer": "LCGD closer (*)", "gd_closer": "GD closer (*)"})),  # fmt: skip
+        markdown_table(counts),
     ]
     for (model, mask), block in pd.concat(similarity).groupby(["model", "mask"], sort=False):
         for metric_label in METRICS.values():
