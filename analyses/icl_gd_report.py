@@ -1,13 +1,18 @@
-"""ICL vs GD with learning rates chosen by the rule, over models x data sets x seeds: the report.
+"""ICL vs GD with learning rates chosen by a rule, over models x data sets x seeds: the report.
 
-Each call runs (or resumes) ``icl-interp compare --lr-grid ...`` for one model into
-``<out>/<model>/``, then rebuilds the report from every model folder under ``<out>``: a Markdown
-page (default ``docs/icl_vs_gd.md``) with, per model, data set and ICL mask, SimAOU and SimAM∆
-of GD, LCGD and the controls (untrained, mismatched floor, ICL-vs-ICL ceiling) with 95%
-intervals, LCGD - GD with its interval, the chosen lrs, the accuracies, how many data sets
-have LCGD closer to ICL than GD with an interval excluding 0, and measured wall times.
-``--update-chosen-lrs`` writes the lrs chosen over the seeds into the packaged table that
-``compare --lr chosen`` (the default) reads. Different models may cover different data sets:
+Each call runs (or resumes), for one model and each data set, two ``icl-interp compare`` runs
+under ``<out>/<model>/<data>/``: ``sweep/`` chooses every finetuning's lr by the rule with
+``--lr-grid`` on the first seed (its validation draw, from the train split) and computes that
+seed's unit at the chosen lrs; ``chosen_lrs.csv`` holds the choice; ``seeds/`` computes the other
+seeds at those lrs (``--lr-table``). One sweep per model x data set, not per seed: the sweep
+costs about twice a unit. Then the report is rebuilt from every folder under ``<out>``: a
+Markdown page (default ``docs/icl_vs_gd.md``) with, per model, data set and ICL mask, SimAOU and
+SimAM∆ of GD, LCGD and the controls (untrained, mismatched floor, ICL-vs-ICL ceiling) with 95%
+intervals, LCGD - GD with its interval, the chosen lrs, the accuracies, how many data sets have
+LCGD closer to ICL than GD with an interval excluding 0, and measured wall times.
+``--update-chosen-lrs`` writes the chosen lrs into the packaged table that ``compare --lr
+chosen`` (the default) reads. Models may cover different data sets, and calls for different
+models or data sets may run at the same time (one thread each on 2 cores):
 
     .venv/bin/python analyses/icl_gd_report.py --model gemma-3-270m --datasets sst2 sst5 mr subj agnews cb --data-dir ../shared/data
     .venv/bin/python analyses/icl_gd_report.py --model smollm2-135m --datasets sst2 mr subj --data-dir ../shared/data
@@ -18,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -36,13 +40,17 @@ METHODS = {
     "icl_vs_icl": "ceiling",
 }
 METRICS = {"simaou": "SimAOU", "simam_delta": "SimAM∆"}
-LR_GRID = ["1e-4", "1e-3", "1e-2", "1e-1"]
+# Fixed after the first Gemma MR sweeps (validation data only): 1e-2 and 1e-1 left all three
+# finetunings at chance and the best lr sat at the grid's lower edge, 1e-4.
+LR_GRID = ["1e-5", "1e-4", "1e-3"]
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = OneLineParser(prog="icl_gd_report.py", description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="gemma-3-270m")
-    parser.add_argument("--datasets", nargs="+", default=["sst2", "sst5", "mr", "subj", "agnews", "cb"])
+    parser.add_argument(
+        "--datasets", nargs="+", default=["sst2", "sst5", "mr", "subj", "agnews", "cb"]
+    )
     parser.add_argument("--seeds", nargs="+", default=["0", "1", "2"])
     parser.add_argument("--n-test", default="32")
     parser.add_argument("--lr-grid", nargs="+", default=LR_GRID)
@@ -55,10 +63,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def run_model(args: argparse.Namespace) -> None:
-    argv = ["compare", "--models", args.model, "--datasets", *args.datasets, "--seeds", *args.seeds,
-            "--n-test", args.n_test, "--lr-grid", *args.lr_grid,
-            "--out", str(args.out / args.model.replace("/", "_")), *args.extra]  # fmt: skip
+def _compare(
+    args: argparse.Namespace, data: str, seeds: list[str], lr: list[str], out: Path
+) -> None:
+    argv = ["compare", "--models", args.model, "--datasets", data, "--seeds", *seeds,
+            "--n-test", args.n_test, *lr, "--out", str(out), *args.extra]  # fmt: skip
     if args.data_dir:
         argv += ["--data-dir", args.data_dir]
     code = main(argv)
@@ -66,24 +75,44 @@ def run_model(args: argparse.Namespace) -> None:
         raise SystemExit(code)
 
 
-def model_folders(out: Path) -> list[Path]:
-    folders = sorted(p.parent for p in out.glob("*/metrics.csv"))
-    if not folders:
+def run_model(args: argparse.Namespace) -> None:
+    """Per data set: the sweep on the first seed, its chosen lrs, then the other seeds."""
+    from icl_interp.lm.lr_rule import chosen_table
+
+    for data in args.datasets:
+        cell = args.out / args.model.replace("/", "_") / data
+        _compare(args, data, args.seeds[:1], ["--lr-grid", *args.lr_grid], cell / "sweep")
+        table = cell / "chosen_lrs.csv"
+        write_csv(table, chosen_table(pd.read_csv(cell / "sweep" / "lr_sweep.csv")))
+        if args.seeds[1:]:
+            lr = ["--lr", "chosen", "--lr-table", str(table)]
+            _compare(args, data, args.seeds[1:], lr, cell / "seeds")
+
+
+def cell_folders(out: Path) -> list[list[Path]]:
+    """Per model x data set, its finished compare folders (the sweep's, then the seeds')."""
+    cells = sorted(p.parent.parent for p in out.glob("*/*/sweep/metrics.csv"))
+    if not cells:
         raise UserError(f"no finished compare run under {out}; run a model first")
-    return folders
+    return [[cell / "sweep", *([cell / "seeds"] if (cell / "seeds" / "metrics.csv").exists() else [])]
+            for cell in cells]  # fmt: skip
+
+
+def _read(folders: list[Path], name: str) -> pd.DataFrame:
+    return pd.concat([pd.read_csv(folder / name) for folder in folders], ignore_index=True)
 
 
 def _cell(value: float, low: float, high: float) -> str:
     return f"{value:.3f} [{low:.2f}, {high:.2f}]"
 
 
-def similarity_table(folder: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+def similarity_table(folders: list[Path]) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Wide table (rows model x mask x data, columns metric x method with intervals, then
-    LCGD - GD) and the tidy paired differences."""
+    LCGD - GD) and the tidy paired differences, over the seeds of ``folders``."""
     from icl_interp.lm.report import intervals, layer_reduced, paired_difference
 
-    table = pd.read_csv(folder / "metrics.csv")
-    resampled = pd.read_csv(folder / "bootstrap.csv")
+    table = _read(folders, "metrics.csv")
+    resampled = _read(folders, "bootstrap.csv")
     point = layer_reduced(table).groupby(["model", "mask", "data", "method", "metric"])["value"]
     point = point.mean()
     bounds = intervals(resampled).set_index(["model", "mask", "data", "method", "metric"])
@@ -115,12 +144,12 @@ def similarity_table(folder: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     return pd.DataFrame(rows), diffs
 
 
-def accuracy_table(folder: Path) -> pd.DataFrame:
+def accuracy_table(folders: list[Path]) -> pd.DataFrame:
     """Final-layer accuracy per model x data: zero-shot, ICL under each mask, GD and LCGD
     finetuned (mean over seeds)."""
     from icl_interp.lm.report import layer_reduced
 
-    table = pd.read_csv(folder / "metrics.csv")
+    table = _read(folders, "metrics.csv")
     reduced = layer_reduced(table[table["metric"].str.startswith("accuracy")])
     reduced = reduced.groupby(["model", "data", "mask", "method", "metric"])["value"].mean()
     rows = []
@@ -138,12 +167,12 @@ def accuracy_table(folder: Path) -> pd.DataFrame:
     return pd.DataFrame(rows).round(3)
 
 
-def lr_table(folder: Path) -> pd.DataFrame:
-    """The lr chosen over the seeds per model x data x finetuning, with validation accuracy at
+def lr_table(sweep_folder: Path) -> pd.DataFrame:
+    """The lr chosen by the sweep per model x data x finetuning, with validation accuracy at
     it, the best and worst grid point, and the unchanged model's zero-shot validation accuracy."""
     from icl_interp.lm.lr_rule import chosen_table
 
-    sweep = pd.read_csv(folder / "lr_sweep.csv")
+    sweep = pd.read_csv(sweep_folder / "lr_sweep.csv")
     chosen = chosen_table(sweep)
     zero_shot = sweep.groupby(["model", "data", "finetuning"])["zero_shot_accuracy"].mean()
     by_lr = sweep.groupby(["model", "data", "finetuning", "lr"])["val_accuracy"].mean()
@@ -156,28 +185,32 @@ def lr_table(folder: Path) -> pd.DataFrame:
     return chosen
 
 
-def wall_times(folder: Path) -> pd.DataFrame:
+def wall_times(folders: list[Path]) -> pd.DataFrame:
+    """Seconds per unit; ``sweep``: whether the unit chose the lrs (``--lr-grid``) first."""
     rows = []
-    for file in sorted((folder / "units").glob("*.timings.json")):
-        info = json.loads(file.with_name(file.name.replace(".timings", "")).read_text())
-        seconds = json.loads(file.read_text())
-        rows.append({"model": info["model"], "data": info["data"], "seed": info["seed"],
-                     "seconds": seconds["unit"]})  # fmt: skip
+    for folder in folders:
+        for file in sorted((folder / "units").glob("*.timings.json")):
+            info = json.loads(file.with_name(file.name.replace(".timings", "")).read_text())
+            seconds = json.loads(file.read_text())
+            rows.append({"model": info["model"], "data": info["data"], "seed": info["seed"],
+                         "sweep": folder.name == "sweep", "seconds": seconds["unit"]})  # fmt: skip
     return pd.DataFrame(rows)
 
 
 def report(args: argparse.Namespace) -> str:
+    from icl_interp.lm.plots import plot_layer_curves
     from icl_interp.lm.report import markdown_table
+    from icl_interp.results import write_figure
 
-    folders = model_folders(args.out)
+    cells = cell_folders(args.out)
     similarity, diffs, accuracy, lrs, times = [], [], [], [], []
-    for folder in folders:
-        wide, paired = similarity_table(folder)
+    for folders in cells:
+        wide, paired = similarity_table(folders)
         similarity.append(wide)
         diffs.append(paired)
-        accuracy.append(accuracy_table(folder))
-        lrs.append(lr_table(folder))
-        times.append(wall_times(folder))
+        accuracy.append(accuracy_table(folders))
+        lrs.append(lr_table(folders[0]))
+        times.append(wall_times(folders))
     diff = pd.concat(diffs, ignore_index=True)
     diff = diff[diff["data"] != "mean"]
     counts = (
@@ -186,8 +219,13 @@ def report(args: argparse.Namespace) -> str:
             gd=(diff["difference"] < 0) & diff["excludes_0"],
         )
         .groupby(["model", "mask", "metric"])
-        .agg(**{"LCGD closer (*)": ("lcgd", "sum"), "GD closer (*)": ("gd", "sum"),
-                "data sets": ("data", "size")})  # fmt: skip
+        .agg(
+            **{
+                "LCGD closer (*)": ("lcgd", "sum"),
+                "GD closer (*)": ("gd", "sum"),
+                "data sets": ("data", "size"),
+            }
+        )  # fmt: skip
         .reset_index()
     )
     lr_all = pd.concat(lrs, ignore_index=True)
@@ -196,10 +234,11 @@ def report(args: argparse.Namespace) -> str:
     figures = doc.parent / "figures" / "icl_vs_gd"
     figures.mkdir(parents=True, exist_ok=True)
     figure_links = []
-    for folder in folders:
-        for png in sorted((folder / "figures").glob("layer_curves__*.png")):
-            shutil.copyfile(png, figures / png.name)
-            figure_links.append(f"![{png.stem}](figures/icl_vs_gd/{png.name})")
+    tables = [_read(folders, "metrics.csv") for folders in cells]
+    for model, table in pd.concat(tables, ignore_index=True).groupby("model"):
+        name = f"layer_curves__{str(model).replace('/', '_')}"
+        write_figure(figures / name, plot_layer_curves(table, str(model)), ("png",))
+        figure_links.append(f"![{name}](figures/icl_vs_gd/{name}.png)")
     parts = [
         "# ICL vs GD with learning rates chosen by a rule",
         "",
@@ -233,7 +272,8 @@ def report(args: argparse.Namespace) -> str:
         "",
         "Per model x data set x finetuning: finetune on a separate demonstration draw from the "
         "train split at every lr of the grid, score zero-shot accuracy on validation examples "
-        "from the train split, average over seeds, take the best (ties: the smaller lr). The "
+        "from the train split (seed 0's validation draw), take the best (ties: the smaller "
+        "lr); the other seeds run at the chosen lrs. The "
         "test examples are never read. `below zero-shot at every lr`: no lr of the grid keeps "
         "validation accuracy at the unchanged model's.",
         "",
@@ -241,14 +281,16 @@ def report(args: argparse.Namespace) -> str:
         "",
         "## Wall time",
         "",
-        f"{len(time_all)} units (model x data set x seed, lr sweep included), "
-        f"{time_all['seconds'].sum() / 60:.0f} min in all; per unit (s): "
-        + ", ".join(
-            f"{model} mean {g['seconds'].mean():.0f} (min {g['seconds'].min():.0f}, max "
-            f"{g['seconds'].max():.0f})"
+        f"{len(time_all)} units (model x data set x seed), "
+        f"{time_all['seconds'].sum() / 60:.0f} min in all; per unit (s), the first seed's "
+        "with the lr sweep, the others without: "
+        + "; ".join(
+            f"{model} {g[g['sweep']]['seconds'].mean():.0f} / "
+            f"{g[~g['sweep']]['seconds'].mean():.0f}"
             for model, g in time_all.groupby("model")
         )
-        + ". Measured on the machine that ran them (see the closing note for its load).",
+        + ". One torch thread per unit; measured on the machine that ran them (see the "
+        "closing note for its load).",
         "",
         *figure_links,
         "",
@@ -256,6 +298,7 @@ def report(args: argparse.Namespace) -> str:
         "",
         *(
             f"    python {' '.join(json.loads((f / 'config.json').read_text())['argv'])}"
+            for folders in cells
             for f in folders
         ),
     ]

@@ -187,9 +187,10 @@ def policy_lrs(model_name: str, spec: Any, config: CompareConfig) -> tuple[dict[
     if config.lr == "chosen":
         from icl_interp.lm.lr_rule import CHOSEN_LRS, chosen_lrs
 
-        table = chosen_lrs(model_name, spec.name)
+        path = CHOSEN_LRS if config.lr_table is None else Path(config.lr_table)
+        table = chosen_lrs(model_name, spec.name, path)
         if set(FINETUNINGS) <= set(table):
-            return {name: table[name] for name in FINETUNINGS}, f"chosen ({CHOSEN_LRS.name})"
+            return {name: table[name] for name in FINETUNINGS}, f"chosen ({path.name})"
     return dict.fromkeys(FINETUNINGS, spec.gd_lr), "reference (the paper's, per data set)"
 
 
@@ -203,7 +204,7 @@ def unit_lrs(
         fixed, source = policy_lrs(model_name, spec, config)
         if config.lr == "chosen" and not source.startswith("chosen"):
             print(
-                f"no chosen lr for {model_name} on {spec.name} in the packaged table; using the "
+                f"no chosen lr for {model_name} on {spec.name} in the lr table; using the "
                 f"reference paper's lr {spec.gd_lr:g} (--lr-grid chooses one by the rule)"
             )
         return fixed, source, None
@@ -464,7 +465,7 @@ def check_finished_unit(units: Path, unit: Unit, config: CompareConfig) -> None:
         lrs, _ = policy_lrs(model_name, get_dataset(data), config)
         if info.get("lr") != lrs:
             raise UserError(
-                f"{info_file.name} used lrs {info.get('lr')}, the packaged table now gives {lrs}; "
+                f"{info_file.name} used lrs {info.get('lr')}, the lr table now gives {lrs}; "
                 "pass a new --out"
             )
 

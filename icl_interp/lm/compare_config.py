@@ -21,7 +21,7 @@ class CompareConfig:
     """What to compare. ``k`` of None uses each data set's default (DESIGN.md section 5);
     ``lr`` is a number, ``"reference"`` (the data set's value from the reference paper) or
     ``"chosen"`` (the packaged table ``icl_interp/lm/chosen_lrs.csv`` of lrs chosen by the rule,
-    the reference value where it has no row); empty ``masks``/``methods``/``metrics`` mean
+    or ``lr_table``, a table of the same columns; the reference value where it has no row); empty ``masks``/``methods``/``metrics`` mean
     every registered one. A non-empty ``lr_grid`` chooses each finetuning's lr by the rule of
     ``icl_interp.lm.lr_rule`` (``n_val`` validation examples from the train split) instead.
 
@@ -39,6 +39,7 @@ class CompareConfig:
     k: int | None = None
     lr: float | str = "chosen"
     lr_grid: tuple[float, ...] = ()
+    lr_table: str | None = None
     n_val: int = 32
     params: str = "kv"
     finetune_dtype: str = "auto"
@@ -94,6 +95,12 @@ class CompareConfig:
             raise UserError(
                 "give --lr (one fixed lr) or --lr-grid (an lr chosen per method), not both"
             )
+        if self.lr_table is not None:
+            if self.lr != "chosen" or self.lr_grid:
+                raise UserError("--lr-table goes with --lr chosen only (not --lr-grid or a fixed --lr)")
+            from icl_interp.lm.lr_rule import check_chosen_table
+
+            check_chosen_table(Path(self.lr_table))
         if any(not (math.isfinite(lr) and lr > 0) for lr in self.lr_grid):
             raise UserError(
                 f"--lr-grid values must be finite numbers > 0, got {list(self.lr_grid)}"
@@ -197,6 +204,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "(e.g. 1e-5 1e-4 1e-3 1e-2 1e-1; see icl_interp/lm/lr_rule.py)",
     )
     parser.add_argument(
+        "--lr-table",
+        default=None,
+        help="with --lr chosen: read the lrs from this table (columns as in the packaged "
+        "icl_interp/lm/chosen_lrs.csv, e.g. one written by analyses/icl_gd_report.py)",
+    )
+    parser.add_argument(
         "--n-val", type=int, default=defaults.n_val, help="validation examples for --lr-grid"
     )
     parser.add_argument(
@@ -273,6 +286,7 @@ def config_from_args(args: argparse.Namespace) -> CompareConfig:
         k=args.k,
         lr="chosen" if args.lr is None else args.lr,
         lr_grid=tuple(args.lr_grid),
+        lr_table=None if args.lr_table is None else str(Path(args.lr_table).resolve()),
         n_val=args.n_val,
         params=args.params,
         finetune_dtype=args.finetune_dtype,

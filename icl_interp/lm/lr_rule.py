@@ -140,8 +140,20 @@ def chosen_table(lr_sweep: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=CHOSEN_COLUMNS)
 
 
+def check_chosen_table(table: Path) -> None:
+    """A ``UserError`` unless ``table`` is a readable CSV with the chosen table's columns."""
+    try:
+        columns = pd.read_csv(table, nrows=0).columns
+    except (OSError, ValueError) as err:
+        raise UserError(f"cannot read the lr table {table}: {err}") from None
+    missing = [c for c in CHOSEN_COLUMNS if c not in columns]
+    if missing:
+        raise UserError(f"the lr table {table} lacks the columns {', '.join(missing)}")
+
+
 def chosen_lrs(model: str, data: str, table: Path = CHOSEN_LRS) -> dict[str, float]:
-    """``{finetuning: lr}`` for ``model`` on ``data`` from the packaged table ({} if absent)."""
+    """``{finetuning: lr}`` for ``model`` on ``data`` from ``table`` (default: the packaged one;
+    {} if it does not exist)."""
     if not table.exists():
         return {}
     rows = pd.read_csv(table)

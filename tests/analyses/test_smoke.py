@@ -3,6 +3,7 @@ drivers are exercised in tests/lsa and tests/synthetic)."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pandas as pd
@@ -76,3 +77,10 @@ def test_icl_gd_report_driver(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
     assert set(chosen["finetuning"]) == {"gd", "lcgd", "untrained gd"}
     assert set(chosen["lr"]) <= {1e-3, 1e-2}
     assert (doc.parent / "figures" / "icl_vs_gd" / "layer_curves__tiny-gemma3.png").exists()
+    cell = tmp_path / "runs" / "tiny-gemma3" / "mr"
+    chosen_here = pd.read_csv(cell / "chosen_lrs.csv").set_index("finetuning")["lr"].to_dict()
+    unit = json.loads((cell / "seeds" / "units" / "tiny-gemma3__mr__seed1.json").read_text())
+    assert unit["lr"] == chosen_here and unit["lr_source"] == "chosen (chosen_lrs.csv)"
+    swept = json.loads((cell / "sweep" / "units" / "tiny-gemma3__mr__seed0.json").read_text())
+    assert swept["lr"] == chosen_here  # one seed's sweep: its choice is the table
+    assert "| tiny-gemma3 | mr |" in text

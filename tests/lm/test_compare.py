@@ -38,6 +38,8 @@ needs_shared_data = pytest.mark.skipif(
     not (SHARED_DATA / "cb").is_dir(), reason="needs ../shared/data (CB has no packaged source)"
 )
 
+ROOT = Path(__file__).resolve().parents[2]
+
 
 @pytest.fixture(scope="module")
 def tiny_results(tmp_path_factory: pytest.TempPathFactory) -> Path:
@@ -60,7 +62,10 @@ def test_tidy_table_has_one_row_per_mask_method_layer_metric(tiny_results: Path)
     assert set(table["method"]) == {*TINY.methods, "none"}
     assert set(TINY.methods) == {"gd", "lcgd", "untrained", "mismatched", "icl_vs_icl"}
     assert set(table.loc[table["method"] == "none", "metric"]) == {
-        "simaou_random", "simam_zsl", "accuracy_zsl", "accuracy_icl"
+        "simaou_random",
+        "simam_zsl",
+        "accuracy_zsl",
+        "accuracy_icl",
     }, "controls that do not read the finetuned model are stored once per mask"
     similarity = table[table["metric"].isin(["simaou", "simam", "simam_delta", "simam_zsl"])]
     assert similarity["value"].between(-1 - 1e-6, 1 + 1e-6).all()
@@ -210,6 +215,12 @@ def test_summary_reduces_layers_then_seeds() -> None:
         (["--metrics", "simaoo"], "valid metrics"),
         (["--lr", "best"], "must be a number, chosen or reference; got 'best'"),
         (["--lr", "reference", "--lr-grid", "1e-3"], "give --lr (one fixed lr) or --lr-grid"),
+        (["--lr-table", "absent.csv"], "cannot read the lr table"),
+        (["--lr-table", str(ROOT / "pyproject.toml")], "lacks the columns model, data, finetuning"),
+        (
+            ["--lr-table", str(ROOT / "icl_interp/lm/chosen_lrs.csv"), "--lr", "reference"],
+            "--lr-table goes",
+        ),
         (["--workers", "0"], "--workers must be >= 1, got 0"),
         (["--workers", "2", "--device", "cuda"], "with --device cuda use --workers 1"),
     ],
@@ -266,7 +277,9 @@ def test_prompt_attention_rows_sum_to_one_where_allowed_and_zero_where_forbidden
     table = read_prompt_attention(tiny_results / "prompt_attention.csv")
     assert list(table.columns) == PROMPT_ATTENTION_COLUMNS and not table.isna().any().any()
     assert set(table["condition"]) == {"zsl", "icl_causal", "icl_prefix", "gd", "lcgd"}
-    assert (tiny_results / "units" / f"{unit_stem('tiny-gemma3', 'mr', 0)}.prompt_attention.csv").exists()
+    assert (
+        tiny_results / "units" / f"{unit_stem('tiny-gemma3', 'mr', 0)}.prompt_attention.csv"
+    ).exists()
     windows = [4, None, 4]
     for (condition, _example, layer), rows in table.groupby(["condition", "example", "layer"]):
         mask = condition.removeprefix("icl_") if condition.startswith("icl_") else "causal"
@@ -286,4 +299,6 @@ def test_attention_explorer_notebook_runs_on_a_results_folder(
     tiny_results: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("ICL_INTERP_RESULTS", str(tiny_results))
-    run_notebook(ROOT / "notebooks" / "attention_explorer.ipynb", cwd=ROOT / "notebooks", timeout=300)
+    run_notebook(
+        ROOT / "notebooks" / "attention_explorer.ipynb", cwd=ROOT / "notebooks", timeout=300
+    )

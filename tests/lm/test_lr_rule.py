@@ -105,21 +105,29 @@ def test_the_packaged_table_applies_the_rule_to_the_mean_over_seeds(tmp_path: Pa
     assert chosen_lrs("m", "mr", tmp_path / "absent.csv") == {}
 
 
-def test_compare_lr_policies(monkeypatch: pytest.MonkeyPatch, capsys) -> None:
-    """``chosen`` reads the packaged table, falling back (with a note) to the reference lr;
-    ``reference`` and a number ignore the table."""
+def test_compare_lr_policies(monkeypatch: pytest.MonkeyPatch, capsys, tmp_path: Path) -> None:
+    """``chosen`` reads the packaged table (or ``--lr-table``), falling back (with a note) to
+    the reference lr; ``reference`` and a number ignore the table."""
     import icl_interp.lm.lr_rule as lr_rule
     from icl_interp.lm.compare import unit_lrs
     from icl_interp.lm.data import get_dataset
 
     spec = get_dataset("mr")
     table = {"gd": 1e-4, "lcgd": 2e-4, "untrained gd": 3e-4}
-    monkeypatch.setattr(lr_rule, "chosen_lrs", lambda model, data: table if model == "m" else {})
+    monkeypatch.setattr(
+        lr_rule, "chosen_lrs", lambda model, data, path: table if model == "m" else {}
+    )
     lrs, source, sweep_table = unit_lrs(None, "m", "mr", 0, spec, CompareConfig(lr="chosen"))
     assert lrs == table and source.startswith("chosen") and sweep_table is None
     lrs, source, _ = unit_lrs(None, "other", "mr", 0, spec, CompareConfig(lr="chosen"))
     assert set(lrs.values()) == {spec.gd_lr} and source.startswith("reference")
     assert "no chosen lr for other on mr" in capsys.readouterr().out
+    own = tmp_path / "mine.csv"
+    own.write_text("model,data,finetuning,lr,val_accuracy,seeds,grid\n"
+                   "m,mr,gd,0.1,1,0,0.1\nm,mr,lcgd,0.2,1,0,0.2\nm,mr,untrained gd,0.3,1,0,0.3\n")  # fmt: skip
+    monkeypatch.undo()  # the real reader, on a table of one's own (--lr-table)
+    lrs, source, _ = unit_lrs(None, "m", "mr", 0, spec, CompareConfig(lr_table=str(own)))
+    assert lrs == {"gd": 0.1, "lcgd": 0.2, "untrained gd": 0.3} and source == "chosen (mine.csv)"
     lrs, source, _ = unit_lrs(None, "m", "mr", 0, spec, CompareConfig(lr="reference"))
     assert set(lrs.values()) == {spec.gd_lr}
     lrs, source, _ = unit_lrs(None, "m", "mr", 0, spec, CompareConfig(lr=0.5))
@@ -135,12 +143,14 @@ def test_a_finished_unit_is_not_reused_after_the_packaged_lrs_change(
         models=("tiny-gemma3",), datasets=("mr",), n_test=2, k=2, methods=("gd",),
         masks=("causal",), heatmap_examples=0, bootstrap=0, source="package",
     )  # fmt: skip
-    monkeypatch.setattr(lr_rule, "chosen_lrs", lambda model, data: {})
+    monkeypatch.setattr(lr_rule, "chosen_lrs", lambda model, data, path: {})
     run_compare(config, tmp_path, figures=False)  # no row: the reference lr
-    info = json.loads((tmp_path / "units" / f"{unit_stem('tiny-gemma3', 'mr', 0)}.json").read_text())
+    info = json.loads(
+        (tmp_path / "units" / f"{unit_stem('tiny-gemma3', 'mr', 0)}.json").read_text()
+    )
     assert info["lr_source"].startswith("reference")
     run_compare(config, tmp_path, figures=False)  # unchanged: reused
     table = {"gd": 1e-4, "lcgd": 1e-4, "untrained gd": 1e-4}
-    monkeypatch.setattr(lr_rule, "chosen_lrs", lambda model, data: table)
-    with pytest.raises(UserError, match="the packaged table now gives"):
+    monkeypatch.setattr(lr_rule, "chosen_lrs", lambda model, data, path: table)
+    with pytest.raises(UserError, match="the lr table now gives"):
         run_compare(config, tmp_path, figures=False)
