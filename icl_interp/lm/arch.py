@@ -193,7 +193,7 @@ def logit_lens(
     For the last block's output this equals the model's own logits.
     """
     unembed = model.unembed.original_component
-    weight = _unembedding_weight(model, dtype)
+    weight = unembedding_weight(model, dtype)
     bias = getattr(unembed, "bias", None)
     if token_ids is not None:
         rows = token_ids.to(weight.device)
@@ -208,7 +208,8 @@ def logit_lens(
     return logits
 
 
-def _unembedding_weight(model: Any, dtype: torch.dtype) -> Tensor:
+def unembedding_weight(model: Any, dtype: torch.dtype) -> Tensor:
+    """The unembedding in ``dtype``; a frozen one is cast once per model and dtype."""
     weight = model.unembed.original_component.weight
     if weight.dtype == dtype or weight.requires_grad:
         return weight.to(dtype)

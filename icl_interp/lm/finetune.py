@@ -40,7 +40,13 @@ from jaxtyping import Float, Int
 from torch import Tensor, nn
 
 from icl_interp.errors import UserError
-from icl_interp.lm.arch import adapter, forget_cast_unembedding, logit_lens, projection_parameters
+from icl_interp.lm.arch import (
+    adapter,
+    forget_cast_unembedding,
+    logit_lens,
+    projection_parameters,
+    unembedding_weight,
+)
 from icl_interp.progress import progress as progress_bar
 
 METHODS: tuple[str, ...] = ("gd", "lcgd")
@@ -223,6 +229,70 @@ def layer_losses(
 LOGIT_ROWS = 1024  # token rows per unembedding product in LCGD: bounds the logits' memory
 
 
+def _backward_logit_lens_losses(
+    model: Any,
+    outputs: list[Float[Tensor, "batch pos d_model"]],
+    ids: Int[Tensor, "batch pos"],
+    dtype: torch.dtype,
+) -> Float[Tensor, " layer"]:
+    """``logit_lens_losses`` of ``outputs``, their sum backwarded into the blocks, the
+    cross-entropy gradient formed by hand.
+
+    The unembedding is frozen, so only the gradient w.r.t. the normed states is needed:
+    ``(softmax(z) - onehot(target)) W / positions``. It is formed in place in the one logits
+    buffer, where autograd's cross-entropy allocates three more of its size (log-probabilities,
+    their gradient, the logits' gradient); with a 262k-word vocabulary that is ~1 GB per
+    buffer and ~20% of a step. Models that soft-cap their logits, and runs that train the
+    unembedding (``params="all"``), take autograd's path.
+    """
+    unembed = model.unembed.original_component
+    bias = getattr(unembed, "bias", None)
+    trained = unembed.weight.requires_grad or (bias is not None and bias.requires_grad)
+    if trained or adapter(model).final_softcap(model) is not None:
+        losses = logit_lens_losses(model, outputs, ids, dtype)
+        for layer, loss in enumerate(losses):
+            _raise_if_not_finite(loss, layer=layer)
+        if losses.requires_grad:
+            losses.sum().backward()
+        return losses.detach()
+    normed = model.ln_final(torch.cat(outputs)[:, :-1]).flatten(0, 1)
+    targets = ids[:, 1:].repeat(len(outputs), 1).flatten()
+    weight = unembedding_weight(model, dtype)
+    with torch.no_grad():
+        if dtype == torch.float32:  # into a buffer kept for the run: no fresh ~1 GB each step
+            buffer = _scratch(model, len(targets), len(weight), weight.device)
+            logits = torch.mm(normed, weight.T, out=buffer)
+            if bias is not None:
+                logits += bias
+        else:
+            logits = F.linear(normed.to(dtype), weight, None if bias is None else bias.to(dtype))
+            logits = logits.float()
+        lse = torch.logsumexp(logits, dim=-1)
+        nll = lse - logits.gather(1, targets[:, None]).squeeze(1)
+        losses = nll.view(len(outputs), -1).mean(dim=1)
+        for layer, loss in enumerate(losses):
+            _raise_if_not_finite(loss, layer=layer)
+        if not normed.requires_grad:
+            return losses
+        probs = logits.sub_(lse[:, None]).exp_()
+        probs.scatter_add_(1, targets[:, None], torch.full_like(lse[:, None], -1.0))
+        probs.mul_(len(outputs) / len(targets))  # d(mean over a layer's positions)
+        grad = (probs.to(dtype) @ weight).to(normed.dtype)
+    normed.backward(grad)
+    return losses
+
+
+def _scratch(model: Any, rows: int, columns: int, device: torch.device) -> Tensor:
+    """A float32 ``rows x columns`` buffer kept on ``model`` until ``finetune`` ends (the
+    allocator returns large blocks to the OS, and faulting ~1 GB of fresh pages back in costs
+    ~15% of an LCGD step)."""
+    buffer = getattr(model, "_icl_interp_scratch", None)
+    if buffer is None or buffer.numel() < rows * columns:
+        buffer = torch.empty(rows * columns, device=device)
+        object.__setattr__(model, "_icl_interp_scratch", buffer)
+    return buffer[: rows * columns].view(rows, columns)
+
+
 def _lcgd_step_loss(
     model: Any, ids: Int[Tensor, "batch pos"], dtype: torch.dtype
 ) -> Float[Tensor, ""]:
@@ -239,13 +309,14 @@ def _lcgd_step_loss(
     per_chunk = max(1, LOGIT_ROWS // ids.numel())
     total = torch.zeros(())
     for first in range(0, len(outputs), per_chunk):
-        with _autocast(ids.device, dtype):
-            losses = logit_lens_losses(model, outputs[first : first + per_chunk], ids, dtype)
-        for offset, loss in enumerate(losses):
-            _raise_if_not_finite(loss, layer=first + offset)
-        if losses.requires_grad:
-            losses.sum().backward()
-        total += losses.detach().sum()
+        try:
+            with _autocast(ids.device, dtype):
+                losses = _backward_logit_lens_losses(
+                    model, outputs[first : first + per_chunk], ids, dtype
+                )
+        except _NonFinite as err:
+            raise _NonFinite(None if err.layer is None else first + err.layer) from None
+        total += losses.sum()
     return total
 
 
@@ -399,6 +470,7 @@ def finetune_with_losses(
     for parameter in tuned.parameters():
         parameter.requires_grad_(False)
     forget_cast_unembedding(tuned)
+    object.__setattr__(tuned, "_icl_interp_scratch", None)
     return tuned, losses
 
 

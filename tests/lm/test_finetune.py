@@ -266,3 +266,36 @@ def test_untrained_gpt2_redraws_attention_and_mlp_weights(gpt2) -> None:
             assert not torch.equal(module_new.weight, module_old.weight)
     for p_new, p_old in zip(new.ln1.parameters(), old.ln1.parameters(), strict=True):
         assert torch.equal(p_new, p_old)
+
+
+@pytest.mark.parametrize("name", ["gemma", "gpt2", "qwen"])
+def test_lcgd_hand_formed_gradient_equals_autograd(
+    name: str, request: pytest.FixtureRequest
+) -> None:
+    """LCGD's cross-entropy gradient, formed in place in the logits, equals autograd's gradient
+    of the summed logit-lens losses, parameter by parameter, and so do the losses."""
+    model = copy.deepcopy(request.getfixturevalue(name))
+    for p in model.parameters():
+        p.requires_grad_(False)
+    trained = trainable_parameters(model, "kv")
+    for p in trained:
+        p.requires_grad_(True)
+    ids = demos(model, 2)[1][None]
+
+    def gradients(step: object) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        for p in trained:
+            p.grad = None
+        loss = step()
+        return loss, [p.grad.clone() for p in trained]
+
+    def by_autograd() -> torch.Tensor:
+        losses = layer_losses(model, ids)
+        losses.sum().backward()
+        return losses.detach().sum()
+
+    by_hand = gradients(lambda: finetune_module._lcgd_step_loss(model, ids, torch.float32))
+    reference = gradients(by_autograd)
+    assert_close(by_hand[0], reference[0], atol=1e-5, what="summed loss")
+    for a, b in zip(by_hand[1], reference[1], strict=True):
+        assert_close(a, b, atol=1e-6, what="gradient")
+        assert b.abs().sum() > 0
