@@ -179,8 +179,12 @@ def lr_table(sweep_folder: Path) -> pd.DataFrame:
     keys = ["model", "data", "finetuning"]
     chosen["zero-shot val acc"] = [round(zero_shot[tuple(r)], 3) for r in chosen[keys].values]
     chosen["worst lr's val acc"] = [round(by_lr[tuple(r)].min(), 3) for r in chosen[keys].values]
-    chosen["below zero-shot at every lr"] = [
-        bool((by_lr[tuple(r)] < zero_shot[tuple(r)]).all()) for r in chosen[keys].values
+    chosen["below zero-shot at every lr"] = [  # a diverged lr (NaN) scores below
+        not (by_lr[tuple(r)] >= zero_shot[tuple(r)]).any() for r in chosen[keys].values
+    ]
+    low, high = sweep["lr"].min(), sweep["lr"].max()
+    chosen["grid edge"] = [
+        "lower" if lr == low else "upper" if lr == high else "" for lr in chosen["lr"]
     ]
     return chosen
 
@@ -275,7 +279,8 @@ def report(args: argparse.Namespace) -> str:
         "from the train split (seed 0's validation draw), take the best (ties: the smaller "
         "lr); the other seeds run at the chosen lrs. The "
         "test examples are never read. `below zero-shot at every lr`: no lr of the grid keeps "
-        "validation accuracy at the unchanged model's.",
+        "validation accuracy at the unchanged model's; `grid edge`: the chosen lr is the grid's "
+        "smallest or largest, so the best lr may lie outside it.",
         "",
         markdown_table(lr_all.assign(lr=[f"{lr:g}" for lr in lr_all["lr"]])),
         "",
