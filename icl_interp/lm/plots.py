@@ -99,11 +99,15 @@ def plot_attention_heatmaps(
         grid = rows[rows["condition"] == condition].pivot_table(
             index=["layer", "head"], columns="position", values="logit"
         )
-        grid.index = [f"L{layer} H{head}" for layer, head in grid.index]
-        grid.columns = [tokens[p] for p in grid.columns]
-        sns.heatmap(
-            grid, ax=ax, cmap="viridis", vmin=vmin, vmax=vmax, xticklabels=True, yticklabels=True
-        )
+        image = ax.imshow(
+            grid.to_numpy(), aspect="auto", cmap="viridis", vmin=vmin, vmax=vmax,
+            interpolation="nearest",
+        )  # fmt: skip
+        # imshow, not sns.heatmap: that redraws the whole figure per panel to test its labels
+        ax.set_xticks(range(grid.shape[1]), labels=[tokens[p] for p in grid.columns])
+        ax.set_yticks(range(grid.shape[0]), labels=[f"L{la} H{he}" for la, he in grid.index])
+        ax.grid(False)
+        fig.colorbar(image, ax=ax)
         ax.set_title(condition)
         ax.set_xlabel("query token")
         ax.tick_params(axis="x", labelrotation=90, labelsize=6)
