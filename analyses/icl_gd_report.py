@@ -146,7 +146,7 @@ def similarity_table(folders: list[Path]) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 def accuracy_table(folders: list[Path]) -> pd.DataFrame:
     """Final-layer accuracy per model x data: zero-shot, ICL under each mask, GD and LCGD
-    finetuned (mean over seeds)."""
+    finetuned (mean over seeds), and the number of seeds."""
     from icl_interp.lm.report import layer_reduced
 
     table = _read(folders, "metrics.csv")
@@ -155,7 +155,8 @@ def accuracy_table(folders: list[Path]) -> pd.DataFrame:
     rows = []
     for (model, data), block in reduced.groupby(level=["model", "data"]):
         block = block.droplevel(["model", "data"])
-        row = {"model": model, "data": data}
+        seeds = table.loc[(table["model"] == model) & (table["data"] == data), "seed"].nunique()
+        row = {"model": model, "data": data, "seeds": seeds}
         row["ZSL"] = block.xs("accuracy_zsl", level="metric").mean()
         for mask, value in block.xs(("none", "accuracy_icl"), level=["method", "metric"]).items():
             row[f"ICL {mask}"] = value
@@ -301,7 +302,7 @@ def report(args: argparse.Namespace) -> str:
         "",
         "## Commands (as recorded in each run's config.json)",
         "",
-        *(
+        *dict.fromkeys(
             f"    python {' '.join(json.loads((f / 'config.json').read_text())['argv'])}"
             for folders in cells
             for f in folders
