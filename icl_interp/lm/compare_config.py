@@ -86,9 +86,7 @@ class CompareConfig:
         if self.k is not None and self.k < 1:
             raise UserError(f"--k must be >= 1, got {self.k}")
         if isinstance(self.lr, str) and self.lr not in LR_POLICIES:
-            raise UserError(
-                f"--lr must be a number, {' or '.join(LR_POLICIES)}; got {self.lr!r}"
-            )
+            raise UserError(f"--lr must be a number, {' or '.join(LR_POLICIES)}; got {self.lr!r}")
         if not isinstance(self.lr, str) and not (math.isfinite(self.lr) and self.lr > 0):
             raise UserError(f"--lr must be a finite number > 0, got {self.lr}")
         if self.lr != "chosen" and self.lr_grid:
@@ -97,7 +95,9 @@ class CompareConfig:
             )
         if self.lr_table is not None:
             if self.lr != "chosen" or self.lr_grid:
-                raise UserError("--lr-table goes with --lr chosen only (not --lr-grid or a fixed --lr)")
+                raise UserError(
+                    "--lr-table goes with --lr chosen only (not --lr-grid or a fixed --lr)"
+                )
             from icl_interp.lm.lr_rule import check_chosen_table
 
             check_chosen_table(Path(self.lr_table))
