@@ -5,7 +5,7 @@ under ``<out>/<model>/<data>/``: ``sweep/`` chooses every finetuning's lr by the
 ``--lr-grid`` on the first seed (its validation draw, from the train split) and computes that
 seed's unit at the chosen lrs; ``chosen_lrs.csv`` holds the choice; ``seeds/`` computes the other
 seeds at those lrs (``--lr-table``). One sweep per model x data set, not per seed: the sweep
-costs about twice a unit. Then the report is rebuilt from every folder under ``<out>``: a
+costs about three units. Then the report is rebuilt from every folder under ``<out>``: a
 Markdown page (default ``docs/icl_vs_gd.md``) with, per model, data set and ICL mask, SimAOU and
 SimAM∆ of GD, LCGD and the controls (untrained, mismatched floor, ICL-vs-ICL ceiling) with 95%
 intervals, LCGD - GD with its interval, the chosen lrs, the accuracies, how many data sets have
@@ -106,13 +106,14 @@ def _cell(value: float, low: float, high: float) -> str:
     return f"{value:.3f} [{low:.2f}, {high:.2f}]"
 
 
-def similarity_table(folders: list[Path]) -> tuple[pd.DataFrame, pd.DataFrame]:
+def similarity_table(
+    table: pd.DataFrame, resampled: pd.DataFrame
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Wide table (rows model x mask x data, columns metric x method with intervals, then
-    LCGD - GD) and the tidy paired differences, over the seeds of ``folders``."""
+    LCGD - GD) and the tidy paired differences, from one cell's ``metrics.csv`` and
+    ``bootstrap.csv`` rows over its seeds."""
     from icl_interp.lm.report import intervals, layer_reduced, paired_difference
 
-    table = _read(folders, "metrics.csv")
-    resampled = _read(folders, "bootstrap.csv")
     point = layer_reduced(table).groupby(["model", "mask", "data", "method", "metric"])["value"]
     point = point.mean()
     bounds = intervals(resampled).set_index(["model", "mask", "data", "method", "metric"])
@@ -144,12 +145,11 @@ def similarity_table(folders: list[Path]) -> tuple[pd.DataFrame, pd.DataFrame]:
     return pd.DataFrame(rows), diffs
 
 
-def accuracy_table(folders: list[Path]) -> pd.DataFrame:
-    """Final-layer accuracy per model x data: zero-shot, ICL under each mask, GD and LCGD
-    finetuned (mean over seeds), and the number of seeds."""
+def accuracy_table(table: pd.DataFrame) -> pd.DataFrame:
+    """Final-layer accuracy per model x data of ``metrics.csv`` rows: zero-shot, ICL under each
+    mask, GD and LCGD finetuned (mean over seeds), and the number of seeds."""
     from icl_interp.lm.report import layer_reduced
 
-    table = _read(folders, "metrics.csv")
     reduced = layer_reduced(table[table["metric"].str.startswith("accuracy")])
     reduced = reduced.groupby(["model", "data", "mask", "method", "metric"])["value"].mean()
     rows = []
@@ -208,12 +208,13 @@ def report(args: argparse.Namespace) -> str:
     from icl_interp.results import write_figure
 
     cells = cell_folders(args.out)
+    tables = [_read(folders, "metrics.csv") for folders in cells]
     similarity, diffs, accuracy, lrs, times = [], [], [], [], []
-    for folders in cells:
-        wide, paired = similarity_table(folders)
+    for folders, table in zip(cells, tables, strict=True):
+        wide, paired = similarity_table(table, _read(folders, "bootstrap.csv"))
         similarity.append(wide)
         diffs.append(paired)
-        accuracy.append(accuracy_table(folders))
+        accuracy.append(accuracy_table(table))
         lrs.append(lr_table(folders[0]))
         times.append(wall_times(folders))
     diff = pd.concat(diffs, ignore_index=True)
@@ -239,7 +240,6 @@ def report(args: argparse.Namespace) -> str:
     figures = doc.parent / "figures" / "icl_vs_gd"
     figures.mkdir(parents=True, exist_ok=True)
     figure_links = []
-    tables = [_read(folders, "metrics.csv") for folders in cells]
     for model, table in pd.concat(tables, ignore_index=True).groupby("model"):
         name = f"layer_curves__{str(model).replace('/', '_')}"
         write_figure(figures / name, plot_layer_curves(table, str(model)), ("png",))
@@ -277,7 +277,7 @@ def report(args: argparse.Namespace) -> str:
         "",
         "Per model x data set x finetuning: finetune on a separate demonstration draw from the "
         "train split at every lr of the grid, score zero-shot accuracy on validation examples "
-        "from the train split (seed 0's validation draw), take the best (ties: the smaller "
+        "from the train split (the first seed's validation draw), take the best (ties: the smaller "
         "lr); the other seeds run at the chosen lrs. The "
         "test examples are never read. `below zero-shot at every lr`: no lr of the grid keeps "
         "validation accuracy at the unchanged model's; `grid edge`: the chosen lr is the grid's "
