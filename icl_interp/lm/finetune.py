@@ -250,8 +250,7 @@ def _backward_logit_lens_losses(
     trained = unembed.weight.requires_grad or (bias is not None and bias.requires_grad)
     if trained or adapter(model).final_softcap(model) is not None:
         losses = logit_lens_losses(model, outputs, ids, dtype)
-        for layer, loss in enumerate(losses):
-            _raise_if_not_finite(loss, layer=layer)
+        _raise_if_any_not_finite(losses)
         if losses.requires_grad:
             losses.sum().backward()
         return losses.detach()
@@ -270,8 +269,7 @@ def _backward_logit_lens_losses(
         lse = torch.logsumexp(logits, dim=-1)
         nll = lse - logits.gather(1, targets[:, None]).squeeze(1)
         losses = nll.view(len(outputs), -1).mean(dim=1)
-        for layer, loss in enumerate(losses):
-            _raise_if_not_finite(loss, layer=layer)
+        _raise_if_any_not_finite(losses)
         if not normed.requires_grad:
             return losses
         probs = logits.sub_(lse[:, None]).exp_()
@@ -337,6 +335,12 @@ class _NonFinite(Exception):
 def _raise_if_not_finite(loss: Tensor, layer: int | None = None) -> None:
     if not torch.isfinite(loss):
         raise _NonFinite(layer)
+
+
+def _raise_if_any_not_finite(losses: Float[Tensor, " layer"]) -> None:
+    """``_NonFinite`` naming the first layer (index into ``losses``) whose loss is NaN/inf."""
+    for layer, loss in enumerate(losses):
+        _raise_if_not_finite(loss, layer=layer)
 
 
 class _WeightWatch:
