@@ -17,6 +17,7 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import torch
@@ -83,12 +84,12 @@ def main(args: argparse.Namespace) -> pd.DataFrame:
         data_dir=args.data_dir,
         source=args.source,
     )
-    methods = {
+    methods: dict[str, dict[str, Any]] = {
         "full": {"reuse_prefix": False},
         "reuse, batch 1": {"reuse_prefix": True, "batch_size": 1},
         f"reuse, batch {args.batch_size}": {"reuse_prefix": True, "batch_size": args.batch_size},
     }
-    rows = []
+    rows: list[dict[str, Any]] = []
     for mask in [name for name in mask_names() if MASKS.get(name).reuses_prefix]:
         results: dict[str, Capture] = {}
         for method, options in methods.items():

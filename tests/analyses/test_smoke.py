@@ -54,7 +54,9 @@ def test_prompt_attention_figures_driver(tmp_path: Path) -> None:
     model = tiny_random_model("gemma3")
     _, prompts, _ = make_prompts(model.tokenizer, "mr", n_test=1, seed=0, k=2, source="package")
     frames = [prompt_attention(model, prompts, condition, 1) for condition in conditions()]
-    write_csv(tmp_path / "prompt_attention.csv", attention_table(frames, model="tiny", data="mr", seed=0))
+    write_csv(
+        tmp_path / "prompt_attention.csv", attention_table(frames, model="tiny", data="mr", seed=0)
+    )
     assert prompt_attention_figures._main([str(tmp_path), "--layer", "1"]) == 0
     assert (tmp_path / "figures" / "prompt_attention_heads_layer1__tiny__mr__seed0.png").exists()
     assert prompt_attention_figures._main([str(tmp_path), "--layer", "7"]) == 2

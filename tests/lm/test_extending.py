@@ -48,7 +48,9 @@ def hidden_demos() -> Iterator[str]:
     def rule(q: Tensor, k: Tensor, n_prefix: int) -> Tensor:
         return (k <= q) & ((q < n_prefix) | (k == 0) | (k >= n_prefix))
 
-    register_mask(MaskKind("hidden_demos", "demonstrations hidden from the query", "HiddenLM", rule))
+    register_mask(
+        MaskKind("hidden_demos", "demonstrations hidden from the query", "HiddenLM", rule)
+    )
     yield "hidden_demos"
     MASKS.remove("hidden_demos")
 
