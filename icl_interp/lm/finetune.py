@@ -32,6 +32,7 @@ import copy
 import math
 import re
 from dataclasses import asdict, dataclass
+from functools import partial
 from typing import Any
 
 import torch
@@ -234,6 +235,7 @@ def _backward_logit_lens_losses(
     outputs: list[Float[Tensor, "batch pos d_model"]],
     ids: Int[Tensor, "batch pos"],
     dtype: torch.dtype,
+    scratch: _LogitsScratch,
 ) -> Float[Tensor, " layer"]:
     """``logit_lens_losses`` of ``outputs``, their sum backwarded into the blocks, the
     cross-entropy gradient formed by hand.
@@ -259,7 +261,7 @@ def _backward_logit_lens_losses(
     weight = unembedding_weight(model, dtype)
     with torch.no_grad():
         if dtype == torch.float32:  # into a buffer kept for the run: no fresh ~1 GB each step
-            buffer = _scratch(model, len(targets), len(weight), weight.device)
+            buffer = scratch.view(len(targets), len(weight), weight.device)
             logits = torch.mm(normed, weight.T, out=buffer)
             if bias is not None:
                 logits += bias
@@ -280,19 +282,22 @@ def _backward_logit_lens_losses(
     return losses
 
 
-def _scratch(model: Any, rows: int, columns: int, device: torch.device) -> Tensor:
-    """A float32 ``rows x columns`` buffer kept on ``model`` until ``finetune`` ends (the
-    allocator returns large blocks to the OS, and faulting ~1 GB of fresh pages back in costs
-    ~15% of an LCGD step)."""
-    buffer = getattr(model, "_icl_interp_scratch", None)
-    if buffer is None or buffer.numel() < rows * columns:
-        buffer = torch.empty(rows * columns, device=device)
-        object.__setattr__(model, "_icl_interp_scratch", buffer)
-    return buffer[: rows * columns].view(rows, columns)
+class _LogitsScratch:
+    """One float32 logits buffer kept for a whole finetuning run (the allocator returns large
+    blocks to the OS, and faulting ~1 GB of fresh pages back in costs ~15% of an LCGD step)."""
+
+    def __init__(self) -> None:
+        self._buffer: Tensor | None = None
+
+    def view(self, rows: int, columns: int, device: torch.device) -> Tensor:
+        """A ``rows x columns`` view of the buffer, grown when too small."""
+        if self._buffer is None or self._buffer.numel() < rows * columns:
+            self._buffer = torch.empty(rows * columns, device=device)
+        return self._buffer[: rows * columns].view(rows, columns)
 
 
 def _lcgd_step_loss(
-    model: Any, ids: Int[Tensor, "batch pos"], dtype: torch.dtype
+    model: Any, ids: Int[Tensor, "batch pos"], dtype: torch.dtype, scratch: _LogitsScratch
 ) -> Float[Tensor, ""]:
     """Backward the sum over layers of ``layer_losses``, a chunk of layers at a time.
 
@@ -310,7 +315,7 @@ def _lcgd_step_loss(
         try:
             with _autocast(ids.device, dtype):
                 losses = _backward_logit_lens_losses(
-                    model, outputs[first : first + per_chunk], ids, dtype
+                    model, outputs[first : first + per_chunk], ids, dtype, scratch
                 )
         except _NonFinite as err:
             raise _NonFinite(None if err.layer is None else first + err.layer) from None
@@ -442,7 +447,11 @@ def finetune_with_losses(
         parameter.requires_grad_(True)
     optimizer = torch.optim.SGD(trained, lr=config.lr, momentum=0.0)
     watch = _WeightWatch(tuned, trained)
-    step_loss = _gd_step_loss if config.method == "gd" else _lcgd_step_loss
+    step_loss = (
+        _gd_step_loss
+        if config.method == "gd"
+        else partial(_lcgd_step_loss, scratch=_LogitsScratch())
+    )
     device = next(tuned.parameters()).device
     dtype = getattr(torch, resolve_compute_dtype(config.compute_dtype, device))
     losses: list[float] = []
@@ -474,7 +483,6 @@ def finetune_with_losses(
     for parameter in tuned.parameters():
         parameter.requires_grad_(False)
     forget_cast_unembedding(tuned)
-    object.__setattr__(tuned, "_icl_interp_scratch", None)
     return tuned, losses
 
 

@@ -293,7 +293,11 @@ def test_lcgd_hand_formed_gradient_equals_autograd(
         losses.sum().backward()
         return losses.detach().sum()
 
-    by_hand = gradients(lambda: finetune_module._lcgd_step_loss(model, ids, torch.float32))
+    by_hand = gradients(
+        lambda: finetune_module._lcgd_step_loss(
+            model, ids, torch.float32, finetune_module._LogitsScratch()
+        )
+    )
     reference = gradients(by_autograd)
     assert_close(by_hand[0], reference[0], atol=1e-5, what="summed loss")
     for a, b in zip(by_hand[1], reference[1], strict=True):
