@@ -211,7 +211,9 @@ class ResultFolder:
     plan's list of units, say) may change between runs because every unit records its own.
     ``inputs`` maps an input's name to its fingerprint (``file_fingerprint``, a model's
     identity); an input not known yet (data read after the model loads) is compared once it
-    is added. ``check()`` only reads; ``claim()`` checks, then writes ``config.json``.
+    is added. ``check()`` only reads; ``claim()`` checks, then writes ``config.json`` with
+    ``argv``, the command line of the process that made the folder object (so a worker that
+    claims it records its driver's).
     """
 
     path: Path
@@ -220,6 +222,7 @@ class ResultFolder:
     inputs: dict[str, Any] = dataclasses.field(default_factory=dict)
     ignore: frozenset[str] = frozenset()
     may_differ: frozenset[str] = frozenset()
+    argv: list[str] = dataclasses.field(default_factory=lambda: list(sys.argv))
 
     def __post_init__(self) -> None:
         self.path = Path(self.path)
@@ -291,16 +294,24 @@ class ResultFolder:
         """``check()``, then write ``config.json`` (settings, inputs, versions, command line)."""
         self.check()
         return write_config(
-            self.path, self.settings, command=self.command, inputs=self.inputs, **extra
+            self.path,
+            self.settings,
+            argv=self.argv,
+            command=self.command,
+            inputs=self.inputs,
+            **extra,
         )
 
 
-def write_config(folder: str | Path, config: Any, **extra: Any) -> Path:
-    """Write ``config.json``: the config, package versions, the command line and extras."""
+def write_config(
+    folder: str | Path, config: Any, argv: list[str] | None = None, **extra: Any
+) -> Path:
+    """Write ``config.json``: the config, package versions, the command line (``argv``, by
+    default this process's) and extras."""
     payload = {
         "config": to_jsonable(config),
         "versions": package_versions(),
-        "argv": sys.argv,
+        "argv": sys.argv if argv is None else argv,
         **{k: to_jsonable(v) for k, v in extra.items()},
     }
     return write_text(

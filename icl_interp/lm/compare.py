@@ -195,11 +195,19 @@ def policy_lrs(model_name: str, spec: Any, config: CompareConfig) -> tuple[dict[
 
 
 def unit_lrs(
-    model: Any, model_name: str, data: str, seed: int, spec: Any, config: CompareConfig
+    model: Any,
+    model_name: str,
+    data: str,
+    seed: int,
+    spec: Any,
+    config: CompareConfig,
+    folder: ResultFolder | None = None,
 ) -> tuple[dict[str, float], str, pd.DataFrame | None]:
     """Each finetuning's lr ("gd", "lcgd", "untrained gd"), where it came from, and the sweep
     table (``--lr-grid`` only): a fixed ``--lr``, the data set's reference lr, the packaged
-    chosen table, or chosen now from ``--lr-grid`` by ``icl_interp.lm.lr_rule``."""
+    chosen table, or chosen now from ``--lr-grid`` by ``icl_interp.lm.lr_rule``. With a
+    ``folder``, each sweep trial is kept under ``units/<unit>.lr_trials/`` as it finishes, and
+    a rerun reuses it."""
     if not config.lr_grid:
         fixed, source = policy_lrs(model_name, spec, config)
         if config.lr == "chosen" and not source.startswith("chosen"):
@@ -210,7 +218,14 @@ def unit_lrs(
         return fixed, source, None
     from icl_interp.lm.capture import capture_condition
     from icl_interp.lm.finetune import finetune_with_losses, untrained_baseline
-    from icl_interp.lm.lr_rule import sweep, trials_table, validation_prompts
+    from icl_interp.lm.lr_rule import (
+        TrialCache,
+        sweep,
+        tokens_fingerprint,
+        trials_table,
+        validation_prompts,
+    )
+    from icl_interp.lm.models import model_identity
 
     validation = validation_prompts(
         model.tokenizer,
@@ -227,6 +242,16 @@ def unit_lrs(
     def accuracy(scoped: Any) -> float:
         result = capture_condition(scoped, validation, ZERO_SHOT, batch_size=config.batch_size)
         return float(correct(result)[:, -1].float().mean())
+
+    cache = None
+    if folder is not None:
+        key = {
+            "settings": unit_settings(config),
+            "model_identity": model_identity(model_name),
+            "validation_tokens": tokens_fingerprint(validation),
+        }
+        trials_folder = folder.path / "units" / f"{unit_stem(model_name, data, seed)}.lr_trials"
+        cache = TrialCache(trials_folder, key, before_write=folder.claim)
 
     needed = {m.finetune for m in (METHODS.get(n) for n in config.methods) if not m.untrained}
     untrained = any(METHODS.get(n).untrained for n in config.methods)
@@ -251,7 +276,7 @@ def unit_lrs(
             )
             return accuracy(tuned), sum(losses) / len(losses)
 
-        lrs[name], trials = sweep(config.lr_grid, score)
+        lrs[name], trials = sweep(config.lr_grid, cache.scored(name, score) if cache else score)
         tables.append(
             trials_table(trials, lrs[name], finetuning=name, zero_shot_accuracy=accuracy(base))
         )
@@ -374,17 +399,23 @@ def _unit_prompts(
 
 
 def compute_unit(
-    model: Any, model_name: str, data: str, seed: int, config: CompareConfig
+    model: Any,
+    model_name: str,
+    data: str,
+    seed: int,
+    config: CompareConfig,
+    folder: ResultFolder | None = None,
 ) -> UnitFiles:
     """One model x data x seed unit's files, in writing order (the metrics CSV, which marks
-    the unit done, last)."""
+    the unit done, last); with a ``folder``, the lr sweep's trials are kept there as they
+    finish."""
     from icl_interp.lm.attention import PromptAttentionCollector
     from icl_interp.lm.models import model_identity
 
     started = time.perf_counter()
     seed_everything(seed)
     spec, prompts, other, provenance = _unit_prompts(model, data, seed, config)
-    lrs, lr_source, lr_sweep = unit_lrs(model, model_name, data, seed, spec, config)
+    lrs, lr_source, lr_sweep = unit_lrs(model, model_name, data, seed, spec, config, folder)
     prompt_attention = PromptAttentionCollector(prompts, config.heatmap_examples)
     captures, info, seconds = _captures(
         model, prompts, other, lrs, seed, config, on_model=prompt_attention.add
@@ -474,13 +505,17 @@ def check_finished_unit(units: Path, unit: Unit, config: CompareConfig) -> None:
 
 
 class UnitComputer:
-    """Computes units for one config, keeping the last model it loaded. The serial loop uses
-    one; each Ray worker is one (an actor, on ``threads`` torch threads)."""
+    """Computes units for one config into ``folder`` (its lr-sweep trials, as they finish),
+    keeping the last model it loaded. The serial loop uses one; each Ray worker is one (an
+    actor, on ``threads`` torch threads)."""
 
-    def __init__(self, config: CompareConfig, threads: int | None = None) -> None:
+    def __init__(
+        self, config: CompareConfig, folder: ResultFolder, threads: int | None = None
+    ) -> None:
         if threads is not None:
             torch.set_num_threads(threads)
         self.config = config
+        self.folder = folder
         self.model_name: str | None = None
         self.model: Any = None
 
@@ -492,11 +527,11 @@ class UnitComputer:
             self.model = None  # free the previous model before loading the next
             self.model = load_model(model_name, device=self.config.device)
             self.model_name = model_name
-        return unit, compute_unit(self.model, model_name, data, seed, self.config)
+        return unit, compute_unit(self.model, model_name, data, seed, self.config, self.folder)
 
 
 def _run_units_serial(todo: list[Unit], config: CompareConfig, folder: ResultFolder) -> None:
-    computer = UnitComputer(config)
+    computer = UnitComputer(config, folder)
     for unit in progress(todo, desc="units", unit="unit"):
         write_unit(folder, *computer.compute(unit))
 
@@ -521,7 +556,7 @@ def _run_units_ray(todo: list[Unit], config: CompareConfig, folder: ResultFolder
         ray.init(num_cpus=local_cpus, include_dashboard=False)
     worker = ray.remote(num_cpus=1)(UnitComputer)
     actors: list[Any] = [
-        worker.remote(config, threads=1) for _ in range(min(config.workers, len(todo)))
+        worker.remote(config, folder, threads=1) for _ in range(min(config.workers, len(todo)))
     ]
     try:
         results = ActorPool(actors).map_unordered(
@@ -551,8 +586,8 @@ def result_folder(out: Path, config: CompareConfig) -> ResultFolder:
 def run_compare(config: CompareConfig, out: Path, *, figures: bool = True) -> pd.DataFrame:
     """Run (or resume) every unit, then write the combined tables, summary and figures.
 
-    Nothing is written into ``out`` until the first unit's numbers exist, so a run that
-    fails early leaves the folder as it was.
+    Nothing is written into ``out`` until the first numbers (a unit, or a trial of an lr
+    sweep) exist, so a run that fails early leaves the folder as it was.
     """
     folder = result_folder(out, config)
     folder.check()

@@ -16,6 +16,8 @@ with the highest validation accuracy averaged over the seeds (``chosen_table``).
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -25,6 +27,7 @@ from typing import Any
 import pandas as pd
 
 from icl_interp.errors import UserError
+from icl_interp.results import write_text
 
 VALIDATION_SEED_OFFSET = 1_000_003  # the validation draw's seed: the run's seed plus this
 CHOSEN_LRS = Path(__file__).with_name("chosen_lrs.csv")
@@ -67,6 +70,51 @@ def sweep(
             accuracy, loss = float("nan"), float("nan")
         trials.append(LrTrial(lr, accuracy, loss))
     return choose(trials), trials
+
+
+class TrialCache:
+    """A sweep's finished trials, one small JSON file each under ``folder``, so an interrupted
+    sweep resumes at its first missing trial (a diverged trial is remembered too). A file is
+    reused only if it records this run's ``key`` (settings, model, validation tokens), else the
+    trial is recomputed; ``before_write`` runs before each write (``compare`` claims its result
+    folder there)."""
+
+    def __init__(
+        self, folder: Path, key: dict[str, Any], before_write: Callable[[], Any] = lambda: None
+    ) -> None:
+        self.folder = Path(folder)
+        self.key = json.loads(json.dumps(key))  # as it reads back from a file
+        self.before_write = before_write
+
+    def scored(
+        self, finetuning: str, score: Callable[[float], tuple[float, float]]
+    ) -> Callable[[float], tuple[float, float]]:
+        """``score`` for ``finetuning``, answered from a file where one was written."""
+
+        def cached(lr: float) -> tuple[float, float]:
+            path = self.folder / f"{finetuning.replace(' ', '_')}__lr{lr:g}.json"
+            try:
+                recorded = json.loads(path.read_text(encoding="utf-8"))
+                if recorded["key"] == self.key and recorded["lr"] == lr:
+                    return float(recorded["accuracy"]), float(recorded["loss"])
+            except (OSError, ValueError, KeyError, TypeError):
+                pass  # absent or unreadable: compute it
+            try:
+                accuracy, loss = score(lr)
+            except UserError:
+                accuracy, loss = float("nan"), float("nan")
+            self.before_write()
+            trial = {"key": self.key, "lr": lr, "accuracy": accuracy, "loss": loss}
+            write_text(path, json.dumps(trial, indent=1, sort_keys=True) + "\n")
+            return accuracy, loss
+
+        return cached
+
+
+def tokens_fingerprint(prompts: Any) -> str:
+    """sha256 of a prompt set's demonstration and query token ids."""
+    ids = [t.tolist() for t in (*prompts.demo_ids, *prompts.query_ids)]
+    return hashlib.sha256(json.dumps(ids).encode()).hexdigest()[:16]
 
 
 def validation_prompts(

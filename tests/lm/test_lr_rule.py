@@ -154,3 +154,39 @@ def test_a_finished_unit_is_not_reused_after_the_packaged_lrs_change(
     monkeypatch.setattr(lr_rule, "chosen_lrs", lambda model, data, path: table)
     with pytest.raises(UserError, match="the lr table now gives"):
         run_compare(config, tmp_path, figures=False)
+
+
+def test_an_interrupted_sweep_resumes_from_its_finished_trials(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    import icl_interp.lm.finetune as finetune_module
+
+    config = CompareConfig(
+        models=("tiny-gemma3",), datasets=("mr",), n_test=2, k=2, heatmap_examples=0,
+        batch_size=2, finetune_dtype="float32", source="package", bootstrap=0,
+        methods=("gd", "untrained"), masks=("causal",), lr_grid=(1e-3, 1e-1), n_val=4,
+    )  # fmt: skip
+    real = finetune_module.finetune_with_losses
+    calls = []
+
+    def counted(*args: object, **kwargs: object):
+        calls.append(kwargs.get("lr"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(finetune_module, "finetune_with_losses", counted)
+    run_compare(config, tmp_path, figures=False)
+    first_sweep = (tmp_path / "lr_sweep.csv").read_bytes()
+    first_calls = len(calls)
+    stem = unit_stem("tiny-gemma3", "mr", 0)
+    trials = sorted((tmp_path / "units" / f"{stem}.lr_trials").glob("*.json"))
+    assert len(trials) == 4  # 2 finetunings x 2 lrs
+    for path in (tmp_path / "units").glob(f"{stem}.*"):  # interrupted after the sweep
+        if path.is_file():
+            path.unlink()
+    trials[0].write_text("{not json")  # an unreadable trial is computed again
+    stamps = {path: path.stat().st_mtime_ns for path in trials[1:]}
+    calls.clear()
+    run_compare(config, tmp_path, figures=False)
+    assert len(calls) == first_calls - 3
+    assert {path: path.stat().st_mtime_ns for path in trials[1:]} == stamps
+    assert (tmp_path / "lr_sweep.csv").read_bytes() == first_sweep
