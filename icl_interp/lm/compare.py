@@ -93,6 +93,30 @@ def unit_stem(model: str, data: str, seed: int) -> str:
     return f"{safe_model}__{data}__seed{seed}"
 
 
+def _finetune_run(
+    model: Any,
+    demo_ids: list[Any],
+    method: str,
+    lr: float,
+    seed: int,
+    config: CompareConfig,
+    progress: bool = False,
+) -> tuple[Any, list[float]]:
+    """``finetune_with_losses`` with the run's trained parameters and compute dtype."""
+    from icl_interp.lm.finetune import finetune_with_losses
+
+    return finetune_with_losses(
+        model,
+        demo_ids,
+        method=method,
+        lr=lr,
+        params=config.params,
+        seed=seed,
+        compute_dtype=config.finetune_dtype,
+        progress=progress,
+    )
+
+
 def _captures(
     model: Any,
     prompts: Any,
@@ -111,11 +135,7 @@ def _captures(
     "gd", "lcgd" and "untrained gd" to their learning rates (GD on B uses GD's).
     """
     from icl_interp.lm.capture import capture_condition
-    from icl_interp.lm.finetune import (
-        finetune_with_losses,
-        resolve_compute_dtype,
-        untrained_baseline,
-    )
+    from icl_interp.lm.finetune import resolve_compute_dtype, untrained_baseline
 
     captures: dict[CaptureKey, Any] = {}
     losses: dict[str, list[float]] = {}
@@ -154,16 +174,7 @@ def _captures(
             tuned, step_losses = timed(
                 f"{prefix}{finetune} finetuning",
                 lambda scoped=scoped, prompt_set=prompt_set, finetune=finetune, lr=lr: (
-                    finetune_with_losses(
-                        scoped,
-                        prompt_set.demo_ids,
-                        method=finetune,
-                        lr=lr,
-                        params=config.params,
-                        seed=seed,
-                        compute_dtype=config.finetune_dtype,
-                        progress=True,
-                    )
+                    _finetune_run(scoped, prompt_set.demo_ids, finetune, lr, seed, config, True)
                 ),
             )
             losses[prefix + finetune] = [round(loss, 5) for loss in step_losses]
@@ -217,7 +228,7 @@ def unit_lrs(
             )
         return fixed, source, None
     from icl_interp.lm.capture import capture_condition
-    from icl_interp.lm.finetune import finetune_with_losses, untrained_baseline
+    from icl_interp.lm.finetune import untrained_baseline
     from icl_interp.lm.lr_rule import (
         TrialCache,
         sweep,
@@ -265,15 +276,7 @@ def unit_lrs(
         base = untrained_baseline(model, seed=seed) if scope_untrained else model
 
         def score(lr: float, base: Any = base, method: str = method) -> tuple[float, float]:
-            tuned, losses = finetune_with_losses(
-                base,
-                validation.demo_ids,
-                method=method,
-                lr=lr,
-                params=config.params,
-                seed=seed,
-                compute_dtype=config.finetune_dtype,
-            )
+            tuned, losses = _finetune_run(base, validation.demo_ids, method, lr, seed, config)
             return accuracy(tuned), sum(losses) / len(losses)
 
         lrs[name], trials = sweep(config.lr_grid, cache.scored(name, score) if cache else score)
