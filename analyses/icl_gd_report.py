@@ -89,13 +89,26 @@ def run_model(args: argparse.Namespace) -> None:
             _compare(args, data, args.seeds[1:], lr, cell / "seeds")
 
 
-def cell_folders(out: Path) -> list[list[Path]]:
-    """Per model x data set, its finished compare folders (the sweep's, then the seeds')."""
-    cells = sorted(p.parent.parent for p in out.glob("*/*/sweep/metrics.csv"))
-    if not cells:
-        raise UserError(f"no finished compare run under {out}; run a model first")
-    return [[cell / "sweep", *([cell / "seeds"] if (cell / "seeds" / "metrics.csv").exists() else [])]
-            for cell in cells]  # fmt: skip
+def cell_folders(out: Path, seeds: Sequence[str]) -> tuple[list[list[Path]], list[str]]:
+    """Per model x data set whose finished compare folders (the sweep's, then the seeds')
+    cover every one of ``seeds``: those folders; and a line for each other cell, which the
+    report leaves out (a cell still running, or stopped between its sweep and its seeds)."""
+    complete, incomplete = [], []
+    for cell in sorted(p.parent.parent for p in out.glob("*/*/sweep/metrics.csv")):
+        folders = [f for f in (cell / "sweep", cell / "seeds") if (f / "metrics.csv").exists()]
+        done = {
+            str(seed)
+            for f in folders
+            for seed in json.loads((f / "config.json").read_text())["config"]["seeds"]
+        }
+        if set(seeds) <= done:
+            complete.append(folders)
+        else:
+            have = " ".join(sorted(done & set(seeds))) or "none"
+            incomplete.append(f"{cell.relative_to(out)} (seeds done: {have} of {' '.join(seeds)})")
+    if not complete:
+        raise UserError(f"no cell under {out} has finished all seeds {' '.join(seeds)}")
+    return complete, incomplete
 
 
 def _read(folders: list[Path], name: str) -> pd.DataFrame:
@@ -207,7 +220,7 @@ def report(args: argparse.Namespace) -> str:
     from icl_interp.lm.report import markdown_table
     from icl_interp.results import write_figure
 
-    cells = cell_folders(args.out)
+    cells, incomplete = cell_folders(args.out, args.seeds)
     tables = [_read(folders, "metrics.csv") for folders in cells]
     similarity, diffs, accuracy, lrs, times = [], [], [], [], []
     for folders, table in zip(cells, tables, strict=True):
@@ -255,6 +268,11 @@ def report(args: argparse.Namespace) -> str:
         "and seeds; brackets: 95% two-level bootstrap intervals (seeds, then test examples, "
         "resampled). LCGD - GD is paired within each replicate; `*` marks intervals that "
         "exclude 0.",
+        *(
+            ["", "Not finished, left out of every table: " + "; ".join(incomplete) + "."]
+            if incomplete
+            else []
+        ),
         "",
         "## LCGD closer to ICL than GD: data sets where LCGD - GD > 0 with its interval "
         "excluding 0",

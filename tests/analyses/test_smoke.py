@@ -4,6 +4,7 @@ drivers are exercised in tests/lsa and tests/synthetic)."""
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pandas as pd
@@ -85,4 +86,11 @@ def test_icl_gd_report_driver(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
     assert unit["lr"] == chosen_here and unit["lr_source"] == "chosen (chosen_lrs.csv)"
     swept = json.loads((cell / "sweep" / "units" / "tiny-gemma3__mr__seed0.json").read_text())
     assert swept["lr"] == chosen_here  # one seed's sweep: its choice is the table
-    assert "| tiny-gemma3 | mr |" in text
+    assert "| tiny-gemma3 | mr |" in text and "Not finished" not in text
+    stopped = tmp_path / "runs" / "tiny-gemma3" / "stopped"  # a cell stopped after its sweep
+    shutil.copytree(cell / "sweep", stopped / "sweep")
+    report_only = ["--report-only", "--seeds", "0", "1", "--out", str(tmp_path / "runs")]
+    assert icl_gd_report._main([*report_only, "--doc", str(doc)]) == 0
+    line = "\nNot finished, left out of every table: tiny-gemma3/stopped (seeds done: 0 of 0 1).\n"
+    assert doc.read_text().replace(line, "") == text  # the page is otherwise unchanged
+    assert icl_gd_report._main([*report_only[:1], "--seeds", "0", "1", "2", *report_only[4:]]) == 2
