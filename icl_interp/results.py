@@ -143,7 +143,8 @@ def read_torch(path: str | Path, **options: Any) -> Any:
 def write_figure(
     path_stem: str | Path, fig: Any, formats: tuple[str, ...] = ("png", "pdf")
 ) -> list[Path]:
-    """Save a matplotlib figure as ``stem.png`` and ``stem.pdf`` (atomically)."""
+    """Save a matplotlib figure as ``stem.png`` and ``stem.pdf`` (atomically; a dot in the
+    stem, as in ``qwen2.5``, is kept)."""
     stem = Path(path_stem)
     paths = []
     for fmt in formats:
@@ -153,7 +154,7 @@ def write_figure(
                 path, format=fmt, dpi=150, bbox_inches="tight", metadata=_fixed_metadata(fmt)
             )
 
-        paths.append(write_atomic(stem.with_suffix(f".{fmt}"), save))
+        paths.append(write_atomic(stem.with_name(f"{stem.name}.{fmt}"), save))
     return paths
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from icl_interp.errors import UserError
-from icl_interp.results import ResultFolder, file_fingerprint, write_text
+from icl_interp.results import ResultFolder, file_fingerprint, write_figure, write_text
 
 
 def folder(path: Path, **overrides: object) -> ResultFolder:
@@ -85,3 +85,14 @@ def test_file_fingerprint_follows_content(tmp_path: Path) -> None:
     assert file_fingerprint(a) == file_fingerprint(b)
     b.write_text("other")
     assert file_fingerprint(a) != file_fingerprint(b)
+
+
+def test_a_figure_stem_keeps_its_dots(tmp_path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    fig = plt.figure()
+    written = write_figure(tmp_path / "layer_curves__qwen2.5-coder-0.5b", fig)
+    plt.close(fig)
+    names = [p.name for p in written]
+    assert names == ["layer_curves__qwen2.5-coder-0.5b.png", "layer_curves__qwen2.5-coder-0.5b.pdf"]
+    assert all(p.exists() for p in written)
