@@ -22,8 +22,9 @@ class CompareConfig:
     ``lr`` is a number, ``"reference"`` (the data set's value from the reference paper) or
     ``"chosen"`` (the packaged table ``icl_interp/lm/chosen_lrs.csv`` of lrs chosen by the rule,
     or ``lr_table``, a table of the same columns; the reference value where it has no row);
-    empty ``masks``/``methods``/``metrics`` mean every registered one. A non-empty ``lr_grid`` chooses each finetuning's lr by the rule of
-    ``icl_interp.lm.lr_rule`` (``n_val`` validation examples from the train split) instead.
+    empty ``masks``/``methods``/``metrics`` mean every registered one. A non-empty ``lr_grid``
+    chooses each finetuning's lr by the rule of ``icl_interp.lm.lr_rule`` (``n_val``
+    validation examples from the train split) instead.
 
     ``seeds`` drive everything random in a unit: the demonstrations, the test examples, the
     untrained baseline's weights and the random SimAOU baseline. ``workers`` > 1 computes
