@@ -183,6 +183,11 @@ def _prefix_cache(
         past_key_values=cache,
         use_cache=True,
     )
+    if cache.get_seq_length() != length:  # a transformers / transformer-lens pair that drops it
+        raise RuntimeError(
+            "the model did not fill the key/value cache it was passed; install the transformers "
+            "version pyproject.toml allows"
+        )
     return [(layer.keys, layer.values) for layer in cache.layers]  # type: ignore[union-attr,misc]
 
 

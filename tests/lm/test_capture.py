@@ -192,3 +192,13 @@ def test_attention_output_is_the_o_proj_output(arch: str) -> None:
             handle.remove()
     expected = torch.stack([outputs[i] for i in range(len(layers))])
     assert_close(result.attn_out[3], expected, atol=1e-5, what="o_proj output")
+
+
+def test_a_model_that_does_not_fill_the_cache_is_an_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    """transformers 5.24 with transformer-lens 4.3 gave NaN captures silently: now one error."""
+    from transformers import DynamicCache
+
+    monkeypatch.setattr(DynamicCache, "update", lambda self, keys, values, *a, **k: (keys, values))
+    prefix, queries, labels = _inputs()
+    with pytest.raises(RuntimeError, match="did not fill the key/value cache"):
+        capture(tiny_random_model("gpt2"), prefix, queries, labels, LABEL_IDS)
