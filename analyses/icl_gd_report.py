@@ -5,7 +5,9 @@ under ``<out>/<model>/<data>/``: ``sweep/`` chooses every finetuning's lr by the
 ``--lr-grid`` on the first seed (its validation draw, from the train split) and computes that
 seed's unit at the chosen lrs; ``chosen_lrs.csv`` holds the choice; ``seeds/`` computes the other
 seeds at those lrs (``--lr-table``). One sweep per model x data set, not per seed: the sweep
-costs about three units. Then the report is rebuilt from every folder under ``<out>``: a
+costs about three units. Every cell that has finished all seeds is then archived beside the page
+(``docs/icl_vs_gd/cells/<model>/<data>/``: its metrics and bootstrap rows, sweep, wall times and
+commands; committed, since ``<out>`` is not), and the report is rebuilt from the archive: a
 Markdown page (default ``docs/icl_vs_gd.md``) with, per model, data set and ICL mask, SimAOU and
 SimAM∆ of GD, LCGD and the controls (untrained, mismatched floor, ICL-vs-ICL ceiling) with 95%
 intervals, LCGD - GD with its interval, the chosen lrs, the accuracies, how many data sets have
@@ -43,6 +45,7 @@ METRICS = {"simaou": "SimAOU", "simam_delta": "SimAM∆"}
 # Fixed after the first Gemma MR sweeps (validation data only): 1e-2 and 1e-1 left all three
 # finetunings at chance and the best lr sat at the grid's lower edge, 1e-4.
 LR_GRID = ["1e-5", "1e-4", "1e-3"]
+CELL_TABLES = ("metrics.csv.gz", "bootstrap.csv.gz")
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -106,13 +109,46 @@ def cell_folders(out: Path, seeds: Sequence[str]) -> tuple[list[list[Path]], lis
         else:
             have = " ".join(sorted(done & set(seeds))) or "none"
             incomplete.append(f"{cell.relative_to(out)} (seeds done: {have} of {' '.join(seeds)})")
-    if not complete:
-        raise UserError(f"no cell under {out} has finished all seeds {' '.join(seeds)}")
+    return complete, incomplete
+
+
+def archive_cell(folders: list[Path], cell: Path) -> None:
+    """Keep what the report reads of one finished cell under ``cell``, which is committed beside
+    the page so that ``--report-only`` rebuilds it from a fresh clone: the metrics and the
+    SimAOU / SimAM∆ bootstrap rows of all its seeds (gzip), the sweep's lr_sweep.csv, the
+    per-unit wall times and the commands that made it."""
+    write_csv(cell / "metrics.csv.gz", _read(folders, "metrics.csv"))
+    resampled = _read(folders, "bootstrap.csv")
+    write_csv(cell / "bootstrap.csv.gz", resampled[resampled["metric"].isin(list(METRICS))])
+    write_csv(cell / "lr_sweep.csv", pd.read_csv(folders[0] / "lr_sweep.csv"))
+    write_csv(cell / "wall_times.csv", wall_times(folders))
+    argvs = (json.loads((f / "config.json").read_text())["argv"] for f in folders)
+    write_text(
+        cell / "commands.txt", "".join(dict.fromkeys(f"python {' '.join(a)}\n" for a in argvs))
+    )
+
+
+def archived_cells(archive: Path, seeds: Sequence[str]) -> tuple[list[Path], list[str]]:
+    """The archived cells holding every one of ``seeds``, and a line for each other one."""
+    complete, incomplete = [], []
+    for cell in sorted(p.parent for p in archive.glob("*/*/metrics.csv.gz")):
+        done = {str(seed) for seed in pd.read_csv(cell / "metrics.csv.gz")["seed"].unique()}
+        if set(seeds) <= done:
+            complete.append(cell)
+        else:
+            have = " ".join(sorted(done & set(seeds))) or "none"
+            name = cell.relative_to(archive)
+            incomplete.append(f"{name} (archived seeds: {have} of {' '.join(seeds)})")
     return complete, incomplete
 
 
 def _read(folders: list[Path], name: str) -> pd.DataFrame:
     return pd.concat([pd.read_csv(folder / name) for folder in folders], ignore_index=True)
+
+
+def _seeds(path: Path, seeds: Sequence[str]) -> pd.DataFrame:
+    table = pd.read_csv(path)
+    return table[table["seed"].astype(str).isin(seeds)].reset_index(drop=True)
 
 
 def _cell(value: float, low: float, high: float) -> str:
@@ -181,12 +217,12 @@ def accuracy_table(table: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows).round(3)
 
 
-def lr_table(sweep_folder: Path) -> pd.DataFrame:
-    """The lr chosen by the sweep per model x data x finetuning, with validation accuracy at
-    it, the best and worst grid point, and the unchanged model's zero-shot validation accuracy."""
+def lr_table(sweep: pd.DataFrame) -> pd.DataFrame:
+    """The lr chosen by the sweep (``lr_sweep.csv`` rows) per model x data x finetuning, with
+    validation accuracy at it, the best and worst grid point, and the unchanged model's zero-shot
+    validation accuracy."""
     from icl_interp.lm.lr_rule import chosen_table
 
-    sweep = pd.read_csv(sweep_folder / "lr_sweep.csv")
     chosen = chosen_table(sweep)
     zero_shot = sweep.groupby(["model", "data", "finetuning"])["zero_shot_accuracy"].mean()
     by_lr = sweep.groupby(["model", "data", "finetuning", "lr"])["val_accuracy"].mean()
@@ -220,16 +256,27 @@ def report(args: argparse.Namespace) -> str:
     from icl_interp.lm.report import markdown_table
     from icl_interp.results import write_figure
 
-    cells, incomplete = cell_folders(args.out, args.seeds)
-    tables = [_read(folders, "metrics.csv") for folders in cells]
-    similarity, diffs, accuracy, lrs, times = [], [], [], [], []
-    for folders, table in zip(cells, tables, strict=True):
-        wide, paired = similarity_table(table, _read(folders, "bootstrap.csv"))
+    finished, running = cell_folders(args.out, args.seeds)
+    archive = args.doc.with_suffix("") / "cells"
+    for folders in finished:
+        archive_cell(folders, archive / folders[0].parent.relative_to(args.out))
+    cells, incomplete = archived_cells(archive, args.seeds)
+    named = {str(cell.relative_to(archive)) for cell in cells}
+    incomplete += [line for line in running if line.split(" ")[0] not in named]
+    if not cells:
+        raise UserError(
+            f"no cell under {args.out} or {archive} has all seeds {' '.join(args.seeds)}"
+        )
+    similarity, diffs, accuracy, lrs, times, tables = [], [], [], [], [], []
+    for cell in cells:
+        table, resampled = (_seeds(cell / name, args.seeds) for name in CELL_TABLES)
+        wide, paired = similarity_table(table, resampled)
+        tables.append(table)
         similarity.append(wide)
         diffs.append(paired)
         accuracy.append(accuracy_table(table))
-        lrs.append(lr_table(folders[0]))
-        times.append(wall_times(folders))
+        lrs.append(lr_table(pd.read_csv(cell / "lr_sweep.csv")))
+        times.append(pd.read_csv(cell / "wall_times.csv"))
     diff = pd.concat(diffs, ignore_index=True)
     diff = diff[diff["data"] != "mean"]
     counts = (
@@ -321,9 +368,9 @@ def report(args: argparse.Namespace) -> str:
         "## Commands (as recorded in each run's config.json)",
         "",
         *dict.fromkeys(
-            f"    python {' '.join(json.loads((f / 'config.json').read_text())['argv'])}"
-            for folders in cells
-            for f in folders
+            f"    {line}"
+            for cell in cells
+            for line in (cell / "commands.txt").read_text().splitlines()
         ),
     ]
     markdown = "\n".join(parts) + "\n"

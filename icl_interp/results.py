@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import errno
+import gzip
 import hashlib
 import json
 import os
@@ -107,13 +108,14 @@ def write_torch(path: str | Path, obj: Any) -> Path:
 
 def write_csv(path: str | Path, table: pd.DataFrame) -> Path:
     """Write a tidy table deterministically (fixed float format, no index; NaN as ``nan``, which
-    ``pd.read_csv`` reads back as NaN, so a missing value never looks like an empty string)."""
-    return write_atomic(
-        path,
-        lambda p: table.to_csv(
-            p, index=False, float_format="%.10g", na_rep="nan", lineterminator="\n"
-        ),
-    )
+    ``pd.read_csv`` reads back as NaN, so a missing value never looks like an empty string). A
+    ``.gz`` path is gzip-compressed with no time or name in its header, so it is byte-identical
+    too."""
+    text = table.to_csv(index=False, float_format="%.10g", na_rep="nan", lineterminator="\n")
+    data = text.encode()
+    if Path(path).suffix == ".gz":
+        data = gzip.compress(data, mtime=0)
+    return write_atomic(path, lambda p: p.write_bytes(data))
 
 
 def read_csv(path: str | Path, **options: Any) -> pd.DataFrame:

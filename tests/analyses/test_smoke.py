@@ -93,4 +93,13 @@ def test_icl_gd_report_driver(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
     assert icl_gd_report._main([*report_only, "--doc", str(doc)]) == 0
     line = "\nNot finished, left out of every table: tiny-gemma3/stopped (seeds done: 0 of 0 1).\n"
     assert doc.read_text().replace(line, "") == text  # the page is otherwise unchanged
-    assert icl_gd_report._main([*report_only[:1], "--seeds", "0", "1", "2", *report_only[4:]]) == 2
+    archive = doc.parent / "icl_vs_gd" / "cells" / "tiny-gemma3" / "mr"
+    kept = {"metrics.csv.gz", "bootstrap.csv.gz", "lr_sweep.csv", "wall_times.csv", "commands.txt"}
+    assert {p.name for p in archive.iterdir()} == kept  # the command is sys.argv: pytest's here
+    figure = doc.parent / "figures" / "icl_vs_gd" / "layer_curves__tiny-gemma3.png"
+    drawn = figure.read_bytes()
+    shutil.rmtree(tmp_path / "runs")  # a fresh clone: the page comes back from the archive
+    assert icl_gd_report._main([*report_only, "--doc", str(doc)]) == 0
+    assert doc.read_text() == text and figure.read_bytes() == drawn
+    three_seeds = [*report_only[:1], "--seeds", "0", "1", "2", *report_only[4:], "--doc", str(doc)]
+    assert icl_gd_report._main(three_seeds) == 2

@@ -6,10 +6,17 @@ import json
 import os
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from icl_interp.errors import UserError
-from icl_interp.results import ResultFolder, file_fingerprint, write_figure, write_text
+from icl_interp.results import (
+    ResultFolder,
+    file_fingerprint,
+    write_csv,
+    write_figure,
+    write_text,
+)
 
 
 def folder(path: Path, **overrides: object) -> ResultFolder:
@@ -96,3 +103,14 @@ def test_a_figure_stem_keeps_its_dots(tmp_path: Path) -> None:
     names = [p.name for p in written]
     assert names == ["layer_curves__qwen2.5-coder-0.5b.png", "layer_curves__qwen2.5-coder-0.5b.pdf"]
     assert all(p.exists() for p in written)
+
+
+def test_a_gzip_csv_is_byte_identical_and_reads_back(tmp_path: Path) -> None:
+    table = pd.DataFrame({"metric": ["simaou", "simam"], "value": [0.125, float("nan")]})
+    first = write_csv(tmp_path / "a" / "t.csv.gz", table).read_bytes()
+    second = write_csv(tmp_path / "b" / "t.csv.gz", table).read_bytes()
+    assert first == second and first[:2] == b"\x1f\x8b"  # gzip, no time or name inside
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "a" / "t.csv.gz"), table)
+    assert (write_csv(tmp_path / "t.csv", table).read_text()).startswith(
+        "metric,value\nsimaou,0.125\n"
+    )
