@@ -45,7 +45,6 @@ METRICS = {"simaou": "SimAOU", "simam_delta": "SimAM∆"}
 # Fixed after the first Gemma MR sweeps (validation data only): 1e-2 and 1e-1 left all three
 # finetunings at chance and the best lr sat at the grid's lower edge, 1e-4.
 LR_GRID = ["1e-5", "1e-4", "1e-3"]
-CELL_TABLES = ("metrics.csv.gz", "bootstrap.csv.gz")
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -92,11 +91,20 @@ def run_model(args: argparse.Namespace) -> None:
             _compare(args, data, args.seeds[1:], lr, cell / "seeds")
 
 
-def cell_folders(out: Path, seeds: Sequence[str]) -> tuple[list[list[Path]], list[str]]:
+def _missing(done: set[str], seeds: Sequence[str], kind: str) -> str | None:
+    """None when ``done`` covers every one of ``seeds``, else which it has ("seeds done: 0 of 0 1")."""
+    if set(seeds) <= done:
+        return None
+    have = " ".join(sorted(done & set(seeds))) or "none"
+    return f"{kind}: {have} of {' '.join(seeds)}"
+
+
+def cell_folders(out: Path, seeds: Sequence[str]) -> tuple[list[list[Path]], dict[str, str]]:
     """Per model x data set whose finished compare folders (the sweep's, then the seeds')
-    cover every one of ``seeds``: those folders; and a line for each other cell, which the
-    report leaves out (a cell still running, or stopped between its sweep and its seeds)."""
-    complete, incomplete = [], []
+    cover every one of ``seeds``: those folders; and, by cell name, what each other cell has
+    done, which the report leaves out (a cell still running, or stopped between its sweep and its
+    seeds)."""
+    complete, incomplete = [], {}
     for cell in sorted(p.parent.parent for p in out.glob("*/*/sweep/metrics.csv")):
         folders = [f for f in (cell / "sweep", cell / "seeds") if (f / "metrics.csv").exists()]
         done = {
@@ -104,11 +112,11 @@ def cell_folders(out: Path, seeds: Sequence[str]) -> tuple[list[list[Path]], lis
             for f in folders
             for seed in json.loads((f / "config.json").read_text())["config"]["seeds"]
         }
-        if set(seeds) <= done:
+        missing = _missing(done, seeds, "seeds done")
+        if missing is None:
             complete.append(folders)
         else:
-            have = " ".join(sorted(done & set(seeds))) or "none"
-            incomplete.append(f"{cell.relative_to(out)} (seeds done: {have} of {' '.join(seeds)})")
+            incomplete[str(cell.relative_to(out))] = missing
     return complete, incomplete
 
 
@@ -128,17 +136,19 @@ def archive_cell(folders: list[Path], cell: Path) -> None:
     )
 
 
-def archived_cells(archive: Path, seeds: Sequence[str]) -> tuple[list[Path], list[str]]:
-    """The archived cells holding every one of ``seeds``, and a line for each other one."""
-    complete, incomplete = [], []
+def archived_cells(
+    archive: Path, seeds: Sequence[str]
+) -> tuple[dict[Path, pd.DataFrame], dict[str, str]]:
+    """The archived cells holding every one of ``seeds``, each with its metrics rows of those
+    seeds; and, by cell name, what each other one holds."""
+    complete, incomplete = {}, {}
     for cell in sorted(p.parent for p in archive.glob("*/*/metrics.csv.gz")):
-        done = {str(seed) for seed in pd.read_csv(cell / "metrics.csv.gz")["seed"].unique()}
-        if set(seeds) <= done:
-            complete.append(cell)
+        table = pd.read_csv(cell / "metrics.csv.gz")
+        missing = _missing({str(seed) for seed in table["seed"].unique()}, seeds, "archived seeds")
+        if missing is None:
+            complete[cell] = _of_seeds(table, seeds)
         else:
-            have = " ".join(sorted(done & set(seeds))) or "none"
-            name = cell.relative_to(archive)
-            incomplete.append(f"{name} (archived seeds: {have} of {' '.join(seeds)})")
+            incomplete[str(cell.relative_to(archive))] = missing
     return complete, incomplete
 
 
@@ -146,8 +156,7 @@ def _read(folders: list[Path], name: str) -> pd.DataFrame:
     return pd.concat([pd.read_csv(folder / name) for folder in folders], ignore_index=True)
 
 
-def _seeds(path: Path, seeds: Sequence[str]) -> pd.DataFrame:
-    table = pd.read_csv(path)
+def _of_seeds(table: pd.DataFrame, seeds: Sequence[str]) -> pd.DataFrame:
     return table[table["seed"].astype(str).isin(seeds)].reset_index(drop=True)
 
 
@@ -262,16 +271,15 @@ def report(args: argparse.Namespace) -> str:
         archive_cell(folders, archive / folders[0].parent.relative_to(args.out))
     cells, incomplete = archived_cells(archive, args.seeds)
     named = {str(cell.relative_to(archive)) for cell in cells}
-    incomplete += [line for line in running if line.split(" ")[0] not in named]
+    incomplete.update({name: done for name, done in running.items() if name not in named})
     if not cells:
         raise UserError(
             f"no cell under {args.out} or {archive} has all seeds {' '.join(args.seeds)}"
         )
-    similarity, diffs, accuracy, lrs, times, tables = [], [], [], [], [], []
-    for cell in cells:
-        table, resampled = (_seeds(cell / name, args.seeds) for name in CELL_TABLES)
+    similarity, diffs, accuracy, lrs, times = [], [], [], [], []
+    for cell, table in cells.items():
+        resampled = _of_seeds(pd.read_csv(cell / "bootstrap.csv.gz"), args.seeds)
         wide, paired = similarity_table(table, resampled)
-        tables.append(table)
         similarity.append(wide)
         diffs.append(paired)
         accuracy.append(accuracy_table(table))
@@ -300,7 +308,7 @@ def report(args: argparse.Namespace) -> str:
     figures = doc.parent / "figures" / "icl_vs_gd"
     figures.mkdir(parents=True, exist_ok=True)
     figure_links = []
-    for model, table in pd.concat(tables, ignore_index=True).groupby("model"):
+    for model, table in pd.concat(cells.values(), ignore_index=True).groupby("model"):
         name = f"layer_curves__{str(model).replace('/', '_')}"
         write_figure(figures / name, plot_layer_curves(table, str(model)), ("png",))
         figure_links.append(f"![{name}](figures/icl_vs_gd/{name}.png)")
@@ -316,7 +324,12 @@ def report(args: argparse.Namespace) -> str:
         "resampled). LCGD - GD is paired within each replicate; `*` marks intervals that "
         "exclude 0.",
         *(
-            ["", "Not finished, left out of every table: " + "; ".join(incomplete) + "."]
+            [
+                "",
+                "Not finished, left out of every table: "
+                + "; ".join(f"{name} ({done})" for name, done in incomplete.items())
+                + ".",
+            ]
             if incomplete
             else []
         ),
