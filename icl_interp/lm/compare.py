@@ -119,8 +119,7 @@ def _finetune_run(
 
 def _captures(
     model: Any,
-    prompts: Any,
-    other: Any,
+    prompt_sets: dict[str, Any],
     lrs: dict[str, float],
     seed: int,
     config: CompareConfig,
@@ -128,11 +127,15 @@ def _captures(
 ) -> tuple[dict[CaptureKey, Any], dict[str, Any], dict[str, float]]:
     """Every capture the unit needs, keyed by (scope, condition or finetuning name); info
     (finetuning losses per step, dtype) and seconds per stage. ``on_model(scope, name, model,
-    condition)`` is called with every model and condition captured.
+    condition)`` is called with every model and condition captured on the test prompts.
 
-    Scopes: ``base`` (the model, demonstrations A), ``untrained`` (re-drawn weights, A) and
-    ``other`` (the model, the disjoint demonstrations B; queries are A's). ``lrs`` maps
-    "gd", "lcgd" and "untrained gd" to their learning rates (GD on B uses GD's).
+    Scopes (``METHODS``' ``scope``): ``base`` (the model, demonstrations A), ``untrained``
+    (re-drawn weights, A), ``other`` (the model, the disjoint demonstrations B) and ``shuffled``
+    (the model, A with permuted labels); ``prompt_sets`` maps "base", "other" and "shuffled" to
+    their prompt sets (the queries are A's in all). ICL is captured in every scope, finetunings
+    where a chosen method needs them; the finetuned models are captured zero-shot on A's
+    queries. ``lrs`` maps "gd", "lcgd" and "untrained gd" to their learning rates (a
+    finetuning on B or A' uses the same method's lr on A).
     """
     from icl_interp.lm.capture import capture_condition
     from icl_interp.lm.finetune import resolve_compute_dtype, untrained_baseline
@@ -141,6 +144,7 @@ def _captures(
     losses: dict[str, list[float]] = {}
     seconds: dict[str, float] = {}
     methods = [METHODS.get(name) for name in config.methods]
+    prompts = prompt_sets["base"]
 
     def timed(stage: str, work: Any) -> Any:
         started = time.perf_counter()
@@ -162,11 +166,10 @@ def _captures(
     for scope in dict.fromkeys(["base", *(m.scope for m in methods)]):
         prefix = "" if scope == "base" else f"{scope} "
         scoped = untrained_baseline(model, seed=seed) if scope == "untrained" else model
-        prompt_set = other if scope == "other" else prompts
-        if scope != "other" or any(m.finetune is None for m in methods if m.scope == "other"):
-            for condition in conditions(config.masks):
-                if scope != "other" or condition.demonstrations:
-                    capture(scope, condition.name, scoped, prompt_set, condition)
+        prompt_set = prompt_sets.get(scope, prompts)
+        for condition in conditions(config.masks):
+            if scope in ("base", "untrained") or condition.demonstrations:
+                capture(scope, condition.name, scoped, prompt_set, condition)
         for finetune in dict.fromkeys(m.finetune for m in methods if m.scope == scope):
             if finetune is None:
                 continue
@@ -231,7 +234,7 @@ def unit_lrs(
     from icl_interp.lm.finetune import untrained_baseline
     from icl_interp.lm.lr_rule import (
         TrialCache,
-        sweep,
+        sweep_with_edges,
         tokens_fingerprint,
         trials_table,
         validation_prompts,
@@ -250,9 +253,8 @@ def unit_lrs(
         source=config.source,
     )
 
-    def accuracy(scoped: Any) -> float:
-        result = capture_condition(scoped, validation, ZERO_SHOT, batch_size=config.batch_size)
-        return float(correct(result)[:, -1].float().mean())
+    def validation_capture(scoped: Any, condition: Any = ZERO_SHOT) -> Any:
+        return capture_condition(scoped, validation, condition, batch_size=config.batch_size)
 
     cache = None
     if folder is not None:
@@ -266,6 +268,11 @@ def unit_lrs(
 
     needed = {m.finetune for m in (METHODS.get(n) for n in config.methods) if not m.untrained}
     untrained = any(METHODS.get(n).untrained for n in config.methods)
+    zsl = validation_capture(model)
+    icl_norms = {
+        f"icl_update_norm_{mask}": update_norm(validation_capture(model, icl(mask)), zsl)
+        for mask in config.masks
+    }
     lrs: dict[str, float] = {}
     tables = []
     for name in FINETUNINGS:
@@ -274,35 +281,65 @@ def unit_lrs(
         if (scope_untrained and not untrained) or (not scope_untrained and method not in needed):
             continue
         base = untrained_baseline(model, seed=seed) if scope_untrained else model
+        base_zsl = validation_capture(base) if scope_untrained else zsl
 
-        def score(lr: float, base: Any = base, method: str = method) -> tuple[float, float]:
+        def score(lr: float, base: Any = base, method: str = method, reference: Any = base_zsl):
             tuned, losses = _finetune_run(base, validation.demo_ids, method, lr, seed, config)
-            return accuracy(tuned), sum(losses) / len(losses)
+            tuned_zsl = validation_capture(tuned)
+            return {
+                "accuracy": float(correct(tuned_zsl)[:, -1].float().mean()),
+                "val_loss": label_loss(tuned_zsl),
+                "train_loss": sum(losses) / len(losses),
+                "update_norm": update_norm(tuned_zsl, reference),
+            }
 
-        lrs[name], trials = sweep(config.lr_grid, cache.scored(name, score) if cache else score)
+        lrs[name], trials = sweep_with_edges(
+            config.lr_grid, cache.scored(name, score) if cache else score
+        )
+        zero_shot = float(correct(base_zsl)[:, -1].float().mean())
+        norms = {} if scope_untrained else icl_norms
         tables.append(
-            trials_table(trials, lrs[name], finetuning=name, zero_shot_accuracy=accuracy(base))
+            trials_table(trials, lrs[name], finetuning=name, zero_shot_accuracy=zero_shot, **norms)
         )
     for name in FINETUNINGS:
         lrs.setdefault(name, lrs.get("gd", spec.gd_lr))
     return lrs, "swept (--lr-grid)", pd.concat(tables, ignore_index=True) if tables else None
 
 
+def update_norm(capture: Any, reference: Any) -> float:
+    """Mean over examples and layers of |h - h_ref| (the attention output's change)."""
+    return float((capture.attn_out - reference.attn_out).norm(dim=-1).mean())
+
+
+def label_loss(capture: Any) -> float:
+    """Mean cross-entropy of the true label among the label words (final layer)."""
+    return float(
+        torch.nn.functional.cross_entropy(capture.label_logits.float(), capture.labels).item()
+    )
+
+
 def unit_metrics(
-    captures: dict[CaptureKey, Any], config: CompareConfig, *, model: str, data: str, seed: int
+    captures: dict[CaptureKey, Any],
+    config: CompareConfig,
+    *,
+    model: str,
+    data: str,
+    seed: int,
+    methods: tuple[str, ...] | None = None,
 ) -> pd.DataFrame:
     """The tidy metric rows of one unit: per ICL mask, the metrics that do not read the
-    compared model once (method ``none``), then the others once per method."""
+    compared model once (method ``none``), then the others once per method (``methods``,
+    default the config's; ``()`` for none)."""
     chosen = [METRICS.get(name) for name in config.metrics]
     once = [m.name for m in chosen if not m.per_method]
     per_method = [m.name for m in chosen if m.per_method]
     frames = []
     for mask in config.masks:
         condition = icl(mask).name
-        if once:
+        if once and methods is None:
             base = Conditions(captures["base", "zsl"], captures["base", condition], seed=seed)
             frames.append(compute_metrics(base, once).assign(mask=mask, method=NO_METHOD))
-        for name in config.methods if per_method else ():
+        for name in (config.methods if methods is None else methods) if per_method else ():
             frames.append(
                 compute_metrics(method_conditions(captures, name, mask, seed), per_method).assign(
                     mask=mask, method=name
@@ -315,16 +352,24 @@ def unit_metrics(
 def method_conditions(
     captures: dict[CaptureKey, Any], method_name: str, mask: str, seed: int
 ) -> Conditions:
-    """ZSL and ICL (under ``mask``) with the compared model's capture as ``ft``."""
+    """ZSL and ICL (under ``mask``) with the compared model's capture as ``ft``; for a
+    finetuning of A (GD, LCGD), also ICL and the same finetuning on B and on A' where the unit
+    has them (the demonstration- and label-specific metrics read those)."""
     method = METHODS.get(method_name)
     condition = icl(mask).name
     home = "untrained" if method.untrained else "base"
     compared = condition if method.finetune is None else method.finetune
+    references = {}
+    if method.scope == "base" and method.finetune is not None:
+        for scope in ("other", "shuffled"):
+            references[f"icl_{scope}"] = captures.get((scope, condition))
+            references[f"ft_{scope}"] = captures.get((scope, method.finetune))
     return Conditions(
         zsl=captures[home, "zsl"],
         icl=captures[home, condition],
         ft=captures[method.scope, compared],
         seed=seed,
+        **references,
     )
 
 
@@ -384,10 +429,14 @@ def unit_settings(config: CompareConfig) -> dict[str, Any]:
 
 def _unit_prompts(
     model: Any, data: str, seed: int, config: CompareConfig
-) -> tuple[Any, Any, Any, Any]:
-    from icl_interp.lm.data import make_prompt_sets
+) -> tuple[Any, dict[str, Any], Any]:
+    """The data set's spec, the prompt sets by scope ("base": demonstrations A; "other": a
+    disjoint draw B; "shuffled": A with permuted labels; each only where a chosen method reads
+    it) and the provenance."""
+    from icl_interp.lm.data import make_prompt_sets, with_permuted_labels
 
-    return make_prompt_sets(
+    scopes = {METHODS.get(name).scope for name in config.methods}
+    spec, prompts, other, provenance = make_prompt_sets(
         model.tokenizer,
         data,
         n_test=config.n_test,
@@ -397,8 +446,54 @@ def _unit_prompts(
         context=int(model.cfg.n_ctx),
         data_dir=config.data_dir,
         source=config.source,
-        other_draw=any(METHODS.get(name).scope == "other" for name in config.methods),
+        other_draw="other" in scopes,
     )
+    prompt_sets = {"base": prompts}
+    if other is not None:
+        prompt_sets["other"] = other
+    if "shuffled" in scopes:
+        prompt_sets["shuffled"] = with_permuted_labels(model.tokenizer, spec, prompts, seed)
+    return spec, prompt_sets, provenance
+
+
+def lr_sensitivity(
+    model: Any,
+    prompt_sets: dict[str, Any],
+    captures: dict[CaptureKey, Any],
+    lr_sweep: pd.DataFrame,
+    seed: int,
+    config: CompareConfig,
+    *,
+    model_name: str,
+    data: str,
+) -> pd.DataFrame:
+    """The per-method metric rows of GD and LCGD at every lr their sweep scored (diverged ones
+    left out), on the unit's own test queries (column ``lr``): each finetuning of A, and of B
+    where the unit has that floor, is re-run at the lr; at the chosen lr the unit's own
+    captures are used. Only validation data chose the lr; this shows how the answer moves
+    with it."""
+    from icl_interp.lm.capture import capture_condition
+
+    frames = []
+    for finetune in ("gd", "lcgd"):
+        trials = lr_sweep[(lr_sweep["finetuning"] == finetune) & lr_sweep["val_accuracy"].notna()]
+        if ("base", finetune) not in captures or trials.empty:
+            continue
+        for lr, chosen in zip(trials["lr"], trials["chosen"], strict=True):
+            at_lr = dict(captures)
+            for scope in ("base", "other") if not chosen else ():
+                if (scope, finetune) in captures:
+                    tuned, _ = _finetune_run(
+                        model, prompt_sets[scope].demo_ids, finetune, float(lr), seed, config
+                    )
+                    at_lr[scope, finetune] = capture_condition(
+                        tuned, prompt_sets["base"], ZERO_SHOT, batch_size=config.batch_size
+                    )
+            rows = unit_metrics(
+                at_lr, config, model=model_name, data=data, seed=seed, methods=(finetune,)
+            )
+            frames.append(rows.assign(lr=float(lr)))
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
 def compute_unit(
@@ -417,11 +512,12 @@ def compute_unit(
 
     started = time.perf_counter()
     seed_everything(seed)
-    spec, prompts, other, provenance = _unit_prompts(model, data, seed, config)
+    spec, prompt_sets, provenance = _unit_prompts(model, data, seed, config)
+    prompts = prompt_sets["base"]
     lrs, lr_source, lr_sweep = unit_lrs(model, model_name, data, seed, spec, config, folder)
     prompt_attention = PromptAttentionCollector(prompts, config.heatmap_examples)
     captures, info, seconds = _captures(
-        model, prompts, other, lrs, seed, config, on_model=prompt_attention.add
+        model, prompt_sets, lrs, seed, config, on_model=prompt_attention.add
     )
     seconds["prompt attention"] = prompt_attention.seconds
     attention = attention_rows(captures, model.tokenizer, prompts, config.heatmap_examples)
@@ -437,11 +533,27 @@ def compute_unit(
         "k_used": prompts.k_used,
         "n_test": prompts.n_examples,
     }
+    if "shuffled" in prompt_sets:
+        kept = [
+            a.label == b.label
+            for a, b in zip(
+                prompts.demonstrations, prompt_sets["shuffled"].demonstrations, strict=True
+            )
+        ]
+        info["shuffled_labels_kept"] = sum(kept)
     metrics = unit_metrics(captures, config, model=model_name, data=spec.name, seed=seed)
     resampled = unit_bootstrap(captures, config, model=model_name, data=spec.name, seed=seed)
     files: UnitFiles = {}
     if lr_sweep is not None:
         files[".lr_sweep.csv"] = lr_sweep.assign(**key)
+        if config.lr_sensitivity:
+            started_sensitivity = time.perf_counter()
+            sensitivity = lr_sensitivity(
+                model, prompt_sets, captures, lr_sweep, seed, config,
+                model_name=model_name, data=spec.name,
+            )  # fmt: skip
+            seconds["lr sensitivity"] = round(time.perf_counter() - started_sensitivity, 1)
+            files[".lr_sensitivity.csv"] = sensitivity
     files[".bootstrap.csv"] = resampled
     files[".attention.csv"] = attention.assign(**key)[ATTENTION_COLUMNS]
     files[".prompt_attention.csv"] = prompt_attention.table(**key)
@@ -615,6 +727,9 @@ def run_compare(config: CompareConfig, out: Path, *, figures: bool = True) -> pd
     if config.lr_grid:
         lr_sweep = pd.concat([read(unit, ".lr_sweep.csv") for unit in plan], ignore_index=True)
         write_csv(out / "lr_sweep.csv", lr_sweep)
+    if config.lr_sensitivity:
+        sensitivity = [read(unit, ".lr_sensitivity.csv") for unit in plan]
+        write_csv(out / "lr_sensitivity.csv", pd.concat(sensitivity, ignore_index=True))
     attention = pd.concat(
         [read(unit, ".attention.csv", keep_default_na=False) for unit in plan], ignore_index=True
     )

@@ -24,7 +24,8 @@ class CompareConfig:
     or ``lr_table``, a table of the same columns; the reference value where it has no row);
     empty ``masks``/``methods``/``metrics`` mean every registered one. A non-empty ``lr_grid``
     chooses each finetuning's lr by the rule of ``icl_interp.lm.lr_rule`` (``n_val``
-    validation examples from the train split) instead.
+    validation examples from the train split) instead; with ``lr_sensitivity`` the unit also
+    records GD's and LCGD's metrics at every lr the sweep scored (``lr_sensitivity.csv``).
 
     ``seeds`` drive everything random in a unit: the demonstrations, the test examples, the
     untrained baseline's weights and the random SimAOU baseline. ``workers`` > 1 computes
@@ -41,7 +42,8 @@ class CompareConfig:
     lr: float | str = "chosen"
     lr_grid: tuple[float, ...] = ()
     lr_table: str | None = None
-    n_val: int = 32
+    n_val: int = 128
+    lr_sensitivity: bool = False
     params: str = "kv"
     finetune_dtype: str = "auto"
     max_len: int = 2048
@@ -106,6 +108,8 @@ class CompareConfig:
             raise UserError(
                 f"--lr-grid values must be finite numbers > 0, got {list(self.lr_grid)}"
             )
+        if self.lr_sensitivity and not self.lr_grid:
+            raise UserError("--lr-sensitivity needs --lr-grid (it re-runs the sweep's lrs)")
         if self.n_val < 1:
             raise UserError(f"--n-val must be >= 1, got {self.n_val}")
         if self.finetune_dtype not in COMPUTE_DTYPES:
@@ -214,6 +218,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--n-val", type=int, default=defaults.n_val, help="validation examples for --lr-grid"
     )
     parser.add_argument(
+        "--lr-sensitivity",
+        action="store_true",
+        help="with --lr-grid: also compute GD's and LCGD's metrics on the test queries at every "
+        "lr the sweep scored (lr_sensitivity.csv; the choice still reads validation only)",
+    )
+    parser.add_argument(
         "--params", default=defaults.params, help="trained parameters: v, kv, attn, all"
     )
     parser.add_argument(
@@ -289,6 +299,7 @@ def config_from_args(args: argparse.Namespace) -> CompareConfig:
         lr_grid=tuple(args.lr_grid),
         lr_table=None if args.lr_table is None else str(Path(args.lr_table).resolve()),
         n_val=args.n_val,
+        lr_sensitivity=args.lr_sensitivity,
         params=args.params,
         finetune_dtype=args.finetune_dtype,
         max_len=args.max_len,

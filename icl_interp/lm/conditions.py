@@ -46,12 +46,16 @@ def conditions(masks: Sequence[str] | None = None) -> list[Condition]:
     return [ZERO_SHOT, *(icl(mask) for mask in (mask_names() if masks is None else masks))]
 
 
+DEMONSTRATION_SETS: tuple[str, ...] = ("same", "other", "shuffled")
+
+
 @dataclass(frozen=True)
 class Method:
     """What ICL on demonstrations A is compared with: the zero-shot capture of a model finetuned
     with ``finetune`` ("gd" | "lcgd"), or, with ``finetune=None``, ICL under the same mask.
-    ``demonstrations`` says on which set: "same" (A) or "other" (a disjoint draw B);
-    with ``untrained``, ZSL, ICL and finetuning all run in the untrained model."""
+    ``demonstrations`` says on which set: "same" (A), "other" (a disjoint draw B) or
+    "shuffled" (A' = A with permuted labels); with ``untrained``, ZSL, ICL and finetuning all
+    run in the untrained model."""
 
     name: str
     label: str
@@ -59,12 +63,19 @@ class Method:
     untrained: bool = False
     demonstrations: str = "same"
 
+    def __post_init__(self) -> None:
+        if self.demonstrations not in DEMONSTRATION_SETS:
+            raise ValueError(
+                f"demonstrations must be one of {DEMONSTRATION_SETS}, got {self.demonstrations!r}"
+            )
+
     @property
     def scope(self) -> str:
-        """Which captures the comparison reads: "base", "untrained" or "other" (set B)."""
+        """Which captures the comparison reads: "base", "untrained", "other" (set B) or
+        "shuffled" (set A')."""
         if self.untrained:
             return "untrained"
-        return "other" if self.demonstrations == "other" else "base"
+        return "base" if self.demonstrations == "same" else self.demonstrations
 
 
 METHODS: Registry[Method] = Registry("method")
@@ -73,7 +84,11 @@ for _method in (
     Method("lcgd", "LCGD", "lcgd"),
     Method("untrained", "untrained", "gd", untrained=True),
     Method("mismatched", "GD other demos", "gd", demonstrations="other"),
+    Method("mismatched_lcgd", "LCGD other demos", "lcgd", demonstrations="other"),
     Method("icl_vs_icl", "ICL other demos", None, demonstrations="other"),
+    Method("shuffled_gd", "GD shuffled labels", "gd", demonstrations="shuffled"),
+    Method("shuffled_lcgd", "LCGD shuffled labels", "lcgd", demonstrations="shuffled"),
+    Method("icl_shuffled", "ICL shuffled labels", None, demonstrations="shuffled"),
 ):
     METHODS.add(_method.name, _method)
 

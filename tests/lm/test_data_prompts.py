@@ -25,9 +25,11 @@ from icl_interp.lm.data import (
     heldout_split,
     label_token_ids,
     load_examples,
+    permute_labels,
     sample_demonstrations,
     select_eval,
     tiny_tokenizer,
+    with_permuted_labels,
 )
 
 
@@ -275,3 +277,31 @@ def test_sampling_and_splits_are_identical_across_processes() -> None:
     here = seeded_draws()
     assert json.loads(other) == here
     assert [len(part) for part in here] == [7, 6, 12]
+
+
+@pytest.mark.parametrize(
+    ("labels", "kept"),
+    [([0, 1] * 8, 0), ([0, 1, 2, 3] * 5 + [0, 1], 0), ([0, 0, 0, 1], 2), ([2, 0, 1, 1, 2, 0], 0)],
+)
+def test_permuted_labels_keep_inputs_order_and_counts_and_move_every_label_they_can(
+    labels: list[int], kept: int
+) -> None:
+    demos = [Example({"text": f"input {i}"}, label) for i, label in enumerate(labels)]
+    shuffled = permute_labels(demos, seed=3)
+    assert [d.fields for d in shuffled] == [d.fields for d in demos]
+    assert Counter(d.label for d in shuffled) == Counter(labels), "a balanced set stays balanced"
+    assert sum(a.label == b.label for a, b in zip(demos, shuffled, strict=True)) == kept
+    assert permute_labels(demos, seed=3) == shuffled, "seeded"
+
+
+def test_label_shuffled_prompts_differ_only_in_label_tokens(tokenizer) -> None:
+    demos = [
+        Example({"text": text}, i % 2)
+        for i, text in enumerate(["fine", "a dull film", "great fun", "dull"])
+    ]
+    prompts = build_prompts(tokenizer, SPEC, demos, QUERIES, max_len=None)
+    shuffled = with_permuted_labels(tokenizer, SPEC, prompts, seed=0)
+    assert shuffled.k_used == prompts.k_used and shuffled.queries == prompts.queries
+    differ = (shuffled.prefix_ids != prompts.prefix_ids).nonzero().flatten().tolist()
+    label_ids = set(prompts.label_token_ids.tolist())
+    assert len(differ) == 4 and all(int(prompts.prefix_ids[i]) in label_ids for i in differ)

@@ -1,5 +1,6 @@
-"""The learning-rate rule: argmax of validation accuracy, ties to the smaller lr, divergence
-never chosen, validation data from the train split only; compare --lr-grid end to end."""
+"""The learning-rate rule: argmax of validation accuracy, ties to the lower validation label
+loss and then the smaller lr, divergence never chosen, an edge choice extends the grid,
+validation data from the train split only; compare --lr-grid end to end."""
 
 from __future__ import annotations
 
@@ -14,20 +15,48 @@ from icl_interp.errors import UserError
 from icl_interp.lm.compare import run_compare, unit_stem
 from icl_interp.lm.compare_config import CompareConfig
 from icl_interp.lm.data import make_prompts, tiny_tokenizer
-from icl_interp.lm.lr_rule import LrTrial, choose, chosen_lrs, chosen_table, sweep
+from icl_interp.lm.lr_rule import (
+    LrTrial,
+    choose,
+    chosen_lrs,
+    chosen_table,
+    sweep,
+    sweep_with_edges,
+)
 
 
-def test_highest_accuracy_wins_and_ties_go_to_the_smaller_lr() -> None:
+def _scores(accuracy: float, val_loss: float = 1.0) -> dict[str, float]:
+    return {"accuracy": accuracy, "val_loss": val_loss, "train_loss": 1.0, "update_norm": 1.0}
+
+
+def test_highest_accuracy_wins_ties_go_to_the_lower_label_loss_then_the_smaller_lr() -> None:
     trials = [LrTrial(1e-3, 0.5, 1.0), LrTrial(1e-2, 0.7, 0.9), LrTrial(1e-1, 0.7, 0.8)]
-    assert choose(trials) == 1e-2
+    assert choose(trials) == 1e-1  # a tie in accuracy, broken by the validation label loss
     assert choose([LrTrial(1e-1, 0.6, 1.0), LrTrial(1e-4, 0.6, 1.0)]) == 1e-4
+    assert choose([LrTrial(1e-1, 0.6, float("nan")), LrTrial(1e-2, 0.6, 2.0)]) == 1e-2
+
+
+def test_an_edge_choice_extends_the_grid_a_decade_at_most_twice() -> None:
+    scored: list[float] = []
+
+    def rising(lr: float) -> dict[str, float]:  # the larger the lr, the better
+        scored.append(lr)
+        return _scores(lr)
+
+    chosen, trials = sweep_with_edges([1e-5, 1e-4, 1e-3], rising)
+    assert chosen == 1e-1 and [t.lr for t in trials] == [1e-5, 1e-4, 1e-3, 1e-2, 1e-1]
+    assert sorted(scored) == [t.lr for t in trials]  # each lr scored once
+    chosen, trials = sweep_with_edges([1e-5, 1e-4, 1e-3], lambda lr: _scores(-abs(lr - 1e-6)))
+    assert chosen == 1e-6 and trials[0].lr == 1e-7  # the lower edge, extended to 1e-6 then 1e-7
+    chosen, trials = sweep_with_edges([1e-5, 1e-4, 1e-3], lambda lr: _scores(-abs(lr - 1e-4)))
+    assert chosen == 1e-4 and len(trials) == 3  # an inner choice is final
 
 
 def test_a_diverging_lr_is_never_chosen_and_all_diverging_is_an_error() -> None:
-    def score(lr: float) -> tuple[float, float]:
+    def score(lr: float) -> dict[str, float]:
         if lr > 0.05:
             raise UserError("diverged")
-        return 0.5, 1.0
+        return _scores(0.5)
 
     chosen, trials = sweep([1e-2, 1e-1, 1.0], score)
     assert chosen == 1e-2 and sum(t.accuracy != t.accuracy for t in trials) == 2
@@ -179,7 +208,7 @@ def test_an_interrupted_sweep_resumes_from_its_finished_trials(
     first_calls = len(calls)
     stem = unit_stem("tiny-gemma3", "mr", 0)
     trials = sorted((tmp_path / "units" / f"{stem}.lr_trials").glob("*.json"))
-    assert len(trials) == 4  # 2 finetunings x 2 lrs
+    assert len(trials) == len(pd.read_csv(tmp_path / "lr_sweep.csv")) >= 4  # 2 x (2 lrs + edges)
     for path in (tmp_path / "units").glob(f"{stem}.*"):  # interrupted after the sweep
         if path.is_file():
             path.unlink()
@@ -187,6 +216,6 @@ def test_an_interrupted_sweep_resumes_from_its_finished_trials(
     stamps = {path: path.stat().st_mtime_ns for path in trials[1:]}
     calls.clear()
     run_compare(config, tmp_path, figures=False)
-    assert len(calls) == first_calls - 3
+    assert len(calls) == first_calls - (len(trials) - 1)
     assert {path: path.stat().st_mtime_ns for path in trials[1:]} == stamps
     assert (tmp_path / "lr_sweep.csv").read_bytes() == first_sweep

@@ -224,3 +224,75 @@ def test_unknown_metric_and_misaligned_captures_are_rejected() -> None:
             icl=make_capture([[[1, 0]]], labels=[1]),
             ft=make_capture([[[1, 0]]], labels=[0]),
         )
+
+
+def test_simaou_gaussian_is_a_zero_mean_null_and_seeded() -> None:
+    # d = 1 with an all-positive ICL update: the U[0,1) baseline says +1, the Gaussian one
+    # is +1 or -1 per example, about half each, so its mean is near 0.
+    n = 400
+    up = Conditions(zsl=make_capture([[[-1.0]]] * n), icl=make_capture([[[1.0]]] * n), seed=5)
+    assert_close(METRICS.get("simaou_random")(up), torch.tensor([1.0]), atol=1e-6, what="U[0,1)")
+    gaussian = METRICS.get("simaou_gaussian")(up)
+    assert abs(float(gaussian)) < 3 / math.sqrt(n), "a zero-mean null"
+    assert torch.equal(gaussian, METRICS.get("simaou_gaussian")(up)), "seeded"
+
+
+def _specific(icl_a, icl_b, ft_a, ft_b, reference: str = "other") -> Conditions:
+    zsl = make_capture([[[1.0, 0.0, 0.0]]])
+    return Conditions(
+        zsl=zsl,
+        icl=make_capture(icl_a),
+        ft=make_capture(ft_a),
+        **{f"icl_{reference}": make_capture(icl_b), f"ft_{reference}": make_capture(ft_b)},
+    )
+
+
+@pytest.mark.parametrize(
+    ("metric", "reference"), [("simaou_demo", "other"), ("simaou_label", "shuffled")]
+)
+def test_specific_simaou_known_answers(metric: str, reference: str) -> None:
+    fn = METRICS.get(metric)
+    # Identical differences: FT moves from B to A exactly as ICL does -> 1.
+    same = _specific([[[1, 1, 0]]], [[[1, -1, 0]]], [[[1, 1, 0]]], [[[1, -1, 0]]], reference)
+    assert_close(fn(same), torch.tensor([1.0]), atol=1e-6, what="identical differences")
+    # ĥ differences (0, 1.41, 0) vs (0, 0, 2): orthogonal -> 0.
+    orthogonal = _specific([[[1, 1, 0]]], [[[1, -1, 0]]], [[[0, 0, 1]]], [[[0, 0, -1]]], reference)
+    assert_close(fn(orthogonal), torch.tensor([0.0]), atol=1e-6, what="orthogonal differences")
+    # FT shifted away from ZSL by the same amount whichever demonstrations: no specific part -> 0,
+    # although the plain SimAOU of the same captures is far from 0.
+    shift = _specific([[[1, 1, 0]]], [[[1, -1, 0]]], [[[1, 1, 0]]], [[[1, 1, 0]]], reference)
+    assert_close(fn(shift), torch.tensor([0.0]), atol=1e-6, what="demonstration-independent FT")
+    assert float(METRICS.get("simaou")(shift)) > 0.9
+
+
+@pytest.mark.parametrize(
+    ("metric", "reference"), [("simam_delta_demo", "other"), ("simam_delta_label", "shuffled")]
+)
+def test_specific_simam_delta_known_answers(metric: str, reference: str) -> None:
+    def conditions(icl_a, icl_b, ft_a, ft_b) -> Conditions:
+        out = [[[1.0, 0.0]]]
+        return Conditions(
+            zsl=make_capture(out, [[[[0.0, 0.0]]]]),
+            icl=make_capture(out, [icl_a]),
+            ft=make_capture(out, [ft_a]),
+            **{
+                f"icl_{reference}": make_capture(out, [icl_b]),
+                f"ft_{reference}": make_capture(out, [ft_b]),
+            },
+        )
+
+    fn = METRICS.get(metric)
+    # 1 layer, 1 head, 2 query tokens. A - B of ICL (1, -1), of FT (2, -2): cos 1.
+    same = conditions([[[2.0, 0.0]]], [[[1.0, 1.0]]], [[[3.0, 0.0]]], [[[1.0, 2.0]]])
+    assert_close(fn(same), torch.tensor([1.0]), atol=1e-6, what="parallel differences")
+    # FT difference (1, 1) against ICL's (1, -1): 0.
+    orthogonal = conditions([[[2.0, 0.0]]], [[[1.0, 1.0]]], [[[2.0, 2.0]]], [[[1.0, 1.0]]])
+    assert_close(fn(orthogonal), torch.tensor([0.0]), atol=1e-6, what="orthogonal differences")
+
+
+def test_specific_metrics_apply_only_where_their_captures_exist() -> None:
+    plain = Conditions(zsl=make_capture(), icl=make_capture(), ft=make_capture())
+    table = compute_metrics(plain, ["simaou", "simaou_demo", "simam_delta_label"])
+    assert set(table["metric"]) == {"simaou"}, "no draw B or A': no specific value"
+    with pytest.raises(ValueError, match="needs the captures ft_other, icl_other"):
+        METRICS.get("simaou_demo")(plain)

@@ -23,8 +23,10 @@ from icl_interp.lm.data.prompts import (
     distinct_inputs,
     filter_by_length,
     label_token_ids,
+    permute_labels,
     sample_demonstrations,
     select_eval,
+    with_permuted_labels,
 )
 from icl_interp.lm.data.sources import (
     DATA_DIR_ENV,
@@ -67,8 +69,10 @@ __all__ = [
     "load_examples",
     "make_prompt_sets",
     "make_prompts",
+    "permute_labels",
     "register_dataset",
     "sample_demonstrations",
     "select_eval",
     "tiny_tokenizer",
+    "with_permuted_labels",
 ]

@@ -67,6 +67,31 @@ def sample_demonstrations(
     return chosen
 
 
+def permute_labels(demonstrations: Sequence[Example], seed: int) -> list[Example]:
+    """The demonstrations in the same order with their labels permuted among them (seeded).
+
+    The label counts are kept (a balanced set stays balanced). Positions are sorted by label
+    (ties in a seeded random order) and each takes the label ``m`` places further on, ``m`` the
+    largest label count: no demonstration keeps its label unless one label holds more than half
+    of them, and then as few as possible do.
+    """
+    rng = random.Random(seed)
+    order = sorted(
+        range(len(demonstrations)), key=lambda i: (demonstrations[i].label, rng.random())
+    )
+    labels = [demonstrations[i].label for i in order]
+    if not labels:
+        return []
+    shift = max(labels.count(label) for label in set(labels))
+    new_label = {
+        position: labels[(rank + shift) % len(labels)] for rank, position in enumerate(order)
+    }
+    return [
+        Example(fields=example.fields, label=new_label[i])
+        for i, example in enumerate(demonstrations)
+    ]
+
+
 def _balanced_quota(available: dict[int, int], k: int, rng: random.Random) -> dict[int, int]:
     quota = dict.fromkeys(available, 0)
     remaining = k
@@ -269,3 +294,10 @@ def build_prompts(
         demonstrations=tuple(demonstrations[:k_used]),
         queries=tuple(queries),
     )
+
+
+def with_permuted_labels(tokenizer, spec: DatasetSpec, prompts: PromptSet, seed: int) -> PromptSet:
+    """``prompts`` with its demonstrations' labels permuted (``permute_labels``): the same
+    inputs, queries and packing, so every difference from ``prompts`` is the labels'."""
+    shuffled = permute_labels(prompts.demonstrations, seed)
+    return build_prompts(tokenizer, spec, shuffled, prompts.queries, max_len=prompts.max_len)

@@ -21,7 +21,17 @@ from icl_interp.lm.record import Capture
 from icl_interp.registry import Registry
 
 OVER_LAYERS: tuple[str, ...] = ("mean", "last")
-CAPTURES: tuple[str, ...] = ("zsl", "icl", "ft")
+CAPTURES: tuple[str, ...] = (
+    "zsl",
+    "icl",
+    "ft",
+    "icl_other",
+    "ft_other",
+    "icl_shuffled",
+    "ft_shuffled",
+)
+FINETUNED: frozenset[str] = frozenset({"ft", "ft_other", "ft_shuffled"})
+DEFAULT_USES: tuple[str, ...] = ("zsl", "icl", "ft")
 NO_METHOD = "none"
 
 
@@ -31,17 +41,26 @@ class Conditions:
 
     ``ft`` is the finetuned (GD or LCGD) model's zero-shot capture (None when only metrics
     that do not read it are computed); ``seed`` drives any randomness a metric needs (e.g.
-    the random SimAOU baseline).
+    the random SimAOU baselines). The reference captures isolate what depends on the
+    demonstrations: ``icl_other`` / ``ft_other`` are ICL and the same finetuning on a disjoint
+    demonstration draw B, ``icl_shuffled`` / ``ft_shuffled`` on A's inputs with their labels
+    permuted (None where the comparison has none).
     """
 
     zsl: Capture
     icl: Capture
     ft: Capture | None = None
     seed: int = 0
+    icl_other: Capture | None = None
+    ft_other: Capture | None = None
+    icl_shuffled: Capture | None = None
+    ft_shuffled: Capture | None = None
 
     def __post_init__(self) -> None:
         reference = self.zsl
-        others = [("icl", self.icl)] + ([("ft", self.ft)] if self.ft is not None else [])
+        others = [
+            (name, getattr(self, name)) for name in CAPTURES[1:] if getattr(self, name) is not None
+        ]
         for name, capture in others:
             if capture.attn_out.shape != reference.attn_out.shape:
                 raise ValueError(
@@ -63,6 +82,10 @@ class Conditions:
     def n_layers(self) -> int:
         return int(self.zsl.attn_out.shape[1])
 
+    def available(self) -> frozenset[str]:
+        """The names (of ``CAPTURES``) of the captures this comparison holds."""
+        return frozenset(name for name in CAPTURES if getattr(self, name) is not None)
+
 
 MetricFn = Callable[[Conditions], Float[Tensor, " layer"]]
 
@@ -75,7 +98,7 @@ class Metric:
     fn: MetricFn
     label: str
     over_layers: str = "mean"
-    uses: frozenset[str] = frozenset(CAPTURES)
+    uses: frozenset[str] = frozenset(DEFAULT_USES)
     baseline_for: str | None = None
 
     def __post_init__(self) -> None:
@@ -86,12 +109,17 @@ class Metric:
 
     @property
     def per_method(self) -> bool:
-        """Whether the metric reads the finetuned model (one value per compared method)."""
-        return "ft" in self.uses
+        """Whether the metric reads a finetuned model (one value per compared method)."""
+        return bool(self.uses & FINETUNED)
+
+    def applies_to(self, conditions: Conditions) -> bool:
+        """Whether ``conditions`` holds every capture the metric reads."""
+        return self.uses <= conditions.available()
 
     def __call__(self, conditions: Conditions) -> Float[Tensor, " layer"]:
-        if self.per_method and conditions.ft is None:
-            raise ValueError(f"metric {self.name!r} needs the finetuned model's capture (ft)")
+        missing = sorted(self.uses - conditions.available())
+        if missing:
+            raise ValueError(f"metric {self.name!r} needs the captures {', '.join(missing)}")
         values = self.fn(conditions)
         if values.shape != (conditions.n_layers,):
             raise ValueError(
@@ -109,7 +137,7 @@ def register_metric(
     *,
     label: str | None = None,
     over_layers: str = "mean",
-    uses: Sequence[str] = CAPTURES,
+    uses: Sequence[str] = DEFAULT_USES,
     baseline_for: str | None = None,
 ) -> Callable[[MetricFn], MetricFn]:
     """Decorator: register ``fn`` as metric ``name`` (see ``Metric``); returns ``fn``."""
@@ -137,10 +165,15 @@ def metric_names() -> list[str]:
 
 
 def compute_metrics(conditions: Conditions, names: Sequence[str] | None = None) -> pd.DataFrame:
-    """A tidy table with columns ``metric, layer, value`` (one row per metric x layer)."""
+    """A tidy table with columns ``metric, layer, value`` (one row per metric x layer) of the
+    metrics ``names`` (default: all) whose captures ``conditions`` holds; the others are left
+    out (a demonstration-specific metric has no value for a comparison without draw B)."""
     rows = []
     for name in names if names is not None else metric_names():
-        values = METRICS.get(name)(conditions)
+        metric = METRICS.get(name)
+        if not metric.applies_to(conditions):
+            continue
+        values = metric(conditions)
         rows += [
             {"metric": name, "layer": layer, "value": float(v)}
             for layer, v in enumerate(values.tolist())

@@ -1,8 +1,12 @@
-"""Similarity of ICL and finetuning (DESIGN.md section 5): SimAOU, SimAM, SimAM∆ and baselines.
+"""Similarity of ICL and finetuning: SimAOU, SimAM, SimAM∆, their baselines, and the
+demonstration- and label-specific forms that keep only what depends on the demonstrations.
 
 All values are per layer, mean over test examples. ``h`` is the attention output at the
 query's last position; ``A`` the per-head attention logits (scaled q.k before mask and
-softmax) from that position to the query's own tokens.
+softmax) from that position to the query's own tokens. The specific forms replace the
+zero-shot reference by a second ICL / finetuning run: on a disjoint demonstration draw B
+(``_demo``) or on A's inputs with permuted labels (``_label``). A shift that does not depend
+on the demonstrations cancels in both differences, so it scores 0.
 """
 
 from __future__ import annotations
@@ -36,11 +40,56 @@ def simaou(c: Conditions) -> Float[Tensor, " layer"]:
 
 @register_metric("simaou_random", label="SimAOU random", uses=("zsl", "icl"), baseline_for="simaou")
 def simaou_random(c: Conditions) -> Float[Tensor, " layer"]:
-    """Random SimAOU = mean_e cos(ĥ_ICL - ĥ_ZSL, r), r ~ U[0,1)^d drawn per example and layer."""
+    """Random SimAOU = mean_e cos(ĥ_ICL - ĥ_ZSL, r), r ~ U[0,1)^d drawn per example and layer
+    (the reference implementation's baseline: r is all-positive, so this is not a zero-mean
+    null; ``simaou_gaussian`` is)."""
     icl_update = _update_direction(c.icl.attn_out, c.zsl.attn_out)
     generator = torch.Generator().manual_seed(c.seed)
     random_update = torch.rand(icl_update.shape, generator=generator, dtype=icl_update.dtype)
     return _cosine(icl_update, random_update).mean(dim=0)
+
+
+@register_metric(
+    "simaou_gaussian", label="SimAOU Gaussian null", uses=("zsl", "icl"), baseline_for="simaou"
+)
+def simaou_gaussian(c: Conditions) -> Float[Tensor, " layer"]:
+    """Zero-mean null = mean_e cos(ĥ_ICL - ĥ_ZSL, g), g ~ N(0, I_d) drawn per example and layer
+    (expected 0, spread about 1/sqrt(d) per example)."""
+    icl_update = _update_direction(c.icl.attn_out, c.zsl.attn_out)
+    generator = torch.Generator().manual_seed(c.seed)
+    random_update = torch.randn(icl_update.shape, generator=generator, dtype=icl_update.dtype)
+    return _cosine(icl_update, random_update).mean(dim=0)
+
+
+def _specific_simaou(icl: Tensor, icl_ref: Tensor, ft: Tensor, ft_ref: Tensor) -> Tensor:
+    """mean_e cos(ĥ_ICL - ĥ_ICL_ref, ĥ_FT - ĥ_FT_ref) per layer."""
+    return _cosine(_update_direction(icl, icl_ref), _update_direction(ft, ft_ref)).mean(dim=0)
+
+
+@register_metric(
+    "simaou_demo", label="SimAOU demo-specific", uses=("icl", "ft", "icl_other", "ft_other")
+)
+def simaou_demo(c: Conditions) -> Float[Tensor, " layer"]:
+    """Demonstration-specific SimAOU = mean_e cos(ĥ_ICL(A) - ĥ_ICL(B), ĥ_FT(A) - ĥ_FT(B)):
+    does finetuning respond to the change from draw B to draw A as ICL does?"""
+    assert c.ft is not None and c.icl_other is not None and c.ft_other is not None
+    return _specific_simaou(
+        c.icl.attn_out, c.icl_other.attn_out, c.ft.attn_out, c.ft_other.attn_out
+    )
+
+
+@register_metric(
+    "simaou_label",
+    label="SimAOU label-specific",
+    uses=("icl", "ft", "icl_shuffled", "ft_shuffled"),
+)
+def simaou_label(c: Conditions) -> Float[Tensor, " layer"]:
+    """Label-specific SimAOU = mean_e cos(ĥ_ICL(A) - ĥ_ICL(A'), ĥ_FT(A) - ĥ_FT(A')), A' = A's
+    inputs with permuted labels: what ICL and finetuning do because of the labels."""
+    assert c.ft is not None and c.icl_shuffled is not None and c.ft_shuffled is not None
+    return _specific_simaou(
+        c.icl.attn_out, c.icl_shuffled.attn_out, c.ft.attn_out, c.ft_shuffled.attn_out
+    )
 
 
 def _mean_head_cosine(pairs: list[tuple[Tensor, Tensor]]) -> Float[Tensor, " layer"]:
@@ -73,4 +122,43 @@ def simam_delta(c: Conditions) -> Float[Tensor, " layer"]:
                 c.icl.attn_logits, c.zsl.attn_logits, c.ft.attn_logits, strict=True
             )
         ]
+    )
+
+
+def _specific_simam_delta(
+    icl: list[Tensor], icl_ref: list[Tensor], ft: list[Tensor], ft_ref: list[Tensor]
+) -> Float[Tensor, " layer"]:
+    return _mean_head_cosine(
+        [
+            (a - a_ref, f - f_ref)
+            for a, a_ref, f, f_ref in zip(icl, icl_ref, ft, ft_ref, strict=True)
+        ]
+    )
+
+
+@register_metric(
+    "simam_delta_demo", label="SimAM∆ demo-specific", uses=("icl", "ft", "icl_other", "ft_other")
+)
+def simam_delta_demo(c: Conditions) -> Float[Tensor, " layer"]:
+    """Demonstration-specific SimAM∆ = mean_e mean_head cos(A_ICL(A) - A_ICL(B),
+    A_FT(A) - A_FT(B)) (logits over the query's own tokens, the same in every run)."""
+    assert c.ft is not None and c.icl_other is not None and c.ft_other is not None
+    return _specific_simam_delta(
+        c.icl.attn_logits, c.icl_other.attn_logits, c.ft.attn_logits, c.ft_other.attn_logits
+    )
+
+
+@register_metric(
+    "simam_delta_label",
+    label="SimAM∆ label-specific",
+    uses=("icl", "ft", "icl_shuffled", "ft_shuffled"),
+)
+def simam_delta_label(c: Conditions) -> Float[Tensor, " layer"]:
+    """Label-specific SimAM∆ = mean_e mean_head cos(A_ICL(A) - A_ICL(A'), A_FT(A) - A_FT(A'))."""
+    assert c.ft is not None and c.icl_shuffled is not None and c.ft_shuffled is not None
+    return _specific_simam_delta(
+        c.icl.attn_logits,
+        c.icl_shuffled.attn_logits,
+        c.ft.attn_logits,
+        c.ft_shuffled.attn_logits,
     )
