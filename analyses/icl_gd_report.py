@@ -166,7 +166,7 @@ def run(args: argparse.Namespace) -> int:
         run_lane(args)
         print(f"archived under {args.archive}; rebuild the page with --report-only")
         return 0
-    from analyses.icl_gd_page import write_page
+    from icl_interp.lm.evidence_page import write_page
 
     markdown = write_page(args.archive, args.doc)
     print(f"report in {args.doc} ({len(markdown.splitlines())} lines)")

@@ -41,6 +41,7 @@ import torch
 from icl_interp.errors import UserError
 from icl_interp.lm.adapt import DEFAULT_MIXTURE, AdaptConfig, adapt, read_card
 from icl_interp.results import done, to_jsonable, write_config, write_csv, write_text, write_torch
+from icl_interp.stats import estimate
 from icl_interp.threads import torch_threads
 
 OBJECTIVES: tuple[str, ...] = ("causal", "prefix")
@@ -398,6 +399,7 @@ def paired_differences(final: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for (data, k), group in per_seed.groupby(["data", "k"], sort=False):
         mean, se, low, high = _t_interval(group["diff"])
+        detectable = estimate(group["diff"].tolist()).detectable if len(group) > 1 else None
         rows.append(
             {
                 "data": data,
@@ -407,6 +409,7 @@ def paired_differences(final: pd.DataFrame) -> pd.DataFrame:
                 "diff_se": se,
                 "ci95_low": low,
                 "ci95_high": high,
+                "detectable_effect": float("nan") if detectable is None else detectable,
                 "per_seed": " ".join(f"{v:+.3f}" for v in group["diff"]),
             }
         )
@@ -476,8 +479,24 @@ def table2_markdown(table: pd.DataFrame, paired: pd.DataFrame, config: TableConf
             "",
             f"Averaged over data sets and k: prefix − causal = {overall['diff_mean']:+.3f} "
             f"[{overall['ci95_low']:+.3f}, {overall['ci95_high']:+.3f}] (95% t-interval over "
-            f"{int(overall['n_seeds'])} seeds; per seed {overall['per_seed']}).",
+            f"{int(overall['n_seeds'])} seeds; per seed {overall['per_seed']}): "
+            f"{power_statement(overall)}.",
         ]
+    )
+
+
+def power_statement(row: pd.Series) -> str:
+    """What the overall prefix - causal interval allows: a direction when it excludes 0, else
+    inconclusive at this power, with the minimum detectable effect (80% power, two-sided 5%)
+    beside the reference paper's 3.3 points."""
+    if row["ci95_low"] > 0 or row["ci95_high"] < 0:
+        return ("prefix" if row["diff_mean"] > 0 else "causal") + " higher"
+    detectable = row["detectable_effect"]
+    if detectable != detectable:  # one seed
+        return "one seed, no test"
+    return (
+        f"inconclusive at this power: the minimum detectable effect is ±{detectable:.3f} "
+        f"({100 * detectable:.0f} points) against the reference paper's 3.3 points"
     )
 
 

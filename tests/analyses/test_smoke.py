@@ -63,43 +63,50 @@ def test_prompt_attention_figures_driver(tmp_path: Path) -> None:
     assert prompt_attention_figures._main([str(tmp_path), "--layer", "7"]) == 2
 
 
-def test_icl_gd_report_driver(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_icl_gd_report_driver(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from analyses import icl_gd_report
-    from icl_interp.lm import lr_rule
 
-    monkeypatch.setattr(lr_rule, "CHOSEN_LRS", tmp_path / "chosen_lrs.csv")
+    archive = tmp_path / "docs" / "icl_vs_gd" / "units"
     doc = tmp_path / "docs" / "icl_vs_gd.md"
-    argv = ["--model", "tiny-gemma3", "--datasets", "mr", "--seeds", "0", "1", "--n-test", "3",
-            "--lr-grid", "1e-3", "1e-2", "--out", str(tmp_path / "runs"), "--doc", str(doc),
-            "--update-chosen-lrs", "--", *TINY_DATA, "--k", "2", "--bootstrap", "20",
-            "--heatmap-examples", "0"]  # fmt: skip
+    doc.parent.mkdir(parents=True)
+    (doc.parent / "analysis_plan.md").write_text("plan\n")
+    argv = ["--model", "tiny-gemma3", "--datasets", "mr", "--seeds", "0", "1", "--full-draws", "1",
+            "--lr-grid", "1e-3", "1e-2", "--out", str(tmp_path / "runs"), "--archive", str(archive),
+            "--", *TINY_DATA, "--k", "2", "--n-test", "3"]  # fmt: skip
     assert icl_gd_report._main(argv) == 0
+    cell = archive / "tiny-gemma3" / "mr"
+    assert {p.name for p in cell.iterdir()} == {
+        "chosen_lrs.csv", "seed0.json", "seed0.metrics.csv.gz", "seed0.lr_sweep.csv",
+        "seed0.lr_sensitivity.csv.gz", "seed1.json", "seed1.metrics.csv.gz",
+    }  # fmt: skip
+    chosen = pd.read_csv(cell / "chosen_lrs.csv").set_index("finetuning")["lr"].to_dict()
+    assert set(chosen) == {"gd", "lcgd", "untrained gd"}
+    assert json.loads((cell / "seed1.json").read_text())["lr"] == chosen
+    assert json.loads((cell / "seed0.json").read_text())["lr"] == chosen
+    sweep = pd.read_csv(cell / "seed0.lr_sweep.csv")
+    assert len(sweep) >= 6 and {"val_label_loss", "update_norm", "icl_update_norm_causal"} <= set(
+        sweep
+    )
+    draw1 = pd.read_csv(cell / "seed1.metrics.csv.gz")
+    assert "untrained" not in set(draw1["method"]), "the controls subset runs on draw 0 only"
+    assert {"mismatched_lcgd", "icl_vs_icl"} <= set(draw1["method"])
+    sensitivity = pd.read_csv(cell / "seed0.lr_sensitivity.csv.gz")
+    assert set(sensitivity["lr"]) == set(sweep.loc[sweep["finetuning"] == "gd", "lr"]) | set(
+        sweep.loc[sweep["finetuning"] == "lcgd", "lr"]
+    )
+    capsys.readouterr()
+    assert icl_gd_report._main(argv) == 0  # every unit archived: nothing runs again
+    assert "2 of 2 units archived; 0 to run" in capsys.readouterr().out
+    report_only = ["--report-only", "--archive", str(archive), "--doc", str(doc)]
+    assert icl_gd_report._main(report_only) == 0
     text = doc.read_text()
-    assert "## tiny-gemma3, ICL mask causal: SimAOU" in text and "LCGD closer" in text
-    chosen = pd.read_csv(tmp_path / "chosen_lrs.csv")
-    assert set(chosen["finetuning"]) == {"gd", "lcgd", "untrained gd"}
-    assert set(chosen["lr"]) <= {1e-3, 1e-2}
-    assert (doc.parent / "figures" / "icl_vs_gd" / "layer_curves__tiny-gemma3.png").exists()
-    cell = tmp_path / "runs" / "tiny-gemma3" / "mr"
-    chosen_here = pd.read_csv(cell / "chosen_lrs.csv").set_index("finetuning")["lr"].to_dict()
-    unit = json.loads((cell / "seeds" / "units" / "tiny-gemma3__mr__seed1.json").read_text())
-    assert unit["lr"] == chosen_here and unit["lr_source"] == "chosen (chosen_lrs.csv)"
-    swept = json.loads((cell / "sweep" / "units" / "tiny-gemma3__mr__seed0.json").read_text())
-    assert swept["lr"] == chosen_here  # one seed's sweep: its choice is the table
-    assert "| tiny-gemma3 | mr |" in text and "Not finished" not in text
-    stopped = tmp_path / "runs" / "tiny-gemma3" / "stopped"  # a cell stopped after its sweep
-    shutil.copytree(cell / "sweep", stopped / "sweep")
-    report_only = ["--report-only", "--seeds", "0", "1", "--out", str(tmp_path / "runs")]
-    assert icl_gd_report._main([*report_only, "--doc", str(doc)]) == 0
-    line = "\nNot finished, left out of every table: tiny-gemma3/stopped (seeds done: 0 of 0 1).\n"
-    assert doc.read_text().replace(line, "") == text  # the page is otherwise unchanged
-    archive = doc.parent / "icl_vs_gd" / "cells" / "tiny-gemma3" / "mr"
-    kept = {"metrics.csv.gz", "bootstrap.csv.gz", "lr_sweep.csv", "wall_times.csv", "commands.txt"}
-    assert {p.name for p in archive.iterdir()} == kept  # the command is sys.argv: pytest's here
+    assert "## The answer, per model (primary endpoint, causal mask)" in text
+    assert "**tiny-gemma3** (1 data sets, 2 complete draws)" in text
+    assert "Fewer than 5 complete draws: no conclusion" in text
     figure = doc.parent / "figures" / "icl_vs_gd" / "layer_curves__tiny-gemma3.png"
     drawn = figure.read_bytes()
     shutil.rmtree(tmp_path / "runs")  # a fresh clone: the page comes back from the archive
-    assert icl_gd_report._main([*report_only, "--doc", str(doc)]) == 0
+    assert icl_gd_report._main(report_only) == 0
     assert doc.read_text() == text and figure.read_bytes() == drawn
-    three_seeds = [*report_only[:1], "--seeds", "0", "1", "2", *report_only[4:], "--doc", str(doc)]
-    assert icl_gd_report._main(three_seeds) == 2
+    empty = ["--report-only", "--archive", str(tmp_path / "none"), "--doc", str(doc)]
+    assert icl_gd_report._main(empty) == 2
