@@ -68,6 +68,20 @@ def test_time_and_step_limits() -> None:
     assert train_batched(cfgs, max_seconds=0.0).steps == 10
 
 
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_graph_equals_eager_and_bf16_trains() -> None:
+    cfgs = [_cfg(task, mask, shared) for task in ("linear", "nonlinear")
+            for mask in ("prefix", "causal") for shared in (True, False)]  # fmt: skip
+    eager = train_batched(cfgs, "cuda")
+    graphed = train_batched(cfgs, "cuda", cuda_graph=True)
+    bf16 = train_batched(cfgs, "cuda", cuda_graph=True, bf16=True)
+    for a, b, c in zip(eager.groups, graphed.groups, bf16.groups, strict=True):
+        for name, value in a.params.items():
+            assert_close(b.params[name], value, atol=1e-5, what=f"graphed vs eager {name}")
+            assert torch.isfinite(c.params[name]).all(), f"bf16 {name} not finite"
+
+
 @pytest.mark.parametrize(
     ("cfgs", "kwargs", "message"),
     [
