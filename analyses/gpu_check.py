@@ -10,8 +10,9 @@ when another fails:
    and the batched trainer) under pytest; log and JUnit XML in ``tests/``.
 2. ``lm``: ``layers``, ``compare`` (every method and control, both masks), ``adapt`` and
    ``adapt-table`` on ``tiny-gemma3``, once on CPU (``lm/cpu/``) and once on the device
-   (``lm/device/``; a dry run checks the CPU run against itself); ``compare`` again on the device with bf16 fine-tuning
-   (``compare-bf16``, checked against the float32 CPU run with wider tolerances).
+   (``lm/device/``; a dry run checks the CPU run against itself); ``compare`` again on
+   the device with bf16 fine-tuning (``compare-bf16``, checked against the float32 CPU
+   run with wider tolerances).
    ``lm/agreement.csv``: per CSV file and numeric column, the max abs and rel
    difference, the tolerance and pass/fail.
 3. ``synthetic``: the 12 Table-1 models (3 tasks x prefix/causal x SL/UL, seed 0) in one
