@@ -103,19 +103,20 @@ def _run_config(config: LayerAccuracyConfig) -> pd.DataFrame:
 
     from icl_interp.lm.capture import capture_condition
     from icl_interp.lm.data import make_prompts
-    from icl_interp.lm.models import load_model, model_identity
+    from icl_interp.lm.models import check_device, load_model, model_identity
 
+    check_device(config.device)
     out = Path(config.out)
     folder = ResultFolder(
         out,
         "layers",
         config,
         {"model": model_identity(config.model)},
-        ignore=frozenset({"threads", "out"}),
+        ignore=frozenset({"threads", "device", "out"}),
     )
     folder.check()
     seed_everything(config.seed)
-    model = load_model(config.model)
+    model = load_model(config.model, device=config.device)
     spec, prompts, provenance = make_prompts(
         model.tokenizer,
         config.dataset,

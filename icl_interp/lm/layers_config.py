@@ -28,6 +28,7 @@ class LayerAccuracyConfig:
     max_len: int = 2048
     batch_size: int = 8
     threads: int | None = None
+    device: str = "cpu"
     out: str = "results/layers"
 
     def __post_init__(self) -> None:
@@ -97,6 +98,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="torch CPU threads for this run (default: torch's; 1 is fastest on a busy machine)",
     )
+    parser.add_argument("--device", default=defaults["device"], help="cpu, cuda or cuda:N")
     parser.add_argument("--out", default=defaults["out"], help="results folder")
 
 
@@ -119,5 +121,6 @@ def config_from_args(args: argparse.Namespace) -> LayerAccuracyConfig:
         max_len=args.max_len,
         batch_size=args.batch_size,
         threads=args.threads,
+        device=args.device,
         out=args.out,
     )

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -134,30 +134,47 @@ class TrainState:
     elapsed_s: float = 0.0
 
 
-def build_state(
-    cfg: TrainConfig, device: torch.device | str, *, capturable: bool = False
-) -> TrainState:
-    """Model, optimiser and schedule at step 0 (initialisation seeded by ``cfg.seed``).
+def init_model(cfg: TrainConfig, device: torch.device | str) -> SyntheticTransformer:
+    """The untrained model of ``cfg`` (initialisation seeded by ``cfg.seed``)."""
+    torch.manual_seed(cfg.seed)
+    return SyntheticTransformer(cfg.model).to(device)
+
+
+def make_optimizer(
+    cfg: TrainConfig,
+    params: Iterable[Tensor],
+    device: torch.device | str,
+    *,
+    capturable: bool = False,
+) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
+    """AdamW over ``params`` and its warm-up + cosine schedule.
 
     ``capturable`` keeps the learning rate and optimiser state on the GPU so that a
     whole training step can be captured in a CUDA graph.
     """
-    torch.manual_seed(cfg.seed)
-    model = SyntheticTransformer(cfg.model).to(device)
-    on_cuda = torch.device(device).type == "cuda"
     optimizer = torch.optim.AdamW(
-        model.parameters(),
+        params,
         lr=torch.tensor(cfg.lr, device=device) if capturable else cfg.lr,
         betas=cfg.betas,
         eps=cfg.eps,
         weight_decay=cfg.weight_decay,
-        fused=on_cuda or None,
+        fused=torch.device(device).type == "cuda" or None,
         capturable=capturable,
     )
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: lr_factor(step, cfg.total_steps, cfg.warmup_frac)
     )
-    return TrainState(model, optimizer, scheduler)
+    return optimizer, scheduler
+
+
+def build_state(
+    cfg: TrainConfig, device: torch.device | str, *, capturable: bool = False
+) -> TrainState:
+    """Model, optimiser and schedule at step 0 (``capturable``: see ``make_optimizer``)."""
+    model = init_model(cfg, device)
+    return TrainState(
+        model, *make_optimizer(cfg, model.parameters(), device, capturable=capturable)
+    )
 
 
 def save_checkpoint(path: Path, cfg: TrainConfig, state: TrainState) -> None:
@@ -218,11 +235,12 @@ def train(
     if checkpoint is not None and checkpoint.exists():
         load_checkpoint(checkpoint, cfg, state, lr_device=device if cuda_graph else None)
     stop_at = cfg.total_steps if max_steps is None else min(cfg.total_steps, max_steps)
-    batch_at = _batches(cfg, device)
+    batch_at = batch_source(cfg, device)
+    losses = model_losses(state.model)
     step_fn = (
-        _make_graphed_step(state, *batch_at(state.step))
+        graphed_step(state.optimizer, losses, *batch_at(state.step))
         if cuda_graph and state.step < stop_at
-        else _make_step(state)
+        else eager_step(state.optimizer, losses)
     )
     running_mse = torch.zeros((), device=device)
     started = last_saved = time.monotonic()
@@ -251,7 +269,7 @@ def train(
     return state
 
 
-def _batches(
+def batch_source(
     cfg: TrainConfig, device: torch.device | str
 ) -> Callable[[int], tuple[Tensor, Tensor]]:
     """``batch_at(step)``: the (tokens, query targets) that training step ``step`` uses.
@@ -280,57 +298,79 @@ def _batches(
     return from_pool
 
 
-def _make_step(state: TrainState) -> Callable[[Tensor, Tensor], Tensor]:
+StepLosses = Callable[[Tensor, Tensor], tuple[Tensor, Tensor]]
+"""``losses(tokens, targets)`` -> (loss to report, loss to minimise)."""
+
+
+def model_losses(model: SyntheticTransformer) -> StepLosses:
+    """One model's (read-out query MSE, that plus the probes' query MSE)."""
+
+    def losses(tokens: Tensor, targets: Tensor) -> tuple[Tensor, Tensor]:
+        model_loss, probe_loss = query_losses(model, tokens, targets)
+        return model_loss, model_loss + probe_loss
+
+    return losses
+
+
+def eager_step(
+    optimizer: torch.optim.Optimizer, losses: StepLosses
+) -> Callable[[Tensor, Tensor], Tensor]:
+    """``step(tokens, targets)``: one optimiser step on ``losses``; returns the reported loss."""
+
     def step(tokens: Tensor, targets: Tensor) -> Tensor:
-        model_loss, probe_loss = query_losses(state.model, tokens, targets)
-        state.optimizer.zero_grad(set_to_none=True)
-        (model_loss + probe_loss).backward()
-        state.optimizer.step()
-        return model_loss.detach()
+        reported, total = losses(tokens, targets)
+        optimizer.zero_grad(set_to_none=True)
+        total.backward()
+        optimizer.step()
+        return reported.detach()
 
     return step
 
 
-def _make_graphed_step(
-    state: TrainState, example_tokens: Tensor, example_targets: Tensor
+def graphed_step(
+    optimizer: torch.optim.Optimizer,
+    losses: StepLosses,
+    example_tokens: Tensor,
+    example_targets: Tensor,
 ) -> Callable[[Tensor, Tensor], Tensor]:
-    """Capture one full training step in a CUDA graph; the state is left as it was before.
+    """``eager_step`` captured in one CUDA graph; the parameters and optimiser are left as
+    they were before.
 
     Warm-up steps (needed before capture) run on a side stream and are then undone
     in place, so the graphed run takes exactly the steps of the eager one.
     """
     tokens, targets = example_tokens.clone(), example_targets.clone()
-    params = [p for group in state.optimizer.param_groups for p in group["params"]]
+    params = [p for group in optimizer.param_groups for p in group["params"]]
     saved_params = [p.detach().clone() for p in params]
     saved_moments = {
-        id(p): {k: v.clone() for k, v in state.optimizer.state[p].items()}
+        id(p): {k: v.clone() for k, v in optimizer.state[p].items()}
         for p in params
-        if p in state.optimizer.state
+        if p in optimizer.state
     }
 
     def full_step() -> Tensor:
-        model_loss, probe_loss = query_losses(state.model, tokens, targets)
-        (model_loss + probe_loss).backward()
-        state.optimizer.step()
-        return model_loss
+        reported, total = losses(tokens, targets)
+        total.backward()
+        optimizer.step()
+        return reported
 
     side = torch.cuda.Stream()
     side.wait_stream(torch.cuda.current_stream())
     with torch.cuda.stream(side):
         for _ in range(3):
-            state.optimizer.zero_grad(set_to_none=True)
+            optimizer.zero_grad(set_to_none=True)
             full_step()
     torch.cuda.current_stream().wait_stream(side)
     with torch.no_grad():
         for p, saved in zip(params, saved_params, strict=True):
             p.copy_(saved)
-            for key, value in state.optimizer.state[p].items():
+            for key, value in optimizer.state[p].items():
                 before = saved_moments.get(id(p), {}).get(key)
                 if before is None:
                     value.zero_()
                 else:
                     value.copy_(before)
-    state.optimizer.zero_grad(set_to_none=True)
+    optimizer.zero_grad(set_to_none=True)
     graph = torch.cuda.CUDAGraph()
     with torch.cuda.graph(graph):
         graph_loss = full_step()

@@ -30,6 +30,7 @@ RUN_MISTAKES = [
     ["compare", "--models", "tiny-nope", *TINY],
     ["compare", "--data-dir", "/nonexistent", "--models", "tiny-gemma3", "--k", "2"],
     ["layers", "--model", "tiny-nope", *TINY],
+    ["layers", "--device", "cuda", "--model", "tiny-gemma3", *TINY],
 ]
 
 

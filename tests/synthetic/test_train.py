@@ -112,6 +112,7 @@ def test_bad_train_configs_are_user_errors() -> None:
         _cfg(task="sorting")
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_cuda_graph_step_matches_eager_step() -> None:
     cfg = _cfg(epochs=2)
@@ -121,6 +122,7 @@ def test_cuda_graph_step_matches_eager_step() -> None:
         assert_close(q, p, atol=1e-6, what="graphed vs eager parameters")
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_graphed_run_resumes_an_eager_checkpoint(tmp_path) -> None:
     cfg = _cfg(epochs=2)
