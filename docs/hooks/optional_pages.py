@@ -1,26 +1,28 @@
-"""mkdocs hook: nav entries for pages another branch adds (``OPTIONAL``) are dropped, with an
-info line, while the page is absent, so ``mkdocs build --strict`` still fails on any other
-missing page."""
+"""mkdocs hook for pages that another branch adds (``OPTIONAL``): while such a page is absent,
+its nav entry is dropped and links to it become plain text, each with an info line, so
+``mkdocs build --strict`` still fails on any other missing page or broken link."""
 
 from __future__ import annotations
 
 import logging
+import re
 from pathlib import Path
 from typing import Any
 
 OPTIONAL = {"analysis_plan.md"}
 log = logging.getLogger("mkdocs.hooks.optional_pages")
+_absent: set[str] = set()
 
 
-def _prune(items: list[Any], docs: Path) -> list[Any]:
+def _prune(items: list[Any]) -> list[Any]:
     kept: list[Any] = []
     for item in items:
         if isinstance(item, dict):
             ((title, value),) = item.items()
             if isinstance(value, list):
-                kept.append({title: _prune(value, docs)})
+                kept.append({title: _prune(value)})
                 continue
-            if value in OPTIONAL and not (docs / value).exists():
+            if value in _absent:
                 log.info("nav: %s is not in docs/ yet; left out of this build", value)
                 continue
         kept.append(item)
@@ -28,5 +30,18 @@ def _prune(items: list[Any], docs: Path) -> list[Any]:
 
 
 def on_config(config: Any) -> Any:
-    config["nav"] = _prune(config["nav"], Path(config["docs_dir"]))
+    _absent.clear()
+    _absent.update(page for page in OPTIONAL if not (Path(config["docs_dir"]) / page).exists())
+    config["nav"] = _prune(config["nav"])
     return config
+
+
+def on_page_markdown(markdown: str, page: Any, **_: Any) -> str:
+    for missing in _absent:
+        link = re.compile(r"\[([^\]]+)\]\((?:\.\./)*" + re.escape(missing) + r"(#[^)]*)?\)")
+        if link.search(markdown):
+            log.info(
+                "%s: link to %s left as text (page not in docs/ yet)", page.file.src_uri, missing
+            )
+            markdown = link.sub(r"\1 (not yet published)", markdown)
+    return markdown
