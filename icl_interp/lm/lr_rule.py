@@ -1,6 +1,6 @@
 """Learning rates chosen by a rule fixed in advance, on data disjoint from the test examples.
 
-The rule (DESIGN.md section 9): for each model x data set x finetuning method, finetune on a
+The rule (docs/definitions.md, "Learning-rate rules"): for each model x data set x finetuning method, finetune on a
 separate demonstration draw C (from the train split, seeded apart from the run's draws) at
 every learning rate of a log grid, and score the finetuned model's zero-shot accuracy on
 validation examples also drawn from the train split (disjoint from C). The chosen lr maximises

@@ -1,4 +1,4 @@
-"""Similarity of ICL and finetuning (DESIGN.md section 5): SimAOU, SimAM, SimAM∆ and baselines.
+"""Similarity of ICL and finetuning (docs/definitions.md): SimAOU, SimAM, SimAM∆ and baselines.
 
 All values are per layer, mean over test examples. ``h`` is the attention output at the
 query's last position; ``A`` the per-head attention logits (scaled q.k before mask and
