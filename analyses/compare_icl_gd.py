@@ -1,7 +1,7 @@
 """ICL vs GD vs layer-causal GD on six classification data sets (Deutch et al. 2023, Table 1).
 
 The full run of the project: Gemma-3-270M, SST-2, SST-5, MR, Subj, AG News and CB, k per data
-set (DESIGN.md section 5, packed to fit), one seed, 100 test examples each (CB has 56: all are
+set (docs/definitions.md, packed to fit), one seed, 100 test examples each (CB has 56: all are
 used), both ICL masks, results in runs/compare_icl_gd (~40 min on 2 CPU cores). A thin driver over ``icl-interp compare``: any option given on
 the command line replaces the matching default here, e.g.
 

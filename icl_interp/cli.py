@@ -9,7 +9,9 @@ that early too. Only the chosen
 subcommand's modules are imported. User mistakes (``UserError``, bad options)
 print one line and exit with code 2; Ctrl-C at any moment prints one line and
 exits with code 130. Shared argument types (``seed``, ``Distinct`` lists) live in
-``icl_interp.options``; progress bars in ``icl_interp.progress``.
+``icl_interp.options``; progress bars in ``icl_interp.progress``. When stderr is not a terminal
+(a log), every command writes one line when it starts, throttled lines per stage with elapsed
+time and an estimate of what is left, and one when it ends; ``--quiet`` silences them.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from dataclasses import dataclass
 from typing import NoReturn
 
 from icl_interp.errors import UserError
+from icl_interp.progress import set_quiet, stage
 
 
 @dataclass(frozen=True)
@@ -107,6 +110,11 @@ def build_parser(chosen: str | None = None) -> OneLineParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=OneLineParser)
     for name, subcommand in SUBCOMMANDS.items():
         sub_parser = sub.add_parser(name, help=subcommand.help, description=subcommand.help)
+        sub_parser.add_argument(
+            "--quiet",
+            action="store_true",
+            help="no progress lines in a log (stderr not a terminal); bars in a terminal stay",
+        )
         if name == chosen:
             importlib.import_module(subcommand.arguments_module).add_arguments(sub_parser)
     return parser
@@ -134,9 +142,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         if check is not None and (code := exit_code(prog, lambda: check(args))) != 0:
             return code
+        if args.quiet:
+            set_quiet()
         module = importlib.import_module(subcommand.runner)
         started = True
-        return exit_code(prog, lambda: module.run(args))
+        with stage(prog):
+            return exit_code(prog, lambda: module.run(args))
     except KeyboardInterrupt:
         where = "; rerun the same command to resume" if started else " during start-up"
         print(f"{prog}: interrupted{where}", file=sys.stderr)

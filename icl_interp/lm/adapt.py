@@ -12,7 +12,7 @@ episodes in the same order, and a resumed run sees exactly what an uninterrupted
 - ``objective="causal"``: the usual causal mask.
 - ``objective="prefix"``: the toolkit's prefix mask with ``n_prefix = len([bos] +
   demonstrations)``: demonstrations attend to each other bidirectionally, the query attends
-  to every demonstration and causally to itself (DESIGN.md section 8). Sliding-window layers
+  to every demonstration and causally to itself (docs/definitions.md). Sliding-window layers
   keep their windows (``capture.attention_mask_for``).
 
 The mask is the only difference between the objectives. The loss is the next-token
@@ -48,10 +48,10 @@ import torch
 import torch.nn.functional as F
 from jaxtyping import Float, Int
 from torch import Tensor
-from tqdm.auto import tqdm
 
 from icl_interp.errors import UserError
 from icl_interp.masks import MASKS, mask_names
+from icl_interp.progress import progress as progress_bar
 from icl_interp.results import package_versions, to_jsonable, write_csv, write_text, write_torch
 from icl_interp.threads import torch_threads
 
@@ -527,12 +527,12 @@ def _adapt(config: AdaptConfig) -> Path:
         log.append(
             {"step": 0, **validation_metrics(model, causal_lm, val_episodes, config.objective)}
         )
-    progress = tqdm(
+    progress = progress_bar(
         total=config.steps,
         initial=start_step,
         desc=f"adapt {config.objective} seed {config.seed}",
         unit="step",
-        disable=not config.progress,
+        disable=None if config.progress else True,
     )
     trainable = [p for _, p in named]
     for step in range(start_step, config.steps):

@@ -18,7 +18,7 @@ LR_POLICIES = ("chosen", "reference")
 
 @dataclass(frozen=True)
 class CompareConfig:
-    """What to compare. ``k`` of None uses each data set's default (DESIGN.md section 5);
+    """What to compare. ``k`` of None uses each data set's default (docs/definitions.md);
     ``lr`` is a number, ``"reference"`` (the data set's value from the reference paper) or
     ``"chosen"`` (the packaged table ``icl_interp/lm/chosen_lrs.csv`` of lrs chosen by the rule,
     or ``lr_table``, a table of the same columns; the reference value where it has no row);

@@ -8,7 +8,7 @@ A ``Condition`` is one way of running a test query: zero-shot (``[bos] + query``
 A ``Method`` is what ICL on demonstration set A is compared with in ``icl-interp compare``: a
 model finetuned on A (``gd``, ``lcgd``); the whole comparison repeated inside an untrained model
 (``untrained``); or a control drawn on a disjoint demonstration set B of the same size and task
-(DESIGN.md section 9): GD on B (``mismatched``, the floor: similarity that is not about these
+(docs/definitions.md, "Controls"): GD on B (``mismatched``, the floor: similarity that is not about these
 demonstrations) and ICL on B under the same mask (``icl_vs_icl``, the ceiling a perfectly
 ICL-like update could reach). A new method is one ``METHODS.add``.
 """

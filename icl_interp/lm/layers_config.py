@@ -13,7 +13,7 @@ from icl_interp.options import Distinct, seed
 
 @dataclass
 class LayerAccuracyConfig:
-    """One ``icl-interp layers`` run. ``k=None`` takes the data set's k (DESIGN.md section 5);
+    """One ``icl-interp layers`` run. ``k=None`` takes the data set's k (docs/definitions.md);
     empty ``masks`` means every registered mask kind."""
 
     model: str = "gemma-3-270m"

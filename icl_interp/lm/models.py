@@ -32,7 +32,7 @@ import torch
 from transformer_lens.model_bridge import TransformerBridge
 
 from icl_interp.errors import UserError
-from icl_interp.progress import bars_wanted
+from icl_interp.progress import bars_wanted, log_line
 from icl_interp.registry import Registry
 
 DEFAULT_MODEL = "gemma-3-270m"
@@ -258,6 +258,7 @@ def load_model(
     path = Path(name_or_path).expanduser()
     boot_name = str(path)
     if name_or_path in MODELS:
+        log_line(f"loading {name_or_path} (the first load dequantises and caches it: 0.5-1.5 min)")
         local_dir = MODELS.get(name_or_path).hf_dir()
         boot_name = str(local_dir)
         # transformer-lens reloads tokenizers lacking add_bos_token with it set; every packaged

@@ -1,4 +1,4 @@
-"""Classification data sets, demonstrations and prompts for the pretrained-LM analyses (DESIGN.md section 5).
+"""Classification data sets, demonstrations and prompts for the pretrained-LM analyses (docs/definitions.md).
 
 spec = get_dataset("sst2")
 demos = sample_demonstrations(load_examples("sst2", "train"), spec.k, seed=0)

@@ -1,6 +1,6 @@
 """Data-set specifications (template, label words, k, GD learning rate, sources) and the ``DATASETS`` registry.
 
-SST-2, SST-5, MR, Subj, AG News and CB follow DESIGN.md section 5 (Dai et al. 2022 / 2311.07772).
+SST-2, SST-5, MR, Subj, AG News and CB follow the reference paper (docs/definitions.md; Dai et al. 2022 / 2311.07772).
 TREC, RTE, CR, MPQA and IMDB are ours: their templates, label words, k and learning rates are our
 choices, not from the papers. Adding a data set is one ``register_dataset(DatasetSpec(...))`` call.
 

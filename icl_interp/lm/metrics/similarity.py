@@ -1,5 +1,6 @@
-"""Similarity of ICL and finetuning: SimAOU, SimAM, SimAM∆, their baselines, and the
-demonstration- and label-specific forms that keep only what depends on the demonstrations.
+"""Similarity of ICL and finetuning (docs/definitions.md): SimAOU, SimAM, SimAM∆, their
+baselines, and the demonstration- and label-specific forms that keep only what depends on the
+demonstrations.
 
 All values are per layer, mean over test examples. ``h`` is the attention output at the
 query's last position; ``A`` the per-head attention logits (scaled q.k before mask and
