@@ -8,7 +8,9 @@ also defines ``check_arguments(args)`` (raising ``UserError``), bad values are r
 that early too. Only the chosen
 subcommand's modules are imported. User mistakes (``UserError``, bad options)
 print one line and exit with code 2; Ctrl-C at any moment prints one line and
-exits with code 130. Shared argument types (``seed``, ``Distinct`` lists) live in
+exits with code 130. ``--plugins MODULE ...`` (every subcommand) imports user modules that
+register metrics, masks, methods, data sets or architectures before the options are checked
+(``icl_interp.plugins``). Shared argument types (``seed``, ``Distinct`` lists) live in
 ``icl_interp.options``; progress bars in ``icl_interp.progress``. When stderr is not a terminal
 (a log), every command writes one line when it starts, throttled lines per stage with elapsed
 time and an estimate of what is left, and one when it ends; ``--quiet`` silences them.
@@ -24,6 +26,7 @@ from dataclasses import dataclass
 from typing import NoReturn
 
 from icl_interp.errors import UserError
+from icl_interp.plugins import load_plugins
 from icl_interp.progress import set_quiet, stage
 
 
@@ -115,6 +118,14 @@ def build_parser(chosen: str | None = None) -> OneLineParser:
             action="store_true",
             help="no progress lines in a log (stderr not a terminal); bars in a terminal stay",
         )
+        sub_parser.add_argument(
+            "--plugins",
+            nargs="+",
+            default=[],
+            metavar="MODULE",
+            help="modules (dotted names or .py files) that register metrics, masks, methods, "
+            "data sets or architectures; loaded here and in every worker",
+        )
         if name == chosen:
             importlib.import_module(subcommand.arguments_module).add_arguments(sub_parser)
     return parser
@@ -137,6 +148,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser.print_help()
             return 2
         subcommand = SUBCOMMANDS[args.command]
+        if args.plugins and (code := exit_code(prog, lambda: load_plugins(args.plugins))) != 0:
+            return code
         check = getattr(
             importlib.import_module(subcommand.arguments_module), "check_arguments", None
         )

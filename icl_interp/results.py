@@ -228,7 +228,11 @@ class ResultFolder:
     argv: list[str] = dataclasses.field(default_factory=lambda: list(sys.argv))
 
     def __post_init__(self) -> None:
+        from icl_interp.plugins import loaded_plugins
+
         self.path = Path(self.path)
+        if loaded_plugins():
+            self.inputs.setdefault("plugins", loaded_plugins())
 
     @property
     def config_file(self) -> Path:

@@ -625,8 +625,15 @@ class UnitComputer:
     actor, on ``threads`` torch threads)."""
 
     def __init__(
-        self, config: CompareConfig, folder: ResultFolder, threads: int | None = None
+        self,
+        config: CompareConfig,
+        folder: ResultFolder,
+        threads: int | None = None,
+        plugins: tuple[str, ...] = (),
     ) -> None:
+        from icl_interp.plugins import load_plugins
+
+        load_plugins(plugins)  # a worker process sees the driver's registrations
         if threads is not None:
             torch.set_num_threads(threads)
         self.config = config
@@ -655,6 +662,8 @@ def _run_units_ray(todo: list[Unit], config: CompareConfig, folder: ResultFolder
     """Compute ``todo`` on ``config.workers`` Ray actors (one CPU each) and write each unit here
     as it arrives. Ray is started for the run, unless this process is already connected or
     ``RAY_ADDRESS`` names a running cluster."""
+    from icl_interp.plugins import loaded_plugins
+
     try:
         import ray
         from ray.util import ActorPool
@@ -671,7 +680,8 @@ def _run_units_ray(todo: list[Unit], config: CompareConfig, folder: ResultFolder
         ray.init(num_cpus=local_cpus, include_dashboard=False)
     worker = ray.remote(num_cpus=1)(UnitComputer)
     actors: list[Any] = [
-        worker.remote(config, folder, threads=1) for _ in range(min(config.workers, len(todo)))
+        worker.remote(config, folder, threads=1, plugins=tuple(loaded_plugins()))
+        for _ in range(min(config.workers, len(todo)))
     ]
     try:
         results = ActorPool(actors).map_unordered(

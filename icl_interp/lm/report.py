@@ -12,6 +12,7 @@ methods see the same resampled examples.
 
 from __future__ import annotations
 
+import textwrap
 import warnings
 from typing import Any
 
@@ -244,7 +245,15 @@ def headline(table: pd.DataFrame, bootstrap: pd.DataFrame, *, width: int = 100) 
     untrained). Fits in ``width`` columns."""
     reduced = layer_reduced(table[table["metric"] == "simaou"])
     point = reduced.groupby(["model", "mask", "data", "method"])["value"].mean().unstack("method")
-    methods = [m for m in ("gd", "lcgd", "mismatched", "icl_vs_icl", "untrained") if m in point]
+    demo = layer_reduced(table[table["metric"] == "simaou_demo"])
+    if not demo.empty:
+        demo = demo.groupby(["model", "mask", "data", "method"])["value"].mean().unstack("method")
+        point = point.join(demo.add_prefix("demo "))
+    methods = [
+        m
+        for m in ("gd", "lcgd", "mismatched", "icl_vs_icl", "untrained", "demo gd", "demo lcgd")
+        if m in point
+    ]
     lines = [
         "Is ICL closer to LCGD than to GD? SimAOU, mean over layers and seeds;",
         f"LCGD - GD with its {LEVEL:.0%} bootstrap interval (* = the interval excludes 0).",
@@ -257,13 +266,19 @@ def headline(table: pd.DataFrame, bootstrap: pd.DataFrame, *, width: int = 100) 
         if has_pair
         else None
     )
-    labels = {m: METHODS.get(m).label for m in methods}
+    labels = {m: METHODS.get(m).label for m in methods if not m.startswith("demo ")}
+    labels |= {
+        f"demo {m}": f"demonstration-specific SimAOU of {METHODS.get(m).label}"
+        for m in ("gd", "lcgd")
+    }
     short = {
         "gd": "GD",
         "lcgd": "LCGD",
         "mismatched": "floor",
         "icl_vs_icl": "ceiling",
         "untrained": "untr.",
+        "demo gd": "dGD",
+        "demo lcgd": "dLCGD",
     }
     for (model, mask), block in point.groupby(level=["model", "mask"]):
         lines += ["", f"{model}, ICL mask {mask}:"]
@@ -280,6 +295,7 @@ def headline(table: pd.DataFrame, bootstrap: pd.DataFrame, *, width: int = 100) 
                 line += f"  {d['difference']:+.3f} [{d['low']:+.3f}, {d['high']:+.3f}]{mark}"
             lines.append(line[:width])
     legend = ", ".join(f"{short[m]} = {labels[m]}" for m in methods if short[m] != labels[m])
+    legend = textwrap.fill(legend, width)
     if legend:
         lines += ["", legend]
     return "\n".join(lines)

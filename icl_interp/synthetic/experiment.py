@@ -230,8 +230,15 @@ def run_experiment(
     )
     jobs_args = [(cfg.train_config(*r), out / "runs" / run_name(*r)) for r in todo]
     if jobs > 1 and len(todo) > 1:
+        from icl_interp.plugins import load_plugins, loaded_plugins
+
         context = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
+        with ProcessPoolExecutor(
+            max_workers=jobs,
+            mp_context=context,
+            initializer=load_plugins,  # a worker process sees the driver's registrations
+            initargs=(tuple(loaded_plugins()),),
+        ) as pool:
             futures = [pool.submit(run_one, *a) for a in jobs_args]
             outcomes = [f.result() for f in futures]
     else:
