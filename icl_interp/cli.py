@@ -8,7 +8,11 @@ also defines ``check_arguments(args)`` (raising ``UserError``), bad values are r
 that early too. Only the chosen
 subcommand's modules are imported. User mistakes (``UserError``, bad options)
 print one line and exit with code 2; Ctrl-C at any moment prints one line and
-exits with code 130. Shared argument types (``seed``, ``Distinct`` lists) live in
+exits with code 130. Output never fails a run: a closed pipe (``icl-interp compare ... |
+head -1``) silences the rest of stdout while the run finishes and writes its results, and
+characters the terminal cannot encode (a path's) are escaped. An empty option value (an unset
+shell variable in ``--out "$OUT"``) is refused. A run's folder locks are released at its end.
+Shared argument types (``seed``, ``Distinct`` lists) live in
 ``icl_interp.options``; progress bars in ``icl_interp.progress``.
 """
 
@@ -16,10 +20,11 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from icl_interp.errors import UserError
 
@@ -102,6 +107,52 @@ def script_exit_code(
     return exit_code(prog, lambda: action(args))
 
 
+class QuietPipe:
+    """A text stream that stops writing, quietly, once its reader has gone (a closed pipe):
+    the run goes on and writes its results; fd 1 is pointed at /dev/null so the interpreter's
+    last flush does not complain either."""
+
+    def __init__(self, stream: Any) -> None:
+        self.stream = stream
+        self.broken = False
+
+    def _quiet(self) -> None:
+        self.broken = True
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, self.stream.fileno())
+            os.close(devnull)
+        except (OSError, ValueError, AttributeError):
+            pass
+
+    def write(self, text: str) -> int:
+        if not self.broken:
+            try:
+                return int(self.stream.write(text))
+            except BrokenPipeError:
+                self._quiet()
+        return len(text)
+
+    def flush(self) -> None:
+        if not self.broken:
+            try:
+                self.stream.flush()
+            except BrokenPipeError:
+                self._quiet()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.stream, name)
+
+
+def empty_option(args: argparse.Namespace) -> str | None:
+    """The first option given as an empty string (``--out ""``), as ``--name``; None if none."""
+    for name, value in vars(args).items():
+        values = value if isinstance(value, list | tuple) else [value]
+        if any(isinstance(v, str) and not v.strip() for v in values):
+            return "--" + name.replace("_", "-")
+    return None
+
+
 def build_parser(chosen: str | None = None) -> OneLineParser:
     parser = OneLineParser(prog="icl-interp", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=OneLineParser)
@@ -116,6 +167,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Parse ``argv`` (only the chosen subcommand's arguments module imported), then import
     and run the subcommand. Returns the exit code: 0, 2 for a user mistake, 130 on Ctrl-C."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    stdout = sys.stdout
+    for stream in (sys.stdout, sys.stderr):
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
+    sys.stdout = QuietPipe(stdout)  # type: ignore[assignment]
+    try:
+        return _main(argv)
+    finally:
+        results = sys.modules.get("icl_interp.results")  # never imported just for this
+        if results is not None:
+            results.release_locks()
+        sys.stdout = stdout
+
+
+def _main(argv: list[str]) -> int:
     chosen = argv[0] if argv and argv[0] in SUBCOMMANDS else None
     prog = f"icl-interp {chosen}" if chosen else "icl-interp"
     started = False
@@ -127,6 +193,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             return int(stop.code or 0)
         if args.command is None:
             parser.print_help()
+            return 2
+        if (empty := empty_option(args)) is not None:
+            print(
+                f"{prog}: error: {empty} is empty (an unset shell variable?); give a value",
+                file=sys.stderr,
+            )
             return 2
         subcommand = SUBCOMMANDS[args.command]
         check = getattr(

@@ -89,8 +89,10 @@ UnitFiles = dict[str, "pd.DataFrame | str"]  # file suffix -> table or text
 
 
 def unit_stem(model: str, data: str, seed: int) -> str:
-    safe_model = "".join(c if c.isalnum() or c in "-." else "_" for c in model)
-    return f"{safe_model}__{data}__seed{seed}"
+    """A unit's file stem; ``file_stem`` keeps two models from sharing one."""
+    from icl_interp.results import file_stem
+
+    return f"{file_stem(model)}__{data}__seed{seed}"
 
 
 def _finetune_run(
