@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import signal
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -172,13 +173,37 @@ def main(argv: Sequence[str] | None = None) -> int:
         if hasattr(stream, "reconfigure"):
             stream.reconfigure(errors="backslashreplace")
     sys.stdout = QuietPipe(stdout)  # type: ignore[assignment]
+    terminate = _exit_on_sigterm()
     try:
         return _main(argv)
+    except SystemExit as stop:
+        if stop.code != TERMINATED:
+            raise
+        print("icl-interp: terminated; rerun the same command to resume", file=sys.stderr)
+        return TERMINATED
     finally:
+        if terminate is not None:
+            signal.signal(signal.SIGTERM, terminate)
         results = sys.modules.get("icl_interp.results")  # never imported just for this
         if results is not None:
             results.release_locks()
         sys.stdout = stdout
+
+
+TERMINATED = 143  # 128 + SIGTERM
+
+
+def _exit_on_sigterm() -> Any:
+    """Make SIGTERM raise ``SystemExit(143)`` (so ``finally`` blocks stop worker pools and Ray
+    and release folder locks); return the previous handler (None off the main thread)."""
+
+    def stop(signum: int, frame: Any) -> None:
+        raise SystemExit(TERMINATED)
+
+    try:
+        return signal.signal(signal.SIGTERM, stop)
+    except ValueError:  # not the main thread
+        return None
 
 
 def _main(argv: list[str]) -> int:

@@ -487,9 +487,18 @@ def table2(final: pd.DataFrame, paired: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def _bracket(low: float, high: float) -> str:
+    """``[low, high]``, or what stands for an interval that one seed cannot give."""
+    if not (math.isfinite(low) and math.isfinite(high)):
+        return "(one seed: no interval)"
+    return f"[{low:+.3f}, {high:+.3f}]"
+
+
 def table2_markdown(table: pd.DataFrame, paired: pd.DataFrame, config: TableConfig) -> str:
     def cell(row: Any, condition: tuple[str, str]) -> str:
         key = f"{condition[0]}/{condition[1]}"
+        if not math.isfinite(row[key + " se"]):
+            return f"{row[key]:.3f} (one seed: no SE)"
         return f"{row[key]:.3f} ± {row[key + ' se']:.3f}"
 
     head = [
@@ -506,7 +515,7 @@ def table2_markdown(table: pd.DataFrame, paired: pd.DataFrame, config: TableConf
         data = row["data"] if row["data"] != "mean" else "**mean**"
         if row["data"] != "mean":
             data = f"{data} (chance {row['chance']:.2f})"
-        diff = f"{row['diff']:+.3f} [{row['ci95_low']:+.3f}, {row['ci95_high']:+.3f}]"
+        diff = f"{row['diff']:+.3f} {_bracket(row['ci95_low'], row['ci95_high'])}"
         rows.append([data, k, *(cell(row, c) for c in CONDITIONS), diff])
     lines = [markdown_table(pd.DataFrame(rows, columns=head))]
     overall = paired[paired["k"].astype(str) == "all"].iloc[0]
@@ -515,8 +524,13 @@ def table2_markdown(table: pd.DataFrame, paired: pd.DataFrame, config: TableConf
             *lines,
             "",
             f"Averaged over data sets and k: prefix − causal = {overall['diff_mean']:+.3f} "
-            f"[{overall['ci95_low']:+.3f}, {overall['ci95_high']:+.3f}] (95% t-interval over "
-            f"{int(overall['n_seeds'])} seeds; per seed {overall['per_seed']}).",
+            f"{_bracket(overall['ci95_low'], overall['ci95_high'])} ("
+            + (
+                f"95% t-interval over {int(overall['n_seeds'])} seeds"
+                if int(overall["n_seeds"]) > 1
+                else "one seed, so no interval over seeds"
+            )
+            + f"; per seed {overall['per_seed']}).",
         ]
     )
 

@@ -288,6 +288,23 @@ def load_model(
     return bridge_from_hf(hf_model, tokenizer, name=boot_name, device=device, dtype=dtype)
 
 
+def check_token_ids(model: Any, ids: Any, what: str) -> None:
+    """A one-line ``UserError`` unless ``ids`` (a tensor of token ids) are integers in
+    ``0 .. d_vocab - 1`` of ``model`` (never an index error deep inside torch)."""
+    if not isinstance(ids, torch.Tensor) or ids.dtype.is_floating_point or ids.is_complex():
+        raise UserError(f"{what} must be an integer tensor of token ids")
+    if ids.numel() == 0:
+        return
+    vocab = int(model.cfg.d_vocab)
+    low, high = int(ids.min()), int(ids.max())
+    if low < 0 or high >= vocab:
+        bad = low if low < 0 else high
+        raise UserError(
+            f"{what} holds token id {bad}, outside the model's vocabulary 0..{vocab - 1} "
+            "(ids from another tokenizer?)"
+        )
+
+
 def model_identity(name_or_path: str) -> str:
     """What a model name stands for, to tell whether results were made with the same weights:
     the packaged model's package version, or a local file's or folder's files by content
