@@ -145,12 +145,17 @@ class QuietPipe:
         return getattr(self.stream, name)
 
 
-def empty_option(args: argparse.Namespace) -> str | None:
-    """The first option given as an empty string (``--out ""``), as ``--name``; None if none."""
-    for name, value in vars(args).items():
-        values = value if isinstance(value, list | tuple) else [value]
-        if any(isinstance(v, str) and not v.strip() for v in values):
-            return "--" + name.replace("_", "-")
+def empty_option(argv: Sequence[str]) -> str | None:
+    """The option given an empty or blank value (``--out ""``, ``--out=``), as ``--name``;
+    None if there is none (read from the command line: ``type=Path`` turns "" into ".")."""
+    option = None
+    for token in argv:
+        if token.startswith("--"):
+            option, _, value = token.partition("=")
+            if "=" in token and not value.strip():
+                return option
+        elif not token.strip():
+            return option or "an argument"
     return None
 
 
@@ -219,7 +224,7 @@ def _main(argv: list[str]) -> int:
         if args.command is None:
             parser.print_help()
             return 2
-        if (empty := empty_option(args)) is not None:
+        if (empty := empty_option(argv)) is not None:
             print(
                 f"{prog}: error: {empty} is empty (an unset shell variable?); give a value",
                 file=sys.stderr,

@@ -239,6 +239,8 @@ def file_stem(name: str) -> str:
     safe = "".join(c if c.isascii() and (c.isalnum() or c in "-.") else "_" for c in name)
     if safe == name and not safe.startswith("."):
         return safe
+    if safe.startswith("."):  # never a hidden file
+        safe = "_" + safe[1:]
     return f"{safe}-{hashlib.sha256(name.encode()).hexdigest()[:8]}"
 
 
