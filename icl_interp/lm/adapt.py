@@ -502,18 +502,20 @@ def _stored_config(path: Path, read: Any) -> dict[str, Any]:
     return stored
 
 
-def _inputs(config: AdaptConfig, train: EpisodeStream, val: EpisodeStream) -> dict[str, Any]:
+def _inputs(config: AdaptConfig) -> dict[str, Any]:
     """What the run reads, by content: the base model's identity and each data set's train
     and test examples' fingerprints."""
-    from icl_interp.lm.data import examples_fingerprint
+    from icl_interp.lm.data import examples_fingerprint, load_examples
     from icl_interp.lm.models import model_identity
 
     return {
         "base_model": model_identity(config.base),
         "data": {
-            f"{name} {stream.split}": examples_fingerprint(stream.pools[name])
-            for stream in (train, val)
-            for name in stream.mixture
+            f"{name} {split}": examples_fingerprint(
+                load_examples(name, split, config.data_dir, source=config.source)
+            )
+            for split in ("train", "test")
+            for name in config.mixture
         },
     }
 
@@ -606,6 +608,8 @@ def _adapt(config: AdaptConfig) -> Path:
         get_dataset(name)
     state = _check_out(out, config)
     if state == "done":
+        card = read_card(out) or {}
+        _check_inputs(out, card.get("inputs"), _inputs(config), CARD_NAME)
         print(f"{out} is already a finished adaptation; nothing to do")
         return out
     if state == "resume":
@@ -634,7 +638,7 @@ def _adapt(config: AdaptConfig) -> Path:
         source=config.source,
     )
     val_episodes = [val_stream[i] for i in range(config.val_episodes)]
-    inputs = _inputs(config, train, val_stream)
+    inputs = _inputs(config)
     if state == "resume":
         _check_inputs(out, checkpoint.get("inputs"), inputs, CHECKPOINT_NAME)
 

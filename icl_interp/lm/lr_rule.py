@@ -205,7 +205,7 @@ def check_chosen_table(table: Path) -> pd.DataFrame:
     if missing:
         raise UserError(f"the lr table {table} lacks the columns {', '.join(missing)}")
     column = {name: i for i, name in enumerate(header)}
-    seen: dict[tuple[str, str, str], int] = {}
+    seen: dict[tuple[str, ...], int] = {}
     records = []
     for line, row in enumerate(rows[1:], start=2):
         if not any(cell.strip() for cell in row):

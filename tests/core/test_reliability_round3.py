@@ -1310,3 +1310,19 @@ def test_leaving_a_pool_by_an_exception_terminates_its_workers() -> None:
         process.join(timeout=10)
         assert not process.is_alive(), "the worker was left running its task"
     assert future.done()
+
+
+def test_a_finished_adaptation_on_changed_data_is_not_reused(
+    tmp_path: Path, small_data: Path
+) -> None:
+    from icl_interp.lm.adapt import adapt
+
+    out = tmp_path / "run"
+    config = _adapt_config(out, data_dir=str(small_data), steps=2)
+    adapt(config)
+    adapt(config)  # unchanged: nothing to do
+    test = small_data / "sst2" / "test.txt"
+    test.write_text(test.read_text().replace("1 ", "0 ", 1))
+    with pytest.raises(UserError) as error:
+        adapt(config)
+    one_line(error, "the training data (sst2 test) changed since adapt_card.json")
