@@ -50,6 +50,7 @@ from icl_interp.results import (
     done,
     folder_locked,
     lock_folder,
+    release_locks,
     to_jsonable,
     write_config,
     write_csv,
@@ -820,17 +821,20 @@ def _run_table(config: TableConfig, out: Path) -> dict[str, Any]:
     started = time.perf_counter()
     deadline = None if config.max_minutes is None else started + 60 * config.max_minutes
     _check_out(out, config)
-    lock_folder(out, part_lock(config.part))
-    _check_out(out, config)  # again under the lock
     pools, _ = _validate(config)
-    claimed = not (out / "config.json").exists()
-    write_config(out, config)
+    lock_folder(out, part_lock(config.part))
     try:
-        return _run_claimed(config, out, pools, started, deadline)
-    except UserError:
-        if claimed and not _has_results(out):
-            (out / "config.json").unlink(missing_ok=True)  # the corrected command may claim it
-        raise
+        _check_out(out, config)  # again under the lock
+        claimed = not (out / "config.json").exists()
+        write_config(out, config)
+        try:
+            return _run_claimed(config, out, pools, started, deadline)
+        except UserError:
+            if claimed and not _has_results(out):
+                (out / "config.json").unlink(missing_ok=True)  # the corrected command claims it
+            raise
+    finally:
+        release_locks(out, part_lock(config.part))
 
 
 def _has_results(out: Path) -> bool:

@@ -598,9 +598,12 @@ def _run_units_ray(todo: list[Unit], config: CompareConfig, folder: ResultFolder
 def result_folder(out: Path, config: CompareConfig) -> ResultFolder:
     """The ``--out`` folder as owned by ``compare`` with ``config`` (the plan of units may grow)."""
     # the lr table by content, not path: each unit records the lrs it used, and a resume
-    # compares them with the table's (check_finished_unit)
+    # compares them with the table's (check_finished_unit). The lr grid may differ: each
+    # finished unit and each sweep trial records its own (a grid in which every lr diverged
+    # leaves a folder the corrected grid may resume)
     ignore = RUN_KEYS | {"lr_table"}
-    return ResultFolder(Path(out), "compare", config, ignore=ignore, may_differ=PLAN_KEYS)
+    may_differ = PLAN_KEYS | {"lr_grid"}
+    return ResultFolder(Path(out), "compare", config, ignore=ignore, may_differ=may_differ)
 
 
 def run_compare(config: CompareConfig, out: Path, *, figures: bool = True) -> pd.DataFrame:

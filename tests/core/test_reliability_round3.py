@@ -1326,3 +1326,17 @@ def test_a_finished_adaptation_on_changed_data_is_not_reused(
     with pytest.raises(UserError) as error:
         adapt(config)
     one_line(error, "the training data (sst2 test) changed since adapt_card.json")
+
+
+def test_a_grid_in_which_every_lr_diverged_leaves_the_folder_to_the_corrected_grid(
+    tmp_path: Path,
+) -> None:
+    from icl_interp.lm.compare import result_folder
+    from icl_interp.lm.compare_config import CompareConfig
+
+    out = tmp_path / "out"
+    result_folder(out, CompareConfig(lr_grid=(1e3, 1e4))).claim()  # claimed by its lr trials
+    result_folder(out, CompareConfig(lr_grid=(1e-4, 1e-3))).check()
+    with pytest.raises(UserError, match="other settings"):
+        result_folder(out, CompareConfig(lr_grid=(1e-4, 1e-3), k=3)).check()
+    release_locks(out)
