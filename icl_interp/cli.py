@@ -8,10 +8,15 @@ also defines ``check_arguments(args)`` (raising ``UserError``), bad values are r
 that early too. Only the chosen
 subcommand's modules are imported. User mistakes (``UserError``, bad options)
 print one line and exit with code 2; Ctrl-C at any moment prints one line and
-exits with code 130. ``--plugins MODULE ...`` (every subcommand) imports user modules that
-register metrics, masks, methods, data sets or architectures before the options are checked
+exits with code 130. Output never fails a run: a closed pipe (``icl-interp compare ... |
+head -1``) silences the rest of stdout while the run finishes and writes its results, and
+characters the terminal cannot encode (a path's) are escaped. An empty option value (an unset
+shell variable in ``--out "$OUT"``) is refused. A run's folder locks are released at its end.
+``--plugins MODULE ...`` (every subcommand) imports user modules that register metrics,
+masks, methods, data sets or architectures before the options are checked
 (``icl_interp.plugins``). Shared argument types (``seed``, ``Distinct`` lists) live in
-``icl_interp.options``; progress bars in ``icl_interp.progress``. When stderr is not a terminal
+``icl_interp.options``; progress bars in ``icl_interp.progress``.
+When stderr is not a terminal
 (a log), every command writes one line when it starts, throttled lines per stage with elapsed
 time and an estimate of what is left, and one when it ends; ``--quiet`` silences them.
 """
@@ -20,10 +25,12 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
+import signal
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from icl_interp.errors import UserError
 from icl_interp.plugins import load_plugins
@@ -108,6 +115,57 @@ def script_exit_code(
     return exit_code(prog, lambda: action(args))
 
 
+class QuietPipe:
+    """A text stream that stops writing, quietly, once its reader has gone (a closed pipe):
+    the run goes on and writes its results; fd 1 is pointed at /dev/null so the interpreter's
+    last flush does not complain either."""
+
+    def __init__(self, stream: Any) -> None:
+        self.stream = stream
+        self.broken = False
+
+    def _quiet(self) -> None:
+        self.broken = True
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, self.stream.fileno())
+            os.close(devnull)
+        except (OSError, ValueError, AttributeError):
+            pass
+
+    def write(self, text: str) -> int:
+        if not self.broken:
+            try:
+                return int(self.stream.write(text))
+            except BrokenPipeError:
+                self._quiet()
+        return len(text)
+
+    def flush(self) -> None:
+        if not self.broken:
+            try:
+                self.stream.flush()
+            except BrokenPipeError:
+                self._quiet()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.stream, name)
+
+
+def empty_option(argv: Sequence[str]) -> str | None:
+    """The option given an empty or blank value (``--out ""``, ``--out=``), as ``--name``;
+    None if there is none (read from the command line: ``type=Path`` turns "" into ".")."""
+    option = None
+    for token in argv:
+        if token.startswith("--"):
+            option, _, value = token.partition("=")
+            if "=" in token and not value.strip():
+                return option
+        elif not token.strip():
+            return option or "an argument"
+    return None
+
+
 def build_parser(chosen: str | None = None) -> OneLineParser:
     parser = OneLineParser(prog="icl-interp", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=OneLineParser)
@@ -135,6 +193,45 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Parse ``argv`` (only the chosen subcommand's arguments module imported), then import
     and run the subcommand. Returns the exit code: 0, 2 for a user mistake, 130 on Ctrl-C."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    stdout = sys.stdout
+    for stream in (sys.stdout, sys.stderr):
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
+    sys.stdout = QuietPipe(stdout)  # type: ignore[assignment]
+    terminate = _exit_on_sigterm()
+    try:
+        return _main(argv)
+    except SystemExit as stop:
+        if stop.code != TERMINATED:
+            raise
+        print("icl-interp: terminated; rerun the same command to resume", file=sys.stderr)
+        return TERMINATED
+    finally:
+        if terminate is not None:
+            signal.signal(signal.SIGTERM, terminate)
+        results = sys.modules.get("icl_interp.results")  # never imported just for this
+        if results is not None:
+            results.release_locks()
+        sys.stdout = stdout
+
+
+TERMINATED = 143  # 128 + SIGTERM
+
+
+def _exit_on_sigterm() -> Any:
+    """Make SIGTERM raise ``SystemExit(143)`` (so ``finally`` blocks stop worker pools and Ray
+    and release folder locks); return the previous handler (None off the main thread)."""
+
+    def stop(signum: int, frame: Any) -> None:
+        raise SystemExit(TERMINATED)
+
+    try:
+        return signal.signal(signal.SIGTERM, stop)
+    except ValueError:  # not the main thread
+        return None
+
+
+def _main(argv: list[str]) -> int:
     chosen = argv[0] if argv and argv[0] in SUBCOMMANDS else None
     prog = f"icl-interp {chosen}" if chosen else "icl-interp"
     started = False
@@ -146,6 +243,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             return int(stop.code or 0)
         if args.command is None:
             parser.print_help()
+            return 2
+        if (empty := empty_option(argv)) is not None:
+            print(
+                f"{prog}: error: {empty} is empty (an unset shell variable?); give a value",
+                file=sys.stderr,
+            )
             return 2
         subcommand = SUBCOMMANDS[args.command]
         if args.plugins and (code := exit_code(prog, lambda: load_plugins(args.plugins))) != 0:

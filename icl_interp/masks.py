@@ -16,6 +16,10 @@ Modifiers that apply to every kind:
   themselves; context positions never attend to queries.
 - ``sliding_window=w``: additionally forbid pairs further apart than ``w - 1``
   positions (Gemma's local layers), in both directions.
+
+Every mask ``build_mask`` returns lets every position attend to at least one key: a kind
+(or a setting) under which some position has none is a ``UserError`` naming the position,
+for every command alike (a softmax over no keys is NaN, or silently zero).
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ import torch
 from jaxtyping import Bool, Float
 from torch import Tensor
 
+from icl_interp.errors import UserError
 from icl_interp.registry import Registry
 
 MaskRule = Callable[[Tensor, Tensor, int], Tensor]
@@ -112,11 +117,25 @@ def build_mask(
     pos = torch.arange(seq_len, device=device)
     q, k = pos[:, None], pos[None, :]
     mask = rule(q, k, n_prefix)
+    if not isinstance(mask, Tensor) or mask.shape != (seq_len, seq_len) or mask.dtype != torch.bool:
+        what = (
+            f"{mask.dtype} {tuple(mask.shape)}" if isinstance(mask, Tensor) else type(mask).__name__
+        )
+        raise UserError(
+            f"mask kind {kind!r}: its rule must return a boolean [q_pos, k_pos] tensor, got {what}"
+        )
     if isolate_queries and n_queries > 0:
         is_query_row = q >= n_context
         mask = torch.where(is_query_row, k < n_context, mask & (k < n_context))
     if sliding_window is not None:
         mask = mask & ((q - k).abs() < sliding_window)
+    keyless = (~mask.any(-1)).nonzero()
+    if len(keyless):
+        raise UserError(
+            f"mask {kind!r} leaves a position with no key to attend to (position "
+            f"{int(keyless[0])} of {seq_len}, n_prefix={n_prefix}); a mask kind must let "
+            "every position attend to at least one key"
+        )
     return mask
 
 

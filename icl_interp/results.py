@@ -7,12 +7,21 @@ other inputs are refused with one line saying what differs; nothing is written
 until the caller ``claim()``s the folder after its own validation. Files are written
 to a temporary name and renamed (readable as the umask allows), so an interrupted
 run never leaves half a file; ``done(unit)`` lets a rerun skip units already written.
+
+One writer per folder: a run holds the folder's lock (``lock_folder``, an ``fcntl`` lock on
+``.icl_interp.lock`` inside it) from its first check of an existing folder, or its claim of a
+new one, until it ends, so a second run on the same folder refuses in one line. Inputs are
+identified by content (``content_fingerprint``, cached by path, size and mtime), and result
+files by ``file_stem``, which never maps two names to one stem.
 """
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import dataclasses
 import errno
+import fcntl
 import gzip
 import hashlib
 import json
@@ -189,6 +198,152 @@ def file_fingerprint(path: str | Path) -> str:
     return f"sha256:{digest.hexdigest()[:16]}"
 
 
+_FINGERPRINTS: dict[str, str] = {}
+
+
+def _fingerprint_cache() -> Path:
+    root = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(root) / "icl_interp" / "fingerprints.json"
+
+
+def content_fingerprint(path: str | Path) -> str:
+    """``file_fingerprint`` of a (possibly large) file, computed once: cached in memory and in
+    ``~/.cache/icl_interp/fingerprints.json`` under the file's resolved path, size and mtime,
+    so a changed file (new weights of the same size included) gets a new fingerprint."""
+    path = Path(path)
+    stat = path.stat()
+    key = f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
+    if key in _FINGERPRINTS:
+        return _FINGERPRINTS[key]
+    cache = _fingerprint_cache()
+    try:
+        stored = json.loads(cache.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        stored = {}
+    if not isinstance(stored, dict):
+        stored = {}
+    fingerprint = stored.get(key)
+    if not isinstance(fingerprint, str):
+        fingerprint = file_fingerprint(path)
+        stored[key] = fingerprint
+        with contextlib.suppress(UserError):  # a read-only home: recomputed next time
+            write_text(cache, json.dumps(stored, indent=0, sort_keys=True))
+    _FINGERPRINTS[key] = fingerprint
+    return fingerprint
+
+
+def file_stem(name: str) -> str:
+    """A file-name stem for ``name`` (a model name or path): letters, digits, ``-`` and ``.``
+    kept, anything else ``_``; when that changed the name, a short hash of the full name is
+    appended, so two names never share a stem (``org/m`` and ``org_m`` differ)."""
+    safe = "".join(c if c.isascii() and (c.isalnum() or c in "-.") else "_" for c in name)
+    if safe == name and not safe.startswith("."):
+        return safe
+    if safe.startswith("."):  # never a hidden file
+        safe = "_" + safe[1:]
+    return f"{safe}-{hashlib.sha256(name.encode()).hexdigest()[:8]}"
+
+
+# --------------------------------------------------------------------------- folder locks
+
+LOCK_NAME = ".icl_interp.lock"
+
+
+@dataclasses.dataclass
+class _Held:
+    fd: int
+    folder: Path
+    created: bool  # this process made the folder (removed again if it stays empty)
+
+
+_HELD: dict[str, _Held] = {}
+
+
+def lock_folder(folder: str | Path, name: str = LOCK_NAME) -> None:
+    """Hold ``folder``'s lock (``folder/name``, made with the folder if needed) until this
+    process ends or ``release_locks()``; a second process asking for it gets a one-line
+    ``UserError`` naming the holder. Asking again from the holding process does nothing."""
+    folder = Path(folder)
+    lock = folder / name
+    key = str(lock.absolute())
+    held = _HELD.get(key)
+    if held is not None:
+        if _same_file(lock, held.fd):
+            return
+        os.close(held.fd)  # the folder was deleted under us: lock the new one
+        del _HELD[key]
+    created = not folder.exists()
+    while True:
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666 & ~_umask())
+        except OSError as err:
+            reason = err.strerror or type(err).__name__
+            raise UserError(f"could not lock {folder}: {reason}; pass another --out") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            holder = os.pread(fd, 100, 0).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            raise UserError(
+                f"{folder} is in use by another run (process {holder}); wait for it to finish "
+                "or pass another --out"
+            ) from None
+        if _same_file(lock, fd):  # not unlinked by a holder releasing it meanwhile
+            break
+        os.close(fd)
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    _HELD[key] = _Held(fd, folder, created)
+
+
+def folder_locked(folder: str | Path, name: str = LOCK_NAME) -> bool:
+    """Whether some process holds ``folder``'s lock ``name`` (this one included)."""
+    lock = Path(folder) / name
+    if str(lock.absolute()) in _HELD:
+        return True
+    try:
+        fd = os.open(lock, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except OSError:
+        return True
+    finally:
+        os.close(fd)
+    return False
+
+
+def _same_file(path: Path, fd: int) -> bool:
+    try:
+        return os.stat(path).st_ino == os.fstat(fd).st_ino
+    except OSError:
+        return False
+
+
+def release_locks(folder: str | Path | None = None, name: str = LOCK_NAME) -> None:
+    """Release this process's lock on ``folder`` (every lock it holds if None): the lock file
+    is removed, and so is a folder this process made that holds nothing else."""
+    keys = list(_HELD) if folder is None else [str((Path(folder) / name).absolute())]
+    for key in keys:
+        held = _HELD.pop(key, None)
+        if held is None:
+            continue
+        try:
+            if _same_file(Path(key), held.fd):
+                os.remove(key)
+            if held.created and not any(held.folder.iterdir()):
+                held.folder.rmdir()
+        except OSError:
+            pass
+        finally:
+            os.close(held.fd)
+
+
+atexit.register(release_locks)
+
+
 def _differences(
     recorded: dict[str, Any], current: dict[str, Any], skip: frozenset[str]
 ) -> list[str]:
@@ -217,6 +372,10 @@ class ResultFolder:
     is added. ``check()`` only reads; ``claim()`` checks, then writes ``config.json`` with
     ``argv``, the command line of the process that made the folder object (so a worker that
     claims it records its driver's).
+
+    The process that made the object (``owner_pid``) locks the folder (``lock_folder``) once
+    ``check()`` finds an existing folder it may use, or at ``claim()``, and holds it until it
+    ends; a worker given the object (another process) writes under its driver's lock.
     """
 
     path: Path
@@ -226,6 +385,7 @@ class ResultFolder:
     ignore: frozenset[str] = frozenset()
     may_differ: frozenset[str] = frozenset()
     argv: list[str] = dataclasses.field(default_factory=lambda: list(sys.argv))
+    owner_pid: int = dataclasses.field(default_factory=os.getpid)
 
     def __post_init__(self) -> None:
         from icl_interp.plugins import loaded_plugins
@@ -267,9 +427,16 @@ class ResultFolder:
             )
         if not os.access(existing, os.W_OK | os.X_OK):
             raise UserError(f"--out {where}: {existing} is not writable; pass another --out")
+        self._check_owner()
+        if where.exists() and os.getpid() == self.owner_pid:
+            lock_folder(where)
+            self._check_owner()  # again under the lock: another run may have claimed it
+
+    def _check_owner(self) -> None:
+        where = self.path
         recorded = self.recorded()
         if recorded is None:
-            if where.exists() and any(where.iterdir()):
+            if where.exists() and any(p.name != LOCK_NAME for p in where.iterdir()):
                 raise UserError(
                     f"--out {where} is not empty and was not made by icl-interp {self.command}; "
                     "pass a new or empty folder"
@@ -300,6 +467,9 @@ class ResultFolder:
     def claim(self, **extra: Any) -> Path:
         """``check()``, then write ``config.json`` (settings, inputs, versions, command line)."""
         self.check()
+        if os.getpid() == self.owner_pid:
+            lock_folder(self.path)
+            self.check()
         return write_config(
             self.path,
             self.settings,

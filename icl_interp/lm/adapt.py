@@ -27,6 +27,12 @@ mixture, steps, lr, seed, loss curve, config and package versions) and ``train_l
 While training, ``checkpoint.pt`` holds the trained parameters, the optimizer state and the
 logs; ``max_minutes`` stops at a step boundary and the same call resumes, bit-identical to an
 uninterrupted run (same thread count).
+
+A run owns its folder (``icl_interp.results.lock_folder``: a second run on it refuses while the
+first runs). The checkpoint and the card record the base model's identity and a fingerprint of
+the training and validation data; a resume on other weights or other data is refused. The run
+watches itself: a non-finite loss or gradient, a loss frozen at the uniform-output level
+(``ln(vocabulary)``) or a vanishing gradient norm stops it with one line naming the step.
 """
 
 from __future__ import annotations
@@ -52,7 +58,17 @@ from torch import Tensor
 from icl_interp.errors import UserError
 from icl_interp.masks import MASKS, mask_names
 from icl_interp.progress import progress as progress_bar
-from icl_interp.results import package_versions, to_jsonable, write_csv, write_text, write_torch
+from icl_interp.results import (
+    LOCK_NAME,
+    lock_folder,
+    package_versions,
+    read_torch,
+    release_locks,
+    to_jsonable,
+    write_csv,
+    write_text,
+    write_torch,
+)
 from icl_interp.threads import torch_threads
 
 DEFAULT_MIXTURE: tuple[str, ...] = ("sst2", "mr", "cr", "mpqa", "subj", "agnews")
@@ -63,6 +79,11 @@ CHECKPOINT_NAME = "checkpoint.pt"
 LOG_NAME = "train_log.csv"
 # settings that do not change the numbers (a resumed run may change them)
 RESUME_IGNORES = frozenset({"threads", "max_minutes", "progress", "out"})
+# collapse: this many steps in a row with the loss within UNIFORM_TOLERANCE of ln(vocabulary)
+# (the loss of a uniform output) or the gradient norm below VANISHING_GRADIENT
+COLLAPSE_STEPS = 3
+UNIFORM_TOLERANCE = 1e-3
+VANISHING_GRADIENT = 1e-8
 
 
 @dataclass(frozen=True)
@@ -283,12 +304,7 @@ def trainable_parameters(hf_model: Any, params: str) -> list[tuple[str, torch.nn
     return chosen
 
 
-def add_lora(hf_model: Any, rank: int) -> Any:
-    """Wrap ``hf_model`` with rank-``rank`` LoRA on q/k/v/o projections (``peft``)."""
-    try:
-        from peft import LoraConfig, get_peft_model
-    except ImportError:
-        raise UserError("--params lora needs the package peft: pip install peft") from None
+def _lora_targets(hf_model: Any) -> list[str]:
     # the bridge wraps each projection; LoRA goes on the torch Linear inside
     projection = re.compile(r"\.(q_proj|k_proj|v_proj|o_proj)(\._original_component)?$")
     targets = [
@@ -298,8 +314,28 @@ def add_lora(hf_model: Any, rank: int) -> Any:
     ]
     if not targets:
         raise UserError(
-            f"--params lora: no q/k/v/o_proj Linear layers in {type(hf_model).__name__}"
+            f"--params lora: no q/k/v/o_proj Linear layers in {type(hf_model).__name__}; "
+            "use --params blocks or attn"
         )
+    return targets
+
+
+def check_params(hf_model: Any, params: str) -> None:
+    """A one-line ``UserError`` unless ``params`` names parameters ``hf_model`` has (checked
+    before anything is written; nothing is changed)."""
+    if params == "lora":
+        _lora_targets(hf_model)
+    else:
+        trainable_parameters(hf_model, params)
+
+
+def add_lora(hf_model: Any, rank: int) -> Any:
+    """Wrap ``hf_model`` with rank-``rank`` LoRA on q/k/v/o projections (``peft``)."""
+    try:
+        from peft import LoraConfig, get_peft_model
+    except ImportError:
+        raise UserError("--params lora needs the package peft: pip install peft") from None
+    targets = _lora_targets(hf_model)
     config = LoraConfig(r=rank, lora_alpha=2 * rank, lora_dropout=0.0, target_modules=targets)
     return get_peft_model(hf_model, config)
 
@@ -419,13 +455,16 @@ def learning_rate(config: AdaptConfig, step: int) -> float:
 
 
 def _check_out(out: Path, config: AdaptConfig) -> str:
-    """'new', 'resume' or 'done'; UserError if ``out`` holds anything else."""
+    """'new', 'resume' or 'done'; UserError if ``out`` holds anything else (a corrupt card or
+    checkpoint is named)."""
     card, checkpoint = out / CARD_NAME, out / CHECKPOINT_NAME
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out} is a file, not a folder; pass a folder path")
     if card.exists():
-        stored = json.loads(card.read_text())["config"]
+        stored = _stored_config(card, lambda: json.loads(card.read_text(encoding="utf-8")))
     elif checkpoint.exists():
-        stored = torch.load(checkpoint, map_location="cpu", weights_only=False)["config"]
-    elif out.exists() and any(out.iterdir()):
+        stored = _stored_config(checkpoint, lambda: _read_checkpoint(checkpoint))
+    elif out.exists() and any(p.name != LOCK_NAME for p in out.iterdir()):
         raise UserError(
             f"{out} exists and is not an adaptation folder; choose another --out or delete it"
         )
@@ -441,10 +480,123 @@ def _check_out(out: Path, config: AdaptConfig) -> str:
     return "done" if card.exists() else "resume"
 
 
+def _read_checkpoint(path: Path) -> dict[str, Any]:
+    checkpoint = read_torch(path, map_location="cpu", weights_only=False)
+    if not isinstance(checkpoint, dict) or not {"config", "step", "trainable"} <= set(checkpoint):
+        raise UserError(
+            f"{path} is corrupt or unreadable (not an adaptation checkpoint); delete it to "
+            "start over, or pass a new --out"
+        )
+    return checkpoint
+
+
+def _stored_config(path: Path, read: Any) -> dict[str, Any]:
+    try:
+        stored = read()["config"]
+    except (OSError, ValueError, KeyError, TypeError):
+        stored = None
+    if not isinstance(stored, dict):
+        raise UserError(
+            f"{path} is corrupt or unreadable; delete it to start over, or pass a new --out"
+        )
+    return stored
+
+
+def _inputs(config: AdaptConfig) -> dict[str, Any]:
+    """What the run reads, by content: the base model's identity and each data set's train
+    and test examples' fingerprints."""
+    from icl_interp.lm.data import examples_fingerprint, load_examples
+    from icl_interp.lm.models import model_identity
+
+    return {
+        "base_model": model_identity(config.base),
+        "data": {
+            f"{name} {split}": examples_fingerprint(
+                load_examples(name, split, config.data_dir, source=config.source)
+            )
+            for split in ("train", "test")
+            for name in config.mixture
+        },
+    }
+
+
+def _check_inputs(out: Path, recorded: Any, current: dict[str, Any], where: str) -> None:
+    if recorded is None:  # made before inputs were recorded
+        return
+    for key in ("base_model", "data"):
+        if recorded.get(key) == current[key]:
+            continue
+        if key == "data":
+            changed = sorted(
+                name
+                for name in set(recorded["data"]) | set(current["data"])
+                if recorded["data"].get(name) != current["data"].get(name)
+            )
+            what = f"the training data ({', '.join(changed)})"
+        else:
+            what = f"the base model ({recorded.get(key)} -> {current[key]})"
+        raise UserError(
+            f"{what} changed since {where} in {out} was written; restore it, or pass a new --out"
+        )
+
+
+class Collapsed(UserError):
+    """Adaptation diverged or collapsed: the run's checkpoint is of no use to any rerun."""
+
+
+class _Watch:
+    """Stops a run that diverged or collapsed, with one line naming the step."""
+
+    def __init__(self, config: AdaptConfig, out: Path, vocabulary: int) -> None:
+        self.config, self.out = config, out
+        self.uniform = math.log(vocabulary)
+        self.streak: list[int] = []
+        self.vanishing: list[int] = []
+
+    def _stop(self, what: str, step: int) -> UserError:
+        return Collapsed(
+            f"adaptation {what} at step {step} with lr={self.config.lr:g}; its checkpoint is "
+            f"removed from {self.out}, so a corrected command starts afresh; try a lower --lr "
+            "(or other --params)"
+        )
+
+    def loss(self, step: int, loss: float) -> None:
+        if not math.isfinite(loss):
+            raise self._stop("diverged: non-finite loss", step)
+        self.streak = self.streak + [step] if abs(loss - self.uniform) < UNIFORM_TOLERANCE else []
+        if len(self.streak) >= COLLAPSE_STEPS:
+            raise self._stop(
+                f"collapsed: loss frozen at ln(vocabulary) = {self.uniform:.4f} (a uniform "
+                f"output) since step {self.streak[0]}, stopped",
+                step,
+            )
+
+    def gradient(self, step: int, norm: float) -> None:
+        if not math.isfinite(norm):
+            raise self._stop("diverged: non-finite gradient", step)
+        self.vanishing = self.vanishing + [step] if norm < VANISHING_GRADIENT else []
+        if len(self.vanishing) >= COLLAPSE_STEPS:
+            raise self._stop(
+                f"collapsed: gradient norm below {VANISHING_GRADIENT:g} since step "
+                f"{self.vanishing[0]}, stopped",
+                step,
+            )
+
+
 def adapt(config: AdaptConfig) -> Path:
-    """Run (or resume) one adaptation; return the output folder (an HF model folder)."""
-    with torch_threads(config.threads):
-        return _adapt(config)
+    """Run (or resume) one adaptation; return the output folder (an HF model folder). The
+    folder is locked for the run (a second run on it refuses) and released at the end."""
+    out = Path(config.out)
+    _check_out(out, config)  # refuse a foreign folder before making a lock file in it
+    lock_folder(out)
+    try:
+        with torch_threads(config.threads):
+            return _adapt(config)
+    except Collapsed:
+        (out / CHECKPOINT_NAME).unlink(missing_ok=True)  # a rerun would collapse the same way
+        raise
+    finally:
+        release_locks(out)
 
 
 def _adapt(config: AdaptConfig) -> Path:
@@ -456,8 +608,12 @@ def _adapt(config: AdaptConfig) -> Path:
         get_dataset(name)
     state = _check_out(out, config)
     if state == "done":
+        card = read_card(out) or {}
+        _check_inputs(out, card.get("inputs"), _inputs(config), CARD_NAME)
         print(f"{out} is already a finished adaptation; nothing to do")
         return out
+    if state == "resume":
+        checkpoint = _read_checkpoint(out / CHECKPOINT_NAME)
     model = load_model(config.base, device=config.device)
     train = EpisodeStream(
         model.tokenizer,
@@ -482,6 +638,9 @@ def _adapt(config: AdaptConfig) -> Path:
         source=config.source,
     )
     val_episodes = [val_stream[i] for i in range(config.val_episodes)]
+    inputs = _inputs(config)
+    if state == "resume":
+        _check_inputs(out, checkpoint.get("inputs"), inputs, CHECKPOINT_NAME)
 
     hf_model = model.original_model
     for parameter in hf_model.parameters():
@@ -500,13 +659,18 @@ def _adapt(config: AdaptConfig) -> Path:
     log: list[dict[str, Any]] = []
     start_step = 0
     if state == "resume":
-        checkpoint = torch.load(out / CHECKPOINT_NAME, map_location="cpu", weights_only=False)
-        with torch.no_grad():
-            for name, parameter in named:
-                parameter.copy_(checkpoint["trainable"][name])
-        optimizer.load_state_dict(checkpoint["optimizer"])
-        log = checkpoint["log"]
-        start_step = checkpoint["step"]
+        try:
+            with torch.no_grad():
+                for name, parameter in named:
+                    parameter.copy_(checkpoint["trainable"][name])
+            optimizer.load_state_dict(checkpoint["optimizer"])
+            log = checkpoint["log"]
+            start_step = int(checkpoint["step"])
+        except (KeyError, RuntimeError, ValueError, TypeError):
+            raise UserError(
+                f"{out / CHECKPOINT_NAME} is corrupt or does not fit this model's parameters; "
+                "delete it to start over, or pass a new --out"
+            ) from None
         print(f"resuming {out} at step {start_step} of {config.steps}")
 
     def save_checkpoint(step: int) -> None:
@@ -518,6 +682,7 @@ def _adapt(config: AdaptConfig) -> Path:
                 "trainable": {n: p.detach().clone() for n, p in named},
                 "optimizer": optimizer.state_dict(),
                 "log": log,
+                "inputs": inputs,
             },
         )
 
@@ -535,6 +700,7 @@ def _adapt(config: AdaptConfig) -> Path:
         disable=None if config.progress else True,
     )
     trainable = [p for _, p in named]
+    watch = _Watch(config, out, int(model.cfg.d_vocab))
     for step in range(start_step, config.steps):
         if (
             config.max_minutes is not None
@@ -552,18 +718,10 @@ def _adapt(config: AdaptConfig) -> Path:
             group["lr"] = learning_rate(config, step)
         optimizer.zero_grad(set_to_none=True)
         loss = episode_loss(model, causal_lm, episode, config.objective)
-        if not torch.isfinite(loss):
-            raise UserError(
-                f"adaptation diverged: non-finite loss at step {step + 1} with lr={config.lr:g}; "
-                f"the last checkpoint in {out} is from before it; try a lower --lr"
-            )
+        watch.loss(step + 1, float(loss.detach()))
         loss.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(trainable, config.grad_clip)
-        if not torch.isfinite(grad_norm):
-            raise UserError(
-                f"adaptation diverged: non-finite gradient at step {step + 1} with "
-                f"lr={config.lr:g}; try a lower --lr"
-            )
+        watch.gradient(step + 1, float(grad_norm))
         optimizer.step()
         row: dict[str, Any] = {
             "step": step + 1,
@@ -582,12 +740,18 @@ def _adapt(config: AdaptConfig) -> Path:
         if (step + 1) % config.checkpoint_every == 0 and step + 1 < config.steps:
             save_checkpoint(step + 1)
     progress.close()
-    _finish(config, out, model, trained_model, log, time.perf_counter() - started)
+    _finish(config, out, model, trained_model, log, time.perf_counter() - started, inputs)
     return out
 
 
 def _finish(
-    config: AdaptConfig, out: Path, model: Any, trained_model: Any, log: list[dict], seconds: float
+    config: AdaptConfig,
+    out: Path,
+    model: Any,
+    trained_model: Any,
+    log: list[dict],
+    seconds: float,
+    inputs: dict[str, Any],
 ) -> None:
     """Write the HF folder, the log and the card (last: it marks the run done); drop the
     checkpoint."""
@@ -620,6 +784,7 @@ def _finish(
         "k_used_mean": float(train_rows["k_used"].mean()) if len(train_rows) else None,
         "seconds_last_session": round(seconds, 1),
         "config": config.to_dict(),
+        "inputs": inputs,
         "versions": package_versions(),
         "argv": sys.argv,
     }

@@ -23,6 +23,12 @@ Writes into ``--out``: ``config.json``; ``models/``; ``eval/units/*.pt`` (resuma
 ``layers/<model>_seed<seed>/`` (compare folders), ``layers.csv``, ``layers.md``;
 ``figures/table2.png|pdf`` and ``figures/layers.png|pdf``; ``report.md`` (also printed).
 Rerunning the same command resumes; ``--max-minutes`` stops cleanly at a unit or step boundary.
+
+Each part locks ``--out`` for its index (a second process with the same ``--part`` refuses), and
+a part that waits for the others' files stops with one line once no other part has been
+running for ``PART_GRACE_SECONDS`` (so ``--part 1/2`` alone never polls forever). Parameter
+groups are checked against the base model before the folder is claimed, and a run that fails
+before anything finished leaves the folder claimable by the corrected command.
 """
 
 from __future__ import annotations
@@ -39,8 +45,18 @@ import pandas as pd
 import torch
 
 from icl_interp.errors import UserError
-from icl_interp.lm.adapt import DEFAULT_MIXTURE, AdaptConfig, adapt, read_card
-from icl_interp.results import done, to_jsonable, write_config, write_csv, write_text, write_torch
+from icl_interp.lm.adapt import DEFAULT_MIXTURE, AdaptConfig, adapt, check_params, read_card
+from icl_interp.results import (
+    done,
+    folder_locked,
+    lock_folder,
+    release_locks,
+    to_jsonable,
+    write_config,
+    write_csv,
+    write_text,
+    write_torch,
+)
 from icl_interp.stats import estimate
 from icl_interp.threads import torch_threads
 
@@ -65,6 +81,8 @@ CONDITION_LABELS: dict[tuple[str, str], str] = {
 }
 ROLE_LABELS = {"base": "base", "causal": "causal-adapted", "prefix": "prefix-adapted"}
 RESUME_IGNORES = frozenset({"threads", "max_minutes", "part"})
+PART_GRACE_SECONDS = 120.0  # how long a waiting part tolerates seeing no other part running
+POLL_SECONDS = 20.0
 # two-sided 95% Student t quantiles, df = 1..30
 _T975 = (
     12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228,
@@ -270,16 +288,39 @@ def mine(items: list[Any], part: tuple[int, int]) -> list[Any]:
     return [item for position, item in enumerate(items) if position % count == index]
 
 
-def _wait_for(paths: list[Path], deadline: float | None, what: str) -> bool:
-    """Wait until every path exists (other ``--part`` processes make them); False at the deadline."""
+def part_lock(part: tuple[int, int]) -> str:
+    """The lock file of ``--part I/N`` in ``--out`` (by index: one process per index)."""
+    return f".icl_interp.part{part[0]}.lock"
+
+
+def _wait_for(
+    paths: list[Path], deadline: float | None, what: str, out: Path, part: tuple[int, int]
+) -> bool:
+    """Wait until every path exists (other ``--part`` processes make them); False at the
+    deadline; a ``UserError`` once no other part has been running for ``PART_GRACE_SECONDS``."""
     reported = False
+    idle_since: float | None = None
+    others = [(i, part[1]) for i in range(part[1]) if i != part[0]]
     while not all(path.exists() for path in paths):
-        if deadline is not None and time.perf_counter() > deadline:
+        now = time.perf_counter()
+        if deadline is not None and now > deadline:
             return False
+        if any(folder_locked(out, part_lock(other)) for other in others):
+            idle_since = None
+        elif idle_since is None:
+            idle_since = now
+        elif now - idle_since > PART_GRACE_SECONDS:
+            missing = [path for path in paths if not path.exists()]
+            raise UserError(
+                f"waiting for {what} by the other parts, but none has run on {out} for "
+                f"{PART_GRACE_SECONDS:g} s ({len(missing)} files missing, e.g. {missing[0]}); "
+                f"start the other --part values (0..{part[1] - 1}) on this --out, or one "
+                "process without --part, and rerun"
+            )
         if not reported:
             print(f"waiting for other parts to finish {what}")
             reported = True
-        time.sleep(20)
+        time.sleep(POLL_SECONDS)
     return True
 
 
@@ -450,9 +491,18 @@ def table2(final: pd.DataFrame, paired: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def _bracket(low: float, high: float) -> str:
+    """``[low, high]``, or what stands for an interval that one seed cannot give."""
+    if not (math.isfinite(low) and math.isfinite(high)):
+        return "(one seed: no interval)"
+    return f"[{low:+.3f}, {high:+.3f}]"
+
+
 def table2_markdown(table: pd.DataFrame, paired: pd.DataFrame, config: TableConfig) -> str:
     def cell(row: Any, condition: tuple[str, str]) -> str:
         key = f"{condition[0]}/{condition[1]}"
+        if not math.isfinite(row[key + " se"]):
+            return f"{row[key]:.3f} (one seed: no SE)"
         return f"{row[key]:.3f} ± {row[key + ' se']:.3f}"
 
     head = [
@@ -469,7 +519,7 @@ def table2_markdown(table: pd.DataFrame, paired: pd.DataFrame, config: TableConf
         data = row["data"] if row["data"] != "mean" else "**mean**"
         if row["data"] != "mean":
             data = f"{data} (chance {row['chance']:.2f})"
-        diff = f"{row['diff']:+.3f} [{row['ci95_low']:+.3f}, {row['ci95_high']:+.3f}]"
+        diff = f"{row['diff']:+.3f} {_bracket(row['ci95_low'], row['ci95_high'])}"
         rows.append([data, k, *(cell(row, c) for c in CONDITIONS), diff])
     lines = [markdown_table(pd.DataFrame(rows, columns=head))]
     overall = paired[paired["k"].astype(str) == "all"].iloc[0]
@@ -478,9 +528,13 @@ def table2_markdown(table: pd.DataFrame, paired: pd.DataFrame, config: TableConf
             *lines,
             "",
             f"Averaged over data sets and k: prefix − causal = {overall['diff_mean']:+.3f} "
-            f"[{overall['ci95_low']:+.3f}, {overall['ci95_high']:+.3f}] (95% t-interval over "
-            f"{int(overall['n_seeds'])} seeds; per seed {overall['per_seed']}): "
-            f"{power_statement(overall)}.",
+            f"{_bracket(overall['ci95_low'], overall['ci95_high'])} ("
+            + (
+                f"95% t-interval over {int(overall['n_seeds'])} seeds"
+                if int(overall["n_seeds"]) > 1
+                else "one seed, so no interval over seeds"
+            )
+            + f"; per seed {overall['per_seed']}): {power_statement(overall)}.",
         ]
     )
 
@@ -726,11 +780,21 @@ def layers_figure(layers: pd.DataFrame) -> Any:
 
 def _check_out(out: Path, config: TableConfig) -> None:
     previous = out / "config.json"
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out} is a file, not a folder; pass a folder path")
     if not previous.exists():
-        if out.exists() and any(p.name != "models" and p.suffix != ".log" for p in out.iterdir()):
+        if out.exists() and any(
+            p.name != "models" and p.suffix not in (".log", ".lock") for p in out.iterdir()
+        ):
             raise UserError(f"{out} exists and is not an adapt-table folder; choose another --out")
         return
-    stored = json.loads(previous.read_text())["config"]
+    try:
+        stored = json.loads(previous.read_text(encoding="utf-8"))["config"]
+        stored.get("lr")
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        raise UserError(
+            f"{previous} is unreadable or corrupt; move the folder aside or pass a new --out"
+        ) from None
     current = config.to_dict()
     differs = sorted(k for k in current if k not in RESUME_IGNORES and stored.get(k) != current[k])
     if differs:
@@ -748,6 +812,7 @@ def _validate(config: TableConfig) -> tuple[dict[Any, Any], Any]:
     for name in (*config.mixture, *config.heldout):
         get_dataset(name)
     model = load_model(config.base, device=config.device)
+    check_params(model.original_model, config.params)
     for name in (*config.mixture, *config.heldout):
         spec = get_dataset(name)
         try:
@@ -775,7 +840,35 @@ def _run_table(config: TableConfig, out: Path) -> dict[str, Any]:
     deadline = None if config.max_minutes is None else started + 60 * config.max_minutes
     _check_out(out, config)
     pools, _ = _validate(config)
-    write_config(out, config)
+    lock_folder(out, part_lock(config.part))
+    try:
+        _check_out(out, config)  # again under the lock
+        claimed = not (out / "config.json").exists()
+        write_config(out, config)
+        try:
+            return _run_claimed(config, out, pools, started, deadline)
+        except UserError:
+            if claimed and not _has_results(out):
+                (out / "config.json").unlink(missing_ok=True)  # the corrected command claims it
+            raise
+    finally:
+        release_locks(out, part_lock(config.part))
+
+
+def _has_results(out: Path) -> bool:
+    """Whether ``out`` holds anything finished or resumable (models, units, layer folders)."""
+    return any((out / "models").glob("*/*")) or any(
+        (out / sub).is_dir() and any((out / sub).iterdir()) for sub in ("eval", "layers")
+    )
+
+
+def _run_claimed(
+    config: TableConfig,
+    out: Path,
+    pools: dict[Any, Any],
+    started: float,
+    deadline: float | None,
+) -> dict[str, Any]:
     stopped = "rerun the same command to resume"
 
     runs = [(seed, objective) for seed in config.seeds for objective in OBJECTIVES]
@@ -793,7 +886,7 @@ def _run_table(config: TableConfig, out: Path) -> dict[str, Any]:
             return {"finished": False}
     train_seconds = time.perf_counter() - started
     cards = [out / "models" / f"{o}_seed{s}" / "adapt_card.json" for s, o in runs]
-    if not _wait_for(cards, deadline, "training"):
+    if not _wait_for(cards, deadline, "training", out, config.part):
         print(f"time is up waiting for the other parts' training; {stopped}")
         return {"finished": False}
 
@@ -819,7 +912,7 @@ def _run_table(config: TableConfig, out: Path) -> dict[str, Any]:
         if config.part[0] != 0:
             print("this part is done; part 0 writes the report once every part is done")
             return {"finished": False}
-        if not _wait_for(needed, deadline, "evaluation"):
+        if not _wait_for(needed, deadline, "evaluation", out, config.part):
             print(f"time is up waiting for the other parts; {stopped}")
             return {"finished": False}
     return write_report(

@@ -33,7 +33,7 @@ from matplotlib.colors import Normalize, to_hex
 from matplotlib.ticker import MaxNLocator
 
 from icl_interp.lm.attention import segment_mass
-from icl_interp.results import write_figure
+from icl_interp.results import file_stem, write_figure
 
 DIVERGING = "RdBu_r"
 SEQUENTIAL = "viridis"
@@ -376,4 +376,4 @@ def write_attention_figures(
 
 
 def _safe(name: str) -> str:
-    return "".join(c if c.isalnum() or c in "-." else "_" for c in name)
+    return file_stem(name)

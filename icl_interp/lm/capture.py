@@ -201,6 +201,32 @@ def _batched_cache(prefix_kv: list[tuple[Tensor, Tensor]], batch: int) -> Any:
     return cache
 
 
+def _check_inputs(
+    model: Any,
+    prefix_ids: Tensor,
+    query_ids: Sequence[Tensor],
+    labels: Tensor,
+    label_token_ids: Tensor,
+) -> None:
+    """Token ids within the vocabulary and labels within the label set, or a one-line error."""
+    from icl_interp.lm.models import check_token_ids
+
+    check_token_ids(model, prefix_ids, "prefix_ids")
+    for i, ids in enumerate(query_ids):
+        check_token_ids(model, ids, f"query_ids[{i}]")
+    check_token_ids(model, label_token_ids, "label_token_ids")
+    if labels.dtype.is_floating_point:
+        raise UserError("labels must be integer indices into label_token_ids")
+    n_labels = len(label_token_ids)
+    outside = ((labels < 0) | (labels >= n_labels)).nonzero()
+    if len(outside):
+        i = int(outside[0])
+        raise UserError(
+            f"labels[{i}] = {int(labels[i])} is outside the label set 0..{n_labels - 1} "
+            f"({n_labels} label tokens)"
+        )
+
+
 def capture(
     model: Any,
     prefix_ids: Int[Tensor, " prefix"],
@@ -237,6 +263,7 @@ def capture(
     n_examples = len(query_ids) if limit is None else min(limit, len(query_ids))
     if any(len(ids) == 0 for ids in query_ids[:n_examples]):
         raise ValueError("every query needs at least one token")
+    _check_inputs(model, prefix_ids, query_ids[:n_examples], labels, label_token_ids)
 
     device = torch.device(model.cfg.device)
     prefix_ids = prefix_ids.to(device)

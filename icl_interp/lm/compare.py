@@ -89,8 +89,10 @@ UnitFiles = dict[str, "pd.DataFrame | str"]  # file suffix -> table or text
 
 
 def unit_stem(model: str, data: str, seed: int) -> str:
-    safe_model = "".join(c if c.isalnum() or c in "-." else "_" for c in model)
-    return f"{safe_model}__{data}__seed{seed}"
+    """A unit's file stem; ``file_stem`` keeps two models from sharing one."""
+    from icl_interp.results import file_stem
+
+    return f"{file_stem(model)}__{data}__seed{seed}"
 
 
 def _finetune_run(
@@ -205,6 +207,12 @@ def policy_lrs(model_name: str, spec: Any, config: CompareConfig) -> tuple[dict[
         table = chosen_lrs(model_name, spec.name, path)
         if set(FINETUNINGS) <= set(table):
             return {name: table[name] for name in FINETUNINGS}, f"chosen ({path.name})"
+        if table:
+            lacking = ", ".join(name for name in FINETUNINGS if name not in table)
+            raise UserError(
+                f"the lr table {path} gives {model_name} on {spec.name} an lr for "
+                f"{', '.join(table)} but not for {lacking}; add those rows, or pass --lr reference"
+            )
     return dict.fromkeys(FINETUNINGS, spec.gd_lr), "reference (the paper's, per data set)"
 
 
@@ -424,7 +432,10 @@ def attention_rows(
 def unit_settings(config: CompareConfig) -> dict[str, Any]:
     """The settings a unit's numbers depend on (everything but the plan of units and how
     units run)."""
-    return {k: v for k, v in to_jsonable(config).items() if k not in PLAN_KEYS | RUN_KEYS}
+    settings = {k: v for k, v in to_jsonable(config).items() if k not in PLAN_KEYS | RUN_KEYS}
+    if settings.get("lr_table") is not None:  # by content: each unit records the lrs it used
+        settings["lr_table"] = "given"
+    return settings
 
 
 def _unit_prompts(
@@ -676,6 +687,9 @@ def _run_units_ray(todo: list[Unit], config: CompareConfig, folder: ResultFolder
         return
     init_here = not ray.is_initialized()
     if init_here:
+        from icl_interp.workers import check_ray_address
+
+        check_ray_address()  # one line within seconds, not minutes of retries
         local_cpus = None if os.environ.get("RAY_ADDRESS") else config.workers
         ray.init(num_cpus=local_cpus, include_dashboard=False)
     worker = ray.remote(num_cpus=1)(UnitComputer)
@@ -705,7 +719,13 @@ def _run_units_ray(todo: list[Unit], config: CompareConfig, folder: ResultFolder
 
 def result_folder(out: Path, config: CompareConfig) -> ResultFolder:
     """The ``--out`` folder as owned by ``compare`` with ``config`` (the plan of units may grow)."""
-    return ResultFolder(Path(out), "compare", config, ignore=RUN_KEYS, may_differ=PLAN_KEYS)
+    # the lr table by content, not path: each unit records the lrs it used, and a resume
+    # compares them with the table's (check_finished_unit). The lr grid may differ: each
+    # finished unit and each sweep trial records its own (a grid in which every lr diverged
+    # leaves a folder the corrected grid may resume)
+    ignore = RUN_KEYS | {"lr_table"}
+    may_differ = PLAN_KEYS | {"lr_grid"}
+    return ResultFolder(Path(out), "compare", config, ignore=ignore, may_differ=may_differ)
 
 
 def run_compare(config: CompareConfig, out: Path, *, figures: bool = True) -> pd.DataFrame:

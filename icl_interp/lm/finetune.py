@@ -148,18 +148,21 @@ def lm_loss(
 
 def demo_loss(model: Any, demo_ids: list[Int[Tensor, " _tok"]]) -> float:
     """Mean over demonstrations of the standard LM loss (no gradient)."""
-    _check_demos(demo_ids)
+    _check_demos(demo_ids, model)
     with torch.no_grad():
         losses = [float(lm_loss(model(ids[None]), ids[None])) for ids in demo_ids]
     return sum(losses) / len(losses)
 
 
-def _check_demos(demo_ids: list[Tensor]) -> None:
+def _check_demos(demo_ids: list[Tensor], model: Any) -> None:
+    from icl_interp.lm.models import check_token_ids
+
     if not demo_ids:
         raise UserError("no demonstrations to finetune on (k_used = 0)")
     for i, ids in enumerate(demo_ids):
         if ids.ndim != 1 or ids.numel() < 2:
             raise UserError(f"demonstration {i} must be a 1-D token sequence of length >= 2")
+        check_token_ids(model, ids, f"demonstration {i}")
 
 
 def _gd_step_loss(
@@ -437,7 +440,7 @@ def finetune_with_losses(
     config = FinetuneConfig(
         method=method, lr=lr, params=params, seed=seed, compute_dtype=compute_dtype
     )
-    _check_demos(demo_ids)
+    _check_demos(demo_ids, model)
     tuned = copy_model(model)
     tuned.eval()
     for parameter in tuned.parameters():

@@ -239,15 +239,49 @@ def chosen_table(lr_sweep: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=CHOSEN_COLUMNS)
 
 
-def check_chosen_table(table: Path) -> None:
-    """A ``UserError`` unless ``table`` is a readable CSV with the chosen table's columns."""
+def check_chosen_table(table: Path) -> pd.DataFrame:
+    """``table`` read and checked row by row, up front: a one-line ``UserError`` naming the
+    file and line for a missing column, a ragged row, an empty model, data set or finetuning,
+    an lr that is not a positive finite number, or a second row for one model x data set x
+    finetuning (never "last wins")."""
+    import csv
+
     try:
-        columns = pd.read_csv(table, nrows=0).columns
-    except (OSError, ValueError) as err:
+        with Path(table).open(encoding="utf-8", newline="") as handle:
+            rows = list(csv.reader(handle, strict=True))
+    except (OSError, UnicodeDecodeError, csv.Error) as err:
         raise UserError(f"cannot read the lr table {table}: {err}") from None
-    missing = [c for c in CHOSEN_COLUMNS if c not in columns]
+    header = rows[0] if rows else []
+    missing = [c for c in CHOSEN_COLUMNS if c not in header]
     if missing:
         raise UserError(f"the lr table {table} lacks the columns {', '.join(missing)}")
+    column = {name: i for i, name in enumerate(header)}
+    seen: dict[tuple[str, ...], int] = {}
+    records = []
+    for line, row in enumerate(rows[1:], start=2):
+        if not any(cell.strip() for cell in row):
+            continue
+        if len(row) != len(header):
+            raise UserError(f"{table}:{line}: expected {len(header)} fields, got {len(row)}")
+        key = tuple(row[column[c]].strip() for c in ("model", "data", "finetuning"))
+        if not all(key):
+            raise UserError(f"{table}:{line}: empty model, data or finetuning")
+        try:
+            lr = float(row[column["lr"]])
+        except ValueError:
+            lr = math.nan
+        if not (math.isfinite(lr) and lr > 0):
+            raise UserError(
+                f"{table}:{line}: lr {row[column['lr']]!r} is not a positive finite number"
+            )
+        if key in seen:
+            raise UserError(
+                f"{table}:{line}: a second row for {' / '.join(key)} (first on line "
+                f"{seen[key]}); keep one"
+            )
+        seen[key] = line
+        records.append({**dict(zip(header, row, strict=True)), "lr": lr})
+    return pd.DataFrame(records, columns=header)
 
 
 def chosen_lrs(model: str, data: str, table: Path = CHOSEN_LRS) -> dict[str, float]:
@@ -255,6 +289,8 @@ def chosen_lrs(model: str, data: str, table: Path = CHOSEN_LRS) -> dict[str, flo
     {} if it does not exist)."""
     if not table.exists():
         return {}
-    rows = pd.read_csv(table)
+    rows = check_chosen_table(table)
+    if rows.empty:
+        return {}
     rows = rows[(rows["model"] == model) & (rows["data"] == data)]
     return {str(r.finetuning): float(r.lr) for r in rows.itertuples()}

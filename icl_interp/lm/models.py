@@ -289,9 +289,28 @@ def load_model(
     return bridge_from_hf(hf_model, tokenizer, name=boot_name, device=device, dtype=dtype)
 
 
+def check_token_ids(model: Any, ids: Any, what: str) -> None:
+    """A one-line ``UserError`` unless ``ids`` (a tensor of token ids) are integers in
+    ``0 .. d_vocab - 1`` of ``model`` (never an index error deep inside torch)."""
+    if not isinstance(ids, torch.Tensor) or ids.dtype.is_floating_point or ids.is_complex():
+        raise UserError(f"{what} must be an integer tensor of token ids")
+    if ids.numel() == 0:
+        return
+    vocab = int(model.cfg.d_vocab)
+    low, high = int(ids.min()), int(ids.max())
+    if low < 0 or high >= vocab:
+        bad = low if low < 0 else high
+        raise UserError(
+            f"{what} holds token id {bad}, outside the model's vocabulary 0..{vocab - 1} "
+            "(ids from another tokenizer?)"
+        )
+
+
 def model_identity(name_or_path: str) -> str:
-    """What a model name stands for, cheaply, to tell whether results were made with the same
-    weights: the packaged model's package version, or a local folder's config and file sizes."""
+    """What a model name stands for, to tell whether results were made with the same weights:
+    the packaged model's package version, or a local file's or folder's files by content
+    (``content_fingerprint``: hashed once, then cached by path, size and mtime), not by where
+    they are, so new weights of the same size are a new identity and a moved folder is not."""
     if name_or_path.startswith("tiny-"):
         return name_or_path
     if name_or_path in MODELS:
@@ -302,13 +321,15 @@ def model_identity(name_or_path: str) -> str:
             except importlib.metadata.PackageNotFoundError:
                 versions.append(f"{package} not installed")
         return f"{name_or_path} ({', '.join(versions)})"
+    from icl_interp.results import LOCK_NAME, content_fingerprint
+
     path = Path(name_or_path).expanduser()
     if path.is_file():
-        return f"{path.resolve()} ({path.stat().st_size} bytes)"
+        return f"{path.name} ({content_fingerprint(path)})"
     if path.is_dir():
-        files = sorted(p for p in path.iterdir() if p.is_file())
-        sizes = ", ".join(f"{p.name} {p.stat().st_size}" for p in files)
-        return f"{path.resolve()} ({sizes})"
+        files = sorted(p for p in path.iterdir() if p.is_file() and p.name != LOCK_NAME)
+        contents = ", ".join(f"{p.name} {content_fingerprint(p)}" for p in files)
+        return f"model folder ({contents})"
     return name_or_path
 
 

@@ -16,7 +16,7 @@ from matplotlib.ticker import MaxNLocator
 
 from icl_interp.lm.conditions import METHODS
 from icl_interp.lm.metrics import METRICS
-from icl_interp.results import write_figure
+from icl_interp.results import file_stem, write_figure
 
 
 def curve_frame(table: pd.DataFrame) -> pd.DataFrame:
@@ -173,4 +173,4 @@ def _write_figures(table: pd.DataFrame, attention: pd.DataFrame, folder: Path) -
 
 
 def _safe(name: str) -> str:
-    return "".join(c if c.isalnum() or c in "-." else "_" for c in name)
+    return file_stem(name)

@@ -25,7 +25,6 @@ import functools
 import json
 import multiprocessing
 import time
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -55,6 +54,7 @@ from icl_interp.synthetic.report import (
 )
 from icl_interp.synthetic.tasks import TASKS
 from icl_interp.synthetic.train import TrainConfig, eval_data, evaluate, train
+from icl_interp.workers import process_pool
 
 RunSpec = tuple[str, str, str, int]
 
@@ -233,12 +233,7 @@ def run_experiment(
         from icl_interp.plugins import load_plugins, loaded_plugins
 
         context = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(
-            max_workers=jobs,
-            mp_context=context,
-            initializer=load_plugins,  # a worker process sees the driver's registrations
-            initargs=(tuple(loaded_plugins()),),
-        ) as pool:
+        with process_pool(jobs, context) as pool:
             futures = [pool.submit(run_one, *a) for a in jobs_args]
             outcomes = [f.result() for f in futures]
     else:

@@ -87,11 +87,14 @@ def test_unknown_kind_is_a_user_error_listing_the_kinds() -> None:
 
 def test_a_registered_kind_is_built_like_the_others() -> None:
     """A mask kind is one registration: its rule, then the shared modifiers (window, queries)."""
-    register_mask(MaskKind("past_only", "strictly past", "PastLM", lambda q, k, n: k < q))
+    # strictly past, except that the first token (which has no past) sees itself: a kind that
+    # left position 0 with no key would be refused (tests/core/test_reliability_round3.py)
+    rule = lambda q, k, n: (k < q) | ((q == 0) & (k == 0))  # noqa: E731
+    register_mask(MaskKind("past_only", "strictly past", "PastLM", rule))
     try:
         mask = build_mask("past_only", 4, sliding_window=2)
         expected = torch.tensor(
-            [[0, 0, 0, 0], [1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, 0]], dtype=torch.bool
+            [[1, 0, 0, 0], [1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, 0]], dtype=torch.bool
         )
         assert torch.equal(mask, expected)
     finally:

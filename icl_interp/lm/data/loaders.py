@@ -10,7 +10,9 @@ Lines are decoded as UTF-8, falling back to Latin-1 line by line (MR, Subj and T
 bytes). A file with a byte-order mark is decoded by it (UTF-8, UTF-16 or UTF-32); a file holding
 NUL bytes without one (UTF-16 saved without a BOM, a binary file) is a UserError naming it, never
 text full of NULs. Blank and whitespace-only lines are skipped. Texts go through ``clean_text``.
-A one-sentence-per-line class file with no sentences is a UserError naming the file.
+A one-sentence-per-line class file with no sentences is a UserError naming the file. A data
+file must be a regular file (not a FIFO, a device or a socket, which could block or never end)
+of at most ``MAX_DATA_BYTES``; a CSV field may be as long as its file.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ import codecs
 import csv
 import io
 import json
+import os
+import stat
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 
@@ -26,6 +30,7 @@ from icl_interp.errors import UserError
 from icl_interp.lm.data.examples import Example, clean_text
 
 LabelParser = Callable[[str], int]
+MAX_DATA_BYTES = 1 << 30  # the largest data file read (the packaged data sets are < 100 MB)
 
 
 def decode(raw: bytes) -> str:
@@ -37,12 +42,33 @@ def decode(raw: bytes) -> str:
 
 
 def _read_bytes(path: Path) -> bytes:
+    """The bytes of a regular data file of at most ``MAX_DATA_BYTES`` (checked before
+    opening it, so a FIFO or a device never blocks the read)."""
     try:
-        return path.read_bytes()
+        mode = os.stat(path)
     except FileNotFoundError:
         raise UserError(f"data file not found: {path}") from None
-    except IsADirectoryError:
-        raise UserError(f"expected a data file, found a directory: {path}") from None
+    except OSError as err:
+        raise UserError(f"cannot read data file {path}: {err.strerror}") from None
+    if stat.S_ISDIR(mode.st_mode):
+        raise UserError(f"expected a data file, found a directory: {path}")
+    if not stat.S_ISREG(mode.st_mode):
+        raise UserError(
+            f"{path} is not a regular file (a FIFO, a device or a socket); give a data file"
+        )
+    if mode.st_size > MAX_DATA_BYTES:
+        raise UserError(
+            f"{path} is {mode.st_size} bytes, more than a data file may be ({MAX_DATA_BYTES}); "
+            "is it the right file?"
+        )
+    try:
+        with path.open("rb") as handle:
+            data = handle.read(MAX_DATA_BYTES + 1)
+    except OSError as err:
+        raise UserError(f"cannot read data file {path}: {err.strerror}") from None
+    if len(data) > MAX_DATA_BYTES:
+        raise UserError(f"{path} grew past {MAX_DATA_BYTES} bytes while being read")
+    return data
 
 
 BOMS = (  # UTF-32 first: its little-endian mark starts with UTF-16's
@@ -166,7 +192,24 @@ def read_csv(
     e.g. ``{"text": ("Title", "Description")}``; ``label_values`` maps the label column's strings to
     label indices; ``row_filter=(column, value)`` keeps only matching rows.
     """
-    reader = csv.reader(io.StringIO(read_text(path), newline=""), strict=True)
+    text = read_text(path)
+    limit = csv.field_size_limit()
+    csv.field_size_limit(max(limit, len(text)))  # a field may be as long as the file
+    try:
+        return _read_csv_rows(path, text, text_columns, label_column, label_values, row_filter)
+    finally:
+        csv.field_size_limit(limit)
+
+
+def _read_csv_rows(
+    path: Path,
+    text: str,
+    text_columns: Mapping[str, Sequence[str]],
+    label_column: str,
+    label_values: Mapping[str, int],
+    row_filter: tuple[str, str] | None,
+) -> list[Example]:
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
     try:
         header = next(reader)
     except StopIteration:

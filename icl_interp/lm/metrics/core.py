@@ -17,6 +17,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
+from icl_interp.errors import UserError
 from icl_interp.lm.record import Capture
 from icl_interp.registry import Registry
 
@@ -121,10 +122,16 @@ class Metric:
         if missing:
             raise ValueError(f"metric {self.name!r} needs the captures {', '.join(missing)}")
         values = self.fn(conditions)
-        if values.shape != (conditions.n_layers,):
-            raise ValueError(
-                f"metric {self.name!r} returned shape {tuple(values.shape)}, "
-                f"expected ({conditions.n_layers},)"
+        must = (
+            f"a metric must return a float tensor of shape [layer] = ({conditions.n_layers},), "
+            "one value per layer"
+        )
+        if not isinstance(values, torch.Tensor):
+            raise UserError(f"metric {self.name!r} returned a {type(values).__name__}; {must}")
+        if values.shape != (conditions.n_layers,) or not values.is_floating_point():
+            raise UserError(
+                f"metric {self.name!r} returned a {values.dtype} tensor of shape "
+                f"{tuple(values.shape)}; {must}"
             )
         return values
 
