@@ -230,8 +230,6 @@ def run_experiment(
     )
     jobs_args = [(cfg.train_config(*r), out / "runs" / run_name(*r)) for r in todo]
     if jobs > 1 and len(todo) > 1:
-        from icl_interp.plugins import load_plugins, loaded_plugins
-
         context = multiprocessing.get_context("spawn")
         with process_pool(jobs, context) as pool:
             futures = [pool.submit(run_one, *a) for a in jobs_args]
