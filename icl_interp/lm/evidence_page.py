@@ -337,6 +337,10 @@ def write_page(archive: Path, doc: Path) -> str:
     f2 = family_tests(values, FAMILY_2, models, MASKS)
     figures = doc.parent / "figures" / "icl_vs_gd"
     figures.mkdir(parents=True, exist_ok=True)
+    drawn = {f"layer_curves__{model.replace('/', '_')}.png" for model in models}
+    for stale in figures.glob("layer_curves__*.png"):  # a model no longer in the archive
+        if stale.name not in drawn:
+            stale.unlink()
     links = []
     curves = data["metrics"][
         data["metrics"]["metric"].isin(["simaou", "simaou_demo", "simaou_gaussian"])
