@@ -18,7 +18,6 @@ from pathlib import Path
 import pandas as pd
 
 from icl_interp.cli import OneLineParser, script_exit_code
-from icl_interp.errors import UserError
 from icl_interp.lsa.config import LSAConfig
 from icl_interp.lsa.order import order_sensitivity_rows
 from icl_interp.results import ResultFolder, write_csv
@@ -42,7 +41,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--form", choices=["recursion", "matrix"], default=defaults.form)
     args = parser.parse_args(argv)
     if args.n_orders < 2:
-        raise UserError(f"--n-orders must be >= 2, got {args.n_orders}")
+        parser.error(f"--n-orders must be >= 2, got {args.n_orders}")
     return args
 
 

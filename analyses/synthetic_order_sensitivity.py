@@ -45,7 +45,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--order-seed", type=int, default=0, help="seed of the permutations")
     args = parser.parse_args(argv)
     if args.n_draws < 2 or args.n_sequences < 1:
-        raise UserError("--n-draws must be >= 2 and --n-sequences >= 1")
+        parser.error("--n-draws must be >= 2 and --n-sequences >= 1")
     return args
 
 
