@@ -1,7 +1,7 @@
 """Order sensitivity of ICL in pretrained LMs per layer, causal vs prefix mask, over draws.
 
     python analyses/lm_order_sensitivity.py --models gemma-3-270m smollm2-135m \
-        --datasets sst2 mr trec --seeds 0 1 2 3 4 --n-orders 8 --n-test 50 \
+        --datasets sst2 mr agnews --seeds 0 1 2 3 4 --n-orders 8 --n-test 50 \
         --out results/lm_order
 
 For each model x data set x draw (seed): the draw's demonstrations and queries
@@ -34,7 +34,7 @@ from icl_interp.results import ResultFolder, done, read_csv, write_csv
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = OneLineParser(prog="lm_order_sensitivity.py", description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="+", default=["gemma-3-270m", "smollm2-135m"])
-    parser.add_argument("--datasets", nargs="+", default=["sst2", "mr", "trec"])
+    parser.add_argument("--datasets", nargs="+", default=["sst2", "mr", "agnews"])
     parser.add_argument("--masks", nargs="+", default=mask_names())
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     parser.add_argument("--n-orders", type=int, default=8, help="P orders (and P sets)")

@@ -2,7 +2,7 @@
 per model x data set x demonstration draw x mask kind.
 
     python analyses/task_vectors.py --models gemma-3-270m smollm2-135m \
-        --datasets sst2 mr trec --seeds 0 1 2 3 4 --n-test 50 --out results/task_vectors
+        --datasets sst2 mr agnews --seeds 0 1 2 3 4 --n-test 50 --out results/task_vectors
 
 Each (model, data, seed, mask) unit is written to ``units/`` as it finishes and reused on a
 rerun. ``task_vectors.csv`` is tidy (one row per model x data x seed x mask x condition x
@@ -40,7 +40,7 @@ SOURCES = [name for name in TV_CONDITIONS.registered() if TV_CONDITIONS.get(name
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = OneLineParser(prog="task_vectors.py", description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="+", default=["gemma-3-270m", "smollm2-135m"])
-    parser.add_argument("--datasets", nargs="+", default=["sst2", "mr", "trec"])
+    parser.add_argument("--datasets", nargs="+", default=["sst2", "mr", "agnews"])
     parser.add_argument("--masks", nargs="+", default=mask_names())
     parser.add_argument("--sources", nargs="+", default=SOURCES, help=", ".join(SOURCES))
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
