@@ -5,7 +5,8 @@ queries. The readout is the query prediction of each layer. Across orders: conte
 under P seeded permutations. Across sets (the scale): the P context sets in their drawn
 order. PrefixLM ICL is full-batch GD, whose iterates are sums over the context and so do not
 depend on its order (to float error); causalLM ICL is per-position GD, whose query weight
-w_n depends on which example came when.
+w_n depends on which example came when. Layer 1 (one step from w = 0) is a plain sum of the
+context for every variant, so order enters from layer 2 on.
 """
 
 from __future__ import annotations
