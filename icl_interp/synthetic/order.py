@@ -113,7 +113,8 @@ def probe_order_sensitivity(
 
 def order_summary(table: Any) -> Any:
     """Beside Table 1: per task x mask x sharing, the read-out's order sensitivity, its
-    across-sets scale and their ratio, each the mean over seeds (with the number of seeds)."""
+    across-sets scale and their ratio, each the mean over seeds (with the number of seeds);
+    rows in Table 1's order (PrefixLM-SL, CausalLM-SL, PrefixLM-UL, CausalLM-UL)."""
     model_rows = table[table["readout"] == "model"]
     wide = model_rows.pivot_table(
         index=["task", "mask", "sharing", "seed"], columns="statistic", values="value"
@@ -125,7 +126,11 @@ def order_summary(table: Any) -> Any:
         ratio=("ratio", "mean"),
         n_seeds=("seed", "nunique"),
     )
-    return summary.reset_index()
+    summary = summary.reset_index()
+    rank = {"prefix": 0, "causal": 1}
+    keys = summary["mask"].map(lambda mask: rank.get(mask, len(rank)))
+    order = summary.assign(_rank=keys).sort_values(["task", "sharing", "_rank"], kind="stable")
+    return order.drop(columns="_rank").reset_index(drop=True)
 
 
 def order_summary_markdown(summary: Any) -> str:
