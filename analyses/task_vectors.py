@@ -47,6 +47,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--k", type=int, default=None, help="demonstrations (default: data set's)")
     parser.add_argument("--n-test", type=int, default=50)
     parser.add_argument("--max-len", type=int, default=2048)
+    parser.add_argument("--batch-size", type=int, default=8, help="queries per batched forward")
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--source", default="auto", help="auto, folder, package or hub")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
@@ -95,7 +96,9 @@ def run_model(args: argparse.Namespace, name: str, timings: dict[str, float]) ->
             for mask, path in paths.items():
                 if not done(path):
                     start = time.perf_counter()
-                    rows = task_vector_accuracy(model, prompts, mask=mask, sources=sources)
+                    rows = task_vector_accuracy(
+                        model, prompts, mask=mask, sources=sources, batch_size=args.batch_size
+                    )
                     timings[path.stem] = round(time.perf_counter() - start, 2)
                     frame = pd.DataFrame(rows)
                     frame.insert(0, "model", name)
@@ -132,7 +135,8 @@ def plot(table: pd.DataFrame, model: str) -> Any:
 def main(args: argparse.Namespace) -> pd.DataFrame:
     if args.threads is not None:
         torch.set_num_threads(args.threads)
-    settings = {k: v for k, v in vars(args).items() if k not in ("threads", "out", "no_figures")}
+    ignored = ("threads", "out", "no_figures", "batch_size")
+    settings = {k: v for k, v in vars(args).items() if k not in ignored}
     folder = ResultFolder(args.out, "analyses/task_vectors.py", settings)
     folder.claim()
     timings: dict[str, float] = {}

@@ -12,15 +12,18 @@ For each test query x of a ``PromptSet`` and each layer l, under one mask kind:
   with every label y replaced by y + 1 mod C).
 
 The readout is the final output's argmax over the data set's label tokens; the value is
-accuracy over the test queries. Patching goes through :mod:`icl_interp.lm.patching`.
+accuracy over the test queries. Zero-shot, ICL and the vectors' source prompts run through
+:func:`icl_interp.lm.capture.capture` (the demonstrations' keys/values computed once per
+prompt set, queries batched); patching goes through :mod:`icl_interp.lm.patching`.
 
 Cost. A forward of T tokens costs about 2 N T + 4 L T^2 d + 2 d V T FLOPs (N non-embedding
 parameters, L layers, width d, vocabulary V; the last term because every position's logits
 are computed). Here every patched forward is a full zero-shot forward of the T_q query tokens:
-n_queries x L x (1 + controls) of them, plus n_queries vector-source forwards of k-shot prompts
-per source. The minimum a patched forward needs is the last position above layer l, with the
-zero-shot keys/values below it reused (they do not depend on the patch): about
-2 N (L - l - 1) / L + 4 (L - l - 1) T_q d + 2 d C FLOPs; not exploited yet.
+n_queries x L x (number of sources) of them; each source prompt set costs one forward of its
+k-shot prefix plus its dummy queries' tokens. The minimum a patched forward needs is the last
+position above layer l, with the zero-shot keys/values below it reused (they do not depend on
+the patch): about 2 N (L - l - 1) / L + 4 (L - l - 1) T_q d + 2 d C FLOPs (C label tokens);
+not exploited yet.
 """
 
 from __future__ import annotations
@@ -30,13 +33,14 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from jaxtyping import Float, Int
+from jaxtyping import Float
 from torch import Tensor
 
 from icl_interp.errors import UserError
-from icl_interp.lm.capture import run_with_mask
+from icl_interp.lm.capture import capture
 from icl_interp.lm.data import Example, PromptSet, build_prompts
-from icl_interp.lm.patching import Patch, read_residuals, run_patched
+from icl_interp.lm.patching import Patch, run_patched
+from icl_interp.lm.record import Capture
 from icl_interp.masks import MASKS
 from icl_interp.registry import Registry
 
@@ -72,26 +76,24 @@ def rotate_labels(tokenizer: Any, spec: Any, prompts: PromptSet) -> PromptSet:
     return build_prompts(tokenizer, spec, rotated, prompts.queries, max_len=prompts.max_len)
 
 
-def _predicted_label(logits: Float[Tensor, "1 pos vocab"], label_ids: Int[Tensor, " label"]) -> int:
-    return int(logits[0, -1, label_ids.to(logits.device)].argmax())
+def _accuracy(result: Capture) -> float:
+    return float((result.label_logits.argmax(dim=-1) == result.labels).double().mean())
 
 
 def source_vectors(
-    model: Any, source: PromptSet, n_queries: int, *, mask: str
+    model: Any, source: PromptSet, n_queries: int, *, mask: str, batch_size: int = 8
 ) -> Float[Tensor, "query layer d_model"]:
     """Per test query i, the last-position residual of every block for ``source``'s
-    demonstrations + its dummy query (i + 1) mod the source's query count."""
-    device = torch.device(model.cfg.device)
-    n_prefix = len(source.prefix_ids)
-    cache: dict[int, Tensor] = {}
-    vectors = []
-    for index in range(n_queries):
-        dummy = (index + 1) % source.n_examples
-        if dummy not in cache:
-            ids = source.icl_ids(dummy)[None].to(device)
-            cache[dummy] = read_residuals(model, ids, mask=mask, n_prefix=n_prefix)[0]
-        vectors.append(cache[dummy])
-    return torch.stack(vectors)
+    demonstrations + its dummy query (i + 1) mod the source's query count (one ``capture``:
+    the demonstrations' keys/values are computed once and reused)."""
+    dummies = [(index + 1) % source.n_examples for index in range(n_queries)]
+    unique = sorted(set(dummies))
+    result = capture(
+        model, source.prefix_ids, [source.query_ids[j] for j in unique], source.labels[unique],
+        source.label_token_ids, mask=mask, batch_size=batch_size, desc=f"task vectors {mask}",
+    )  # fmt: skip
+    row = {j: position for position, j in enumerate(unique)}
+    return result.resid[[row[j] for j in dummies]]
 
 
 def task_vector_accuracy(
@@ -100,6 +102,7 @@ def task_vector_accuracy(
     *,
     mask: str,
     sources: Mapping[str, PromptSet],
+    batch_size: int = 8,
 ) -> list[dict[str, Any]]:
     """Tidy rows (mask, condition, layer, value, n): accuracy of zero-shot, ICL and of the
     zero-shot query patched at each layer with the vector from each of ``sources``
@@ -112,32 +115,35 @@ def task_vector_accuracy(
     if prompts.n_examples < 2:
         raise UserError("task vectors need at least 2 test queries (one is the other's dummy)")
     device = torch.device(model.cfg.device)
-    labels = prompts.labels.tolist()
-    label_ids = prompts.label_token_ids
+    labels, label_ids = prompts.labels, prompts.label_token_ids
     n, n_layers = prompts.n_examples, model.cfg.n_layers
-    n_prefix = len(prompts.prefix_ids)
-    correct: dict[tuple[str, int | None], int] = {}
-
-    def score(key: tuple[str, int | None], logits: Tensor, index: int) -> None:
-        correct[key] = correct.get(key, 0) + int(
-            _predicted_label(logits, label_ids) == labels[index]
-        )
-
-    with torch.no_grad():
-        vectors = {name: source_vectors(model, s, n, mask=mask) for name, s in sources.items()}
-        for index in range(n):
-            zero_shot = prompts.zsl_ids(index)[None].to(device)
-            score(("zero_shot", None), run_with_mask(model, zero_shot, mask="causal"), index)
-            icl_ids = prompts.icl_ids(index)[None].to(device)
-            score(("icl", None), run_with_mask(model, icl_ids, mask=mask, n_prefix=n_prefix), index)
-            for name, vector in vectors.items():
-                for layer in range(n_layers):
-                    patch = Patch(layer, -1, vector[index, layer][None])
-                    score((name, layer), run_patched(model, zero_shot, [patch]), index)
+    bos = torch.tensor([prompts.bos_id], dtype=torch.long)
+    options: dict[str, Any] = {"batch_size": batch_size, "desc": f"zero-shot / ICL {mask}"}
+    accuracy: dict[tuple[str, int | None], float] = {
+        ("zero_shot", None): _accuracy(
+            capture(model, bos, prompts.query_ids, labels, label_ids, mask="causal", **options)
+        ),
+        ("icl", None): _accuracy(
+            capture(model, prompts.prefix_ids, prompts.query_ids, labels, label_ids, mask=mask,
+                    **options)
+        ),
+    }  # fmt: skip
+    vectors = {
+        name: source_vectors(model, s, n, mask=mask, batch_size=batch_size)
+        for name, s in sources.items()
+    }
+    correct = {(name, layer): 0 for name in sources for layer in range(n_layers)}
+    for index in range(n):
+        zero_shot = prompts.zsl_ids(index)[None].to(device)
+        for name, vector in vectors.items():
+            for layer in range(n_layers):
+                patch = Patch(layer, -1, vector[index, layer][None])
+                logits = run_patched(model, zero_shot, [patch])[0, -1, label_ids.to(device)]
+                correct[(name, layer)] += int(int(logits.argmax()) == int(labels[index]))
+    accuracy.update({key: count / n for key, count in correct.items()})
     keys: list[tuple[str, int | None]] = [("zero_shot", None), ("icl", None)]
     keys += [(name, layer) for name in sources for layer in range(n_layers)]
     return [
-        {"mask": mask, "condition": name, "layer": layer, "value": correct.get((name, layer), 0) / n,
-         "n": n}
+        {"mask": mask, "condition": name, "layer": layer, "value": accuracy[(name, layer)], "n": n}
         for name, layer in keys
     ]  # fmt: skip
