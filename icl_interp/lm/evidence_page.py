@@ -104,11 +104,11 @@ def answer_lines(tests: pd.DataFrame) -> list[str]:
         e = result.estimate
         claim = verdict(e, row.p_holm, ("LCGD", "GD"))
         caution = " Fewer than 5 complete draws: no conclusion (plan)." if e.n < 5 else ""
+        interval = " (95% t-interval over draws)" if e.n > 1 else ""
         lines.append(
-            f"- **{row.model}** ({len(result.datasets)} data sets, {e.n} complete draws): "
-            f"demonstration-specific SimAOU, LCGD - GD = {describe(e)} "
-            f"(95% t-interval over draws), Holm-adjusted p = {format_p(row.p_holm)}: "
-            f"**{claim}**.{caution}"
+            f"- **{row.model}** (data sets: {', '.join(result.datasets)}; complete draws: {e.n}): "
+            f"demonstration-specific SimAOU, LCGD - GD = {describe(e)}{interval}, "
+            f"Holm-adjusted p = {format_p(row.p_holm)}: **{claim}**.{caution}"
         )
     return lines
 
@@ -150,7 +150,10 @@ def ladder_table(values: pd.DataFrame, mask: str) -> pd.DataFrame:
         row = {"model": model, "data": data, "draws": cell["seed"].nunique()}
         for column, metric, method in LADDER:
             chosen = cell[(cell["metric"] == metric) & (cell["method"] == method)]["value"]
-            row[column] = describe(estimate(chosen.tolist())) if len(chosen) else "–"
+            if len(chosen) > 1:
+                row[column] = describe(estimate(chosen.tolist()))
+            else:
+                row[column] = f"{chosen.iloc[0]:+.3f}" if len(chosen) else "–"
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -311,6 +314,10 @@ def plot_sensitivity(sensitivity: pd.DataFrame) -> Any:
     return grid.figure
 
 
+def _mean_seconds(rows: pd.DataFrame) -> str:
+    return f"{rows['seconds'].mean():.0f}" if len(rows) else "–"
+
+
 def command_line(argv: list[str]) -> str:
     """A recorded command line with the script's path made relative to the checkout."""
     script = argv[0]
@@ -399,7 +406,8 @@ def write_page(archive: Path, doc: Path) -> str:
             "",
             f"## Controls ladder per cell, SimAOU, ICL mask {mask}",
             "",
-            "Mean over layers; mean [95% t-interval] over the cell's draws. Floors: the same "
+            "Mean over layers; mean [95% t-interval] over the cell's draws (the mean alone for "
+            "one draw). Floors: the same "
             "finetuning on a disjoint draw B; ceiling: ICL on B; demo / label: the "
             "demonstration- and label-specific forms; untrained and label-shuffled run on "
             "draws 0-4 only (plan).",
@@ -444,7 +452,7 @@ def write_page(archive: Path, doc: Path) -> str:
         f"{len(times)} units, {times['seconds'].sum() / 3600:.1f} h of one-thread compute; "
         "per unit (s), sweep units / the others: "
         + "; ".join(
-            f"{model} {g[g['sweep']]['seconds'].mean():.0f} / {g[~g['sweep']]['seconds'].mean():.0f}"
+            f"{model} {_mean_seconds(g[g['sweep']])} / {_mean_seconds(g[~g['sweep']])}"
             for model, g in times.groupby("model")
         )
         + ".",

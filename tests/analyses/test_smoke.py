@@ -101,7 +101,7 @@ def test_icl_gd_report_driver(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     assert icl_gd_report._main(report_only) == 0
     text = doc.read_text()
     assert "## The answer, per model (primary endpoint, causal mask)" in text
-    assert "**tiny-gemma3** (1 data sets, 2 complete draws)" in text
+    assert "**tiny-gemma3** (data sets: mr; complete draws: 2)" in text
     assert "Fewer than 5 complete draws: no conclusion" in text
     figure = doc.parent / "figures" / "icl_vs_gd" / "layer_curves__tiny-gemma3.png"
     drawn = figure.read_bytes()
