@@ -38,7 +38,7 @@ import pandas as pd
 
 from icl_interp.cli import OneLineParser, main, script_exit_code
 from icl_interp.errors import UserError
-from icl_interp.results import write_csv, write_text
+from icl_interp.results import file_stem, write_csv, write_text
 
 DATASETS = ["sst2", "sst5", "mr", "subj", "agnews", "cb"]
 DRAWS = [str(seed) for seed in range(10)]
@@ -79,9 +79,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return args
 
 
+def cell_folder(root: Path, model: str, data: str) -> Path:
+    """One model x data set's folder under ``root`` (the archive or ``--out``)."""
+    return root / file_stem(model) / data
+
+
 def unit_files(archive: Path, model: str, data: str, seed: str) -> dict[str, Path]:
     """Where one unit lives in the archive (``metrics`` marks it finished)."""
-    cell = archive / model.replace("/", "_") / data
+    cell = cell_folder(archive, model, data)
     stem = f"seed{seed}"
     return {
         "metrics": cell / f"{stem}.metrics.csv.gz",
@@ -129,6 +134,8 @@ def archive_unit(folder: Path, unit: tuple[str, str, int], files: dict[str, Path
 
 def run_lane(args: argparse.Namespace) -> None:
     """Every unit of the lane not yet archived, draw-major; each archived as it finishes."""
+    from icl_interp.lm.data import get_dataset
+
     sweep_seed = args.seeds[0]
     plan = [(data, seed) for seed in args.seeds for data in args.datasets]
     todo = [u for u in plan if not unit_files(args.archive, args.model, *u)["metrics"].exists()]
@@ -138,7 +145,7 @@ def run_lane(args: argparse.Namespace) -> None:
     for done, (data, seed) in enumerate(todo):
         print(f"unit {done + 1}/{len(todo)}: {args.model} {data} draw {seed}", flush=True)
         files = unit_files(args.archive, args.model, data, seed)
-        cell = args.out / args.model.replace("/", "_") / data
+        cell = cell_folder(args.out, args.model, data)
         full = args.seeds.index(seed) < args.full_draws
         methods = ["--methods", *(FULL_METHODS if full else CORE_METHODS)]
         if seed == sweep_seed:
@@ -156,8 +163,6 @@ def run_lane(args: argparse.Namespace) -> None:
             lr = ["--lr", "chosen", "--lr-table", str(table)]
             folder = cell / ("draws_full" if full else "draws_core")
         _compare(args, data, seed, [*methods, *lr], folder)
-        from icl_interp.lm.data import get_dataset
-
         archive_unit(folder, (args.model, get_dataset(data).name, int(seed)), files)
 
 

@@ -295,7 +295,7 @@ def unit_lrs(
             tuned, losses = _finetune_run(base, validation.demo_ids, method, lr, seed, config)
             tuned_zsl = validation_capture(tuned)
             return {
-                "accuracy": float(correct(tuned_zsl)[:, -1].float().mean()),
+                "accuracy": final_accuracy(tuned_zsl),
                 "val_loss": label_loss(tuned_zsl),
                 "train_loss": sum(losses) / len(losses),
                 "update_norm": update_norm(tuned_zsl, reference),
@@ -304,7 +304,7 @@ def unit_lrs(
         lrs[name], trials = sweep_with_edges(
             config.lr_grid, cache.scored(name, score) if cache else score
         )
-        zero_shot = float(correct(base_zsl)[:, -1].float().mean())
+        zero_shot = final_accuracy(base_zsl)
         norms = {} if scope_untrained else icl_norms
         tables.append(
             trials_table(trials, lrs[name], finetuning=name, zero_shot_accuracy=zero_shot, **norms)
@@ -317,6 +317,11 @@ def unit_lrs(
 def update_norm(capture: Any, reference: Any) -> float:
     """Mean over examples and layers of |h - h_ref| (the attention output's change)."""
     return float((capture.attn_out - reference.attn_out).norm(dim=-1).mean())
+
+
+def final_accuracy(capture: Any) -> float:
+    """Accuracy of the model's own (last-layer) prediction over the capture's examples."""
+    return float(correct(capture)[:, -1].float().mean())
 
 
 def label_loss(capture: Any) -> float:

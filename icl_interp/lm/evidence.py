@@ -19,7 +19,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from icl_interp.lm.report import layer_reduced
 from icl_interp.stats import Estimate, estimate, holm
 
 MARGIN = 0.05  # the equivalence margin of the plan, in cosine units
@@ -79,11 +78,6 @@ FAMILY_2 = (
 ICL_GAIN = Contrast(
     "icl_gain", "ICL - zero-shot accuracy", "accuracy_icl", "none", "none", "accuracy_zsl"
 )
-
-
-def unit_values(metrics: pd.DataFrame) -> pd.DataFrame:
-    """Layer-reduced values (mean over layers; last layer for accuracies) per unit."""
-    return layer_reduced(metrics)
 
 
 @dataclass(frozen=True)

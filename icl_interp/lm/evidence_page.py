@@ -16,6 +16,7 @@ from typing import Any
 
 import pandas as pd
 
+from icl_interp.errors import UserError
 from icl_interp.lm.evidence import (
     FAMILY_1,
     FAMILY_2,
@@ -26,10 +27,9 @@ from icl_interp.lm.evidence import (
     cell_estimates,
     family_tests,
     pooled,
-    unit_values,
 )
-from icl_interp.lm.report import markdown_table
-from icl_interp.results import write_figure, write_text
+from icl_interp.lm.report import layer_reduced, markdown_table
+from icl_interp.results import file_stem, write_figure, write_text
 from icl_interp.stats import describe, estimate, format_p, verdict
 
 MODELS = ("gemma-3-270m", "smollm2-135m", "qwen2.5-coder-0.5b")  # the plan's, in its order
@@ -52,9 +52,9 @@ LADDER = (  # (column, metric, method): the controls ladder of a cell, null to c
 
 
 def load_archive(archive: Path) -> dict[str, Any]:
-    """Every archived unit: per-layer metrics, records, sweeps, sensitivity tables, chosen lrs."""
+    """Every archived unit: per-layer metrics, records, sweeps and sensitivity tables."""
     cells = sorted(p for p in archive.glob("*/*") if p.is_dir())
-    metrics, records, sweeps, sensitivity, chosen = [], [], [], [], []
+    metrics, records, sweeps, sensitivity = [], [], [], []
     for cell in cells:
         for path in sorted(cell.glob("seed*.metrics.csv.gz")):
             stem = path.name.removesuffix(".metrics.csv.gz")
@@ -63,7 +63,6 @@ def load_archive(archive: Path) -> dict[str, Any]:
             if (cell / f"{stem}.lr_sweep.csv").exists():
                 sweeps.append(pd.read_csv(cell / f"{stem}.lr_sweep.csv"))
                 sensitivity.append(pd.read_csv(cell / f"{stem}.lr_sensitivity.csv.gz"))
-                chosen.append(pd.read_csv(cell / "chosen_lrs.csv"))
 
     def joined(frames: list[pd.DataFrame]) -> pd.DataFrame:
         return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
@@ -73,7 +72,6 @@ def load_archive(archive: Path) -> dict[str, Any]:
         "records": records,
         "sweeps": joined(sweeps),
         "sensitivity": joined(sensitivity),
-        "chosen": joined(chosen),
     }
 
 
@@ -209,7 +207,7 @@ def strata_table(values: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def accuracy_table(values: pd.DataFrame, chosen: pd.DataFrame) -> pd.DataFrame:
+def accuracy_table(values: pd.DataFrame, sweeps: pd.DataFrame) -> pd.DataFrame:
     """Final-layer accuracy per cell (mean over draws), with the flag of the plan: the chosen
     finetuning left validation accuracy exactly at zero-shot."""
     acc = values[values["metric"].str.startswith("accuracy")]
@@ -229,7 +227,7 @@ def accuracy_table(values: pd.DataFrame, chosen: pd.DataFrame) -> pd.DataFrame:
         row["flag"] = "; ".join(
             f"{name} leaves validation accuracy at zero-shot"
             for name in ("gd", "lcgd")
-            if name in unchanged_validation(chosen, str(model), str(data))
+            if name in unchanged_validation(sweeps, str(model), str(data))
         )
         rows.append(row)
     return pd.DataFrame(rows)
@@ -237,24 +235,26 @@ def accuracy_table(values: pd.DataFrame, chosen: pd.DataFrame) -> pd.DataFrame:
 
 def unchanged_validation(sweeps: pd.DataFrame, model: str, data: str) -> set[str]:
     """Finetunings whose chosen lr leaves validation accuracy exactly at zero-shot."""
-    chosen = sweeps
-    if chosen.empty:
+    if sweeps.empty:
         return set()
-    rows = chosen[(chosen["model"] == model) & (chosen["data"] == data) & chosen["chosen"]]
+    rows = sweeps[(sweeps["model"] == model) & (sweeps["data"] == data) & sweeps["chosen"]]
     return {str(r.finetuning) for r in rows.itertuples() if r.val_accuracy == r.zero_shot_accuracy}
 
 
-def lr_table(sweeps: pd.DataFrame) -> pd.DataFrame:
+def lr_table(sweeps: pd.DataFrame, n_val: dict[tuple[str, str], int]) -> pd.DataFrame:
     """Per cell and finetuning: the chosen lr, the grid swept, validation accuracy at the choice,
-    its margin over the runner-up (in validation examples), zero-shot validation accuracy, edge
-    flags."""
+    its margin over the runner-up (in validation examples; ``n_val`` per model x data set),
+    zero-shot validation accuracy, edge flags."""
     rows = []
     for (model, data, finetuning), group in sweeps.groupby(["model", "data", "finetuning"]):
         group = group.sort_values("lr")
         best = group[group["chosen"]].iloc[0]
         others = group[~group["chosen"]]["val_accuracy"].dropna()
-        n_val = 128
-        margin = (best["val_accuracy"] - others.max()) * n_val if len(others) else float("nan")
+        margin = (
+            (best["val_accuracy"] - others.max()) * n_val[model, data]
+            if len(others)
+            else float("nan")
+        )
         edge = (
             "lower" if best["lr"] == group["lr"].min()
             else "upper" if best["lr"] == group["lr"].max() else ""
@@ -270,13 +270,19 @@ def lr_table(sweeps: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def matched_table(sweeps: pd.DataFrame, sensitivity: pd.DataFrame) -> pd.DataFrame:
+def by_lr(sensitivity: pd.DataFrame) -> pd.DataFrame:
+    """The sensitivity rows layer-reduced per lr (column ``lr`` instead of the one seed)."""
+    reduced = layer_reduced(sensitivity.drop(columns="lr").assign(seed=sensitivity["lr"]))
+    return reduced.rename(columns={"seed": "lr"})
+
+
+def matched_table(sweeps: pd.DataFrame, values: pd.DataFrame) -> pd.DataFrame:
     """Per cell: each finetuning at the lr whose validation update size is closest (log ratio)
-    to ICL's (causal mask), and the demonstration-specific SimAOU there (draw 0)."""
+    to ICL's (causal mask), and the demonstration-specific SimAOU there (draw 0; ``values``:
+    ``by_lr`` of the sensitivity tables)."""
     import numpy as np
 
     rows = []
-    values = unit_values(sensitivity.drop(columns="lr").assign(seed=sensitivity["lr"]))
     for (model, data), cell in sweeps.groupby(["model", "data"]):
         row: dict[str, Any] = {"model": model, "data": data}
         matched = {}
@@ -287,7 +293,7 @@ def matched_table(sweeps: pd.DataFrame, sensitivity: pd.DataFrame) -> pd.DataFra
             ratio = np.abs(np.log(trials["update_norm"] / trials["icl_update_norm_causal"]))
             lr = float(trials["lr"].iloc[int(np.argmin(ratio.to_numpy()))])
             at = values[(values["model"] == model) & (values["data"] == data)
-                        & (values["seed"] == lr) & (values["method"] == method)
+                        & (values["lr"] == lr) & (values["method"] == method)
                         & (values["metric"] == "simaou_demo") & (values["mask"] == "causal")]  # fmt: skip
             matched[method] = float(at["value"].iloc[0]) if len(at) else float("nan")
             row[f"{method} matched lr"] = f"{lr:g}"
@@ -298,14 +304,13 @@ def matched_table(sweeps: pd.DataFrame, sensitivity: pd.DataFrame) -> pd.DataFra
     return pd.DataFrame(rows)
 
 
-def plot_sensitivity(sensitivity: pd.DataFrame) -> Any:
+def plot_sensitivity(values: pd.DataFrame) -> Any:
     """Demonstration-specific SimAOU of GD and LCGD (causal mask, mean over layers) against
-    the lr, per model (columns) and data set (hue), draw 0."""
+    the lr, per model (columns) and data set (hue), draw 0 (``values``: ``by_lr``)."""
     import seaborn as sns
 
-    values = unit_values(sensitivity.drop(columns="lr").assign(seed=sensitivity["lr"]))
     rows = values[(values["metric"] == "simaou_demo") & (values["mask"] == "causal")]
-    rows = rows.rename(columns={"seed": "lr", "value": "demo-specific SimAOU"})
+    rows = rows.rename(columns={"value": "demo-specific SimAOU"})
     grid = sns.relplot(
         data=rows, x="lr", y="demo-specific SimAOU", hue="data", style="method",
         col="model", kind="line", marker="o", height=3, aspect=1.2,
@@ -332,10 +337,14 @@ def write_page(archive: Path, doc: Path) -> str:
 
     data = load_archive(archive)
     if data["metrics"].empty:
-        from icl_interp.errors import UserError
-
         raise UserError(f"no archived unit under {archive}; run a lane first")
-    values = unit_values(data["metrics"])
+    values = layer_reduced(data["metrics"])
+    sensitivity = None if data["sensitivity"].empty else by_lr(data["sensitivity"])
+    n_val = {
+        (r["model"], r["data"]): r["settings"]["n_val"]
+        for r in data["records"]
+        if r["lr_source"].startswith("swept")
+    }
     models = [m for m in MODELS if m in set(values["model"])] + sorted(
         set(values["model"]) - set(MODELS)
     )
@@ -344,7 +353,7 @@ def write_page(archive: Path, doc: Path) -> str:
     f2 = family_tests(values, FAMILY_2, models, MASKS)
     figures = doc.parent / "figures" / "icl_vs_gd"
     figures.mkdir(parents=True, exist_ok=True)
-    drawn = {f"layer_curves__{model.replace('/', '_')}.png" for model in models}
+    drawn = {f"layer_curves__{file_stem(model)}.png" for model in models}
     for stale in figures.glob("layer_curves__*.png"):  # a model no longer in the archive
         if stale.name not in drawn:
             stale.unlink()
@@ -353,11 +362,11 @@ def write_page(archive: Path, doc: Path) -> str:
         data["metrics"]["metric"].isin(["simaou", "simaou_demo", "simaou_gaussian"])
     ]
     for model in models:
-        name = f"layer_curves__{model.replace('/', '_')}"
+        name = f"layer_curves__{file_stem(model)}"
         write_figure(figures / name, plot_layer_curves(curves, model), ("png",))
         links.append(f"![{name}](figures/icl_vs_gd/{name}.png)")
-    if not data["sensitivity"].empty:
-        write_figure(figures / "lr_sensitivity", plot_sensitivity(data["sensitivity"]), ("png",))
+    if sensitivity is not None:
+        write_figure(figures / "lr_sensitivity", plot_sensitivity(sensitivity), ("png",))
     times = pd.DataFrame(
         [{"model": r["model"], "data": r["data"], "seconds": r["seconds"]["unit"],
           "sweep": "lr sensitivity" in r["seconds"]} for r in data["records"]]
@@ -428,18 +437,18 @@ def write_page(archive: Path, doc: Path) -> str:
         "",
         markdown_table(accuracy_table(values, data["sweeps"])),
     ]
-    if not data["sweeps"].empty:
+    if sensitivity is not None:  # archived with every sweep unit, beside its sweep
         parts += [
             "",
             "## Learning rates (draw 0's sweep, validation data only)",
             "",
-            markdown_table(lr_table(data["sweeps"])),
+            markdown_table(lr_table(data["sweeps"], n_val)),
             "",
             "## Learning-rate sensitivity and matched update size (draw 0, descriptive)",
             "",
             "![lr_sensitivity](figures/icl_vs_gd/lr_sensitivity.png)",
             "",
-            markdown_table(matched_table(data["sweeps"], data["sensitivity"])),
+            markdown_table(matched_table(data["sweeps"], sensitivity)),
         ]
     parts += [
         "",

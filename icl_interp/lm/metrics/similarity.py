@@ -18,6 +18,7 @@ from jaxtyping import Float
 from torch import Tensor
 
 from icl_interp.lm.metrics.core import Conditions, register_metric
+from icl_interp.lm.record import Capture
 
 
 def _cosine(a: Tensor, b: Tensor) -> Tensor:
@@ -62,9 +63,18 @@ def simaou_gaussian(c: Conditions) -> Float[Tensor, " layer"]:
     return _cosine(icl_update, random_update).mean(dim=0)
 
 
-def _specific_simaou(icl: Tensor, icl_ref: Tensor, ft: Tensor, ft_ref: Tensor) -> Tensor:
+def _with_reference(c: Conditions, reference: str) -> tuple[Capture, Capture, Capture]:
+    """FT on A, and ICL and FT on the reference set (``other``: B; ``shuffled``: A')."""
+    icl_ref, ft_ref = getattr(c, f"icl_{reference}"), getattr(c, f"ft_{reference}")
+    assert c.ft is not None and icl_ref is not None and ft_ref is not None
+    return c.ft, icl_ref, ft_ref
+
+
+def _specific_simaou(c: Conditions, reference: str) -> Float[Tensor, " layer"]:
     """mean_e cos(ĥ_ICL - ĥ_ICL_ref, ĥ_FT - ĥ_FT_ref) per layer."""
-    return _cosine(_update_direction(icl, icl_ref), _update_direction(ft, ft_ref)).mean(dim=0)
+    ft, icl_ref, ft_ref = _with_reference(c, reference)
+    icl_update = _update_direction(c.icl.attn_out, icl_ref.attn_out)
+    return _cosine(icl_update, _update_direction(ft.attn_out, ft_ref.attn_out)).mean(dim=0)
 
 
 @register_metric(
@@ -73,10 +83,7 @@ def _specific_simaou(icl: Tensor, icl_ref: Tensor, ft: Tensor, ft_ref: Tensor) -
 def simaou_demo(c: Conditions) -> Float[Tensor, " layer"]:
     """Demonstration-specific SimAOU = mean_e cos(ĥ_ICL(A) - ĥ_ICL(B), ĥ_FT(A) - ĥ_FT(B)):
     does finetuning respond to the change from draw B to draw A as ICL does?"""
-    assert c.ft is not None and c.icl_other is not None and c.ft_other is not None
-    return _specific_simaou(
-        c.icl.attn_out, c.icl_other.attn_out, c.ft.attn_out, c.ft_other.attn_out
-    )
+    return _specific_simaou(c, "other")
 
 
 @register_metric(
@@ -87,10 +94,7 @@ def simaou_demo(c: Conditions) -> Float[Tensor, " layer"]:
 def simaou_label(c: Conditions) -> Float[Tensor, " layer"]:
     """Label-specific SimAOU = mean_e cos(ĥ_ICL(A) - ĥ_ICL(A'), ĥ_FT(A) - ĥ_FT(A')), A' = A's
     inputs with permuted labels: what ICL and finetuning do because of the labels."""
-    assert c.ft is not None and c.icl_shuffled is not None and c.ft_shuffled is not None
-    return _specific_simaou(
-        c.icl.attn_out, c.icl_shuffled.attn_out, c.ft.attn_out, c.ft_shuffled.attn_out
-    )
+    return _specific_simaou(c, "shuffled")
 
 
 def _mean_head_cosine(pairs: list[tuple[Tensor, Tensor]]) -> Float[Tensor, " layer"]:
@@ -126,15 +130,13 @@ def simam_delta(c: Conditions) -> Float[Tensor, " layer"]:
     )
 
 
-def _specific_simam_delta(
-    icl: list[Tensor], icl_ref: list[Tensor], ft: list[Tensor], ft_ref: list[Tensor]
-) -> Float[Tensor, " layer"]:
-    return _mean_head_cosine(
-        [
-            (a - a_ref, f - f_ref)
-            for a, a_ref, f, f_ref in zip(icl, icl_ref, ft, ft_ref, strict=True)
-        ]
+def _specific_simam_delta(c: Conditions, reference: str) -> Float[Tensor, " layer"]:
+    """mean_e mean_head cos(A_ICL - A_ICL_ref, A_FT - A_FT_ref) per layer."""
+    ft, icl_ref, ft_ref = _with_reference(c, reference)
+    logits = zip(
+        c.icl.attn_logits, icl_ref.attn_logits, ft.attn_logits, ft_ref.attn_logits, strict=True
     )
+    return _mean_head_cosine([(a - a_ref, f - f_ref) for a, a_ref, f, f_ref in logits])
 
 
 @register_metric(
@@ -143,10 +145,7 @@ def _specific_simam_delta(
 def simam_delta_demo(c: Conditions) -> Float[Tensor, " layer"]:
     """Demonstration-specific SimAM∆ = mean_e mean_head cos(A_ICL(A) - A_ICL(B),
     A_FT(A) - A_FT(B)) (logits over the query's own tokens, the same in every run)."""
-    assert c.ft is not None and c.icl_other is not None and c.ft_other is not None
-    return _specific_simam_delta(
-        c.icl.attn_logits, c.icl_other.attn_logits, c.ft.attn_logits, c.ft_other.attn_logits
-    )
+    return _specific_simam_delta(c, "other")
 
 
 @register_metric(
@@ -156,10 +155,4 @@ def simam_delta_demo(c: Conditions) -> Float[Tensor, " layer"]:
 )
 def simam_delta_label(c: Conditions) -> Float[Tensor, " layer"]:
     """Label-specific SimAM∆ = mean_e mean_head cos(A_ICL(A) - A_ICL(A'), A_FT(A) - A_FT(A'))."""
-    assert c.ft is not None and c.icl_shuffled is not None and c.ft_shuffled is not None
-    return _specific_simam_delta(
-        c.icl.attn_logits,
-        c.icl_shuffled.attn_logits,
-        c.ft.attn_logits,
-        c.ft_shuffled.attn_logits,
-    )
+    return _specific_simam_delta(c, "shuffled")
