@@ -35,6 +35,11 @@ class Estimate:
     p_equivalent: float | None
     detectable: float | None
 
+    @property
+    def se(self) -> float | None:
+        """The standard error of the mean (None for one replicate)."""
+        return None if self.sd is None else self.sd / math.sqrt(self.n)
+
 
 def estimate(values: Sequence[float], margin: float = 0.05) -> Estimate:
     """``Estimate`` of the replicate ``values`` (NaNs dropped)."""

@@ -48,8 +48,7 @@ def _start_worker(parent: int, plugins: tuple[str, ...]) -> None:
 @contextlib.contextmanager
 def process_pool(jobs: int, context: Any) -> Iterator[ProcessPoolExecutor]:
     """A pool of ``jobs`` worker processes that die with the driver; leaving the block by an
-    exception terminates them, killing any that outlive SIGTERM by five seconds (their
-    unfinished tasks are lost, as a rerun resumes them)."""
+    exception terminates them (their unfinished tasks are lost, as a rerun resumes them)."""
     from icl_interp.plugins import loaded_plugins
 
     pool = ProcessPoolExecutor(
@@ -69,9 +68,6 @@ def process_pool(jobs: int, context: Any) -> Iterator[ProcessPoolExecutor]:
         for process in processes:
             with contextlib.suppress(Exception):
                 process.join(timeout=5)
-                if process.is_alive():  # SIGTERM blocked or handled: no second chance
-                    process.kill()
-                    process.join(timeout=5)
         raise
     pool.shutdown(wait=True)
 

@@ -83,19 +83,6 @@ ROLE_LABELS = {"base": "base", "causal": "causal-adapted", "prefix": "prefix-ada
 RESUME_IGNORES = frozenset({"threads", "max_minutes", "part"})
 PART_GRACE_SECONDS = 120.0  # how long a waiting part tolerates seeing no other part running
 POLL_SECONDS = 20.0
-# two-sided 95% Student t quantiles, df = 1..30
-_T975 = (
-    12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228,
-    2.201, 2.179, 2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086,
-    2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042,
-)  # fmt: skip
-
-
-def t_quantile_975(df: int) -> float:
-    """The 0.975 quantile of Student's t with ``df`` degrees of freedom (1.96 beyond 30)."""
-    if df < 1:
-        return float("nan")
-    return _T975[df - 1] if df <= len(_T975) else 1.96
 
 
 @dataclass(frozen=True)
@@ -417,16 +404,16 @@ def accuracy_table(config: TableConfig, out: Path) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def _or_nan(value: float | None) -> float:
+    return math.nan if value is None else value
+
+
 def _mean_se(values: pd.Series) -> tuple[float, float]:
-    n = len(values)
-    return float(values.mean()), float(values.std(ddof=1) / math.sqrt(n)) if n > 1 else float("nan")
-
-
-def _t_interval(values: pd.Series) -> tuple[float, float, float, float]:
-    """Mean, standard error and 95% Student-t interval of ``values`` (one per seed)."""
-    mean, se = _mean_se(values)
-    half = t_quantile_975(len(values) - 1) * se
-    return mean, se, mean - half, mean + half
+    """Mean and standard error over seeds (``icl_interp.stats``; NaN SE for one seed)."""
+    if values.dropna().empty:
+        return math.nan, math.nan
+    over_seeds = estimate(values.tolist())
+    return over_seeds.mean, _or_nan(over_seeds.se)
 
 
 def paired_differences(final: pd.DataFrame) -> pd.DataFrame:
@@ -439,18 +426,17 @@ def paired_differences(final: pd.DataFrame) -> pd.DataFrame:
     per_seed = pd.concat([diff, mean_rows, all_k], ignore_index=True)
     rows = []
     for (data, k), group in per_seed.groupby(["data", "k"], sort=False):
-        mean, se, low, high = _t_interval(group["diff"])
-        detectable = estimate(group["diff"].tolist()).detectable if len(group) > 1 else None
+        over_seeds = estimate(group["diff"].tolist())
         rows.append(
             {
                 "data": data,
                 "k": k,
                 "n_seeds": len(group),
-                "diff_mean": mean,
-                "diff_se": se,
-                "ci95_low": low,
-                "ci95_high": high,
-                "detectable_effect": float("nan") if detectable is None else detectable,
+                "diff_mean": over_seeds.mean,
+                "diff_se": _or_nan(over_seeds.se),
+                "ci95_low": _or_nan(over_seeds.low),
+                "ci95_high": _or_nan(over_seeds.high),
+                "detectable_effect": _or_nan(over_seeds.detectable),
                 "per_seed": " ".join(f"{v:+.3f}" for v in group["diff"]),
             }
         )
@@ -695,8 +681,11 @@ def layers_markdown(layers: pd.DataFrame, config: TableConfig) -> str:
         seed_diff = (per_seed["prefix"] - per_seed["causal"]).dropna()
         interval = ""
         if len(seed_diff) >= 2:
-            _, _, low, high = _t_interval(seed_diff)
-            interval = f" [95% t-interval over {len(seed_diff)} seeds {low:+.3f}, {high:+.3f}]"
+            over_seeds = estimate(seed_diff.tolist())
+            interval = (
+                f" [95% t-interval over {len(seed_diff)} seeds "
+                f"{over_seeds.low:+.3f}, {over_seeds.high:+.3f}]"
+            )
         positive = diff.to_numpy() > 0
         from_layer = next((layer for layer in range(len(positive)) if positive[layer:].all()), None)
         findings.append(

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from icl_interp.masks import MASKS, mask_names
+from icl_interp.stats import estimate
 
 SHARINGS = ("SL", "UL")
 TASK_COLUMNS = {"linear": "LR", "nonlinear": "N-LR", "classification": "MC"}
@@ -26,44 +27,13 @@ BASELINE_LABELS = {"trivial": TRIVIAL_LABEL, "least_squares": "least squares on 
 PAIRED = ("prefix", "causal")
 
 
-def t_quantile(p: float, df: int) -> float:
-    """The ``p`` quantile (p > 0.5) of Student's t with ``df`` degrees of freedom.
-
-    Bisection on the CDF, whose density is integrated numerically (Simpson, 20,000
-    intervals): ``t_quantile(0.975, 2)`` = 4.303, ``(0.975, 1)`` = 12.706.
-    """
-    if not 0.5 < p < 1 or df < 1:
-        raise ValueError(f"need 0.5 < p < 1 and df >= 1, got p={p}, df={df}")
-    log_norm = math.lgamma((df + 1) / 2) - math.lgamma(df / 2) - 0.5 * math.log(df * math.pi)
-
-    def cdf(x: float) -> float:
-        grid = np.linspace(0.0, x, 20_001)
-        density = np.exp(log_norm - (df + 1) / 2 * np.log1p(grid**2 / df))
-        h = grid[1] - grid[0]
-        simpson = (
-            h
-            / 3
-            * (density[0] + density[-1] + 4 * density[1:-1:2].sum() + 2 * density[2:-1:2].sum())
-        )
-        return 0.5 + float(simpson)
-
-    low, high = 0.0, 1.0
-    while cdf(high) < p:
-        low, high = high, high * 2
-    for _ in range(60):
-        mid = (low + high) / 2
-        low, high = (mid, high) if cdf(mid) < p else (low, mid)
-    return (low + high) / 2
-
-
-def paired_interval(differences: np.ndarray, level: float = 0.95) -> tuple[float, float, float]:
-    """(mean, low, high): the mean paired difference and its t-interval over pairs (NaNs for one pair)."""
-    n = len(differences)
-    mean = float(np.mean(differences))
-    if n < 2:
-        return mean, math.nan, math.nan
-    half = t_quantile(0.5 + level / 2, n - 1) * float(np.std(differences, ddof=1)) / math.sqrt(n)
-    return mean, mean - half, mean + half
+def paired_interval(differences: np.ndarray) -> tuple[float, float, float]:
+    """(mean, low, high): the mean paired difference and its 95% t-interval over pairs
+    (``icl_interp.stats``; NaN bounds for one pair)."""
+    paired = estimate(differences.tolist())
+    if paired.low is None or paired.high is None:
+        return paired.mean, math.nan, math.nan
+    return paired.mean, paired.low, paired.high
 
 
 def variant_name(mask: str, sharing: str) -> str:

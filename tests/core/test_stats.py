@@ -18,6 +18,15 @@ def test_t_interval_and_test_hand_computed() -> None:
         2 + half, abs=1e-5
     )
     assert e.p == pytest.approx(0.07418, abs=1e-4)
+    assert e.se == pytest.approx(1 / math.sqrt(3)) and estimate([0.5]).se is None
+
+
+def test_t_quantiles_match_the_printed_table() -> None:
+    # half-width / se = t(0.975, n - 1): 12.706 (df 1), 2.228 (df 10)
+    two = estimate([0.0, 1.0])
+    assert (two.high - two.mean) / two.se == pytest.approx(12.706, abs=1e-3)  # type: ignore[operator]
+    eleven = estimate([float(i) for i in range(11)])
+    assert (eleven.high - eleven.mean) / eleven.se == pytest.approx(2.228, abs=1e-3)  # type: ignore[operator]
 
 
 def test_equivalence_needs_the_interval_inside_the_margin() -> None:

@@ -13,7 +13,6 @@ from icl_interp.synthetic.report import (
     paired_differences,
     paired_interval,
     summarize,
-    t_quantile,
     table1_markdown,
 )
 
@@ -182,12 +181,6 @@ def _results(values: dict[tuple[str, str, int], float], trivial: float = 5.0) ->
         rows.append({**base, "readout": "model", "layer": 2, "value": value, "se": 0.1})
         rows.append({**base, "readout": "trivial", "layer": 0, "value": trivial, "se": 0.2})
     return pd.DataFrame(rows)
-
-
-def test_t_quantiles_match_the_table() -> None:
-    assert t_quantile(0.975, 1) == pytest.approx(12.706, abs=2e-3)
-    assert t_quantile(0.975, 2) == pytest.approx(4.303, abs=1e-3)
-    assert t_quantile(0.975, 10) == pytest.approx(2.228, abs=1e-3)
 
 
 def test_paired_interval_by_hand() -> None:
