@@ -62,12 +62,20 @@ class Method:
     finetune: str | None
     untrained: bool = False
     demonstrations: str = "same"
+    short: str = ""  # the headline's column name (at most 7 characters; default: the name)
 
     def __post_init__(self) -> None:
+        if len(self.short) > 7:
+            raise ValueError(f"short must be at most 7 characters, got {self.short!r}")
         if self.demonstrations not in DEMONSTRATION_SETS:
             raise ValueError(
                 f"demonstrations must be one of {DEMONSTRATION_SETS}, got {self.demonstrations!r}"
             )
+
+    @property
+    def column(self) -> str:
+        """The headline's column name: ``short``, else the name cut to 7 characters."""
+        return self.short or self.name[:7]
 
     @property
     def scope(self) -> str:
@@ -80,15 +88,17 @@ class Method:
 
 METHODS: Registry[Method] = Registry("method")
 for _method in (
-    Method("gd", "GD", "gd"),
-    Method("lcgd", "LCGD", "lcgd"),
-    Method("untrained", "untrained", "gd", untrained=True),
-    Method("mismatched", "GD other demos", "gd", demonstrations="other"),
-    Method("mismatched_lcgd", "LCGD other demos", "lcgd", demonstrations="other"),
-    Method("icl_vs_icl", "ICL other demos", None, demonstrations="other"),
-    Method("shuffled_gd", "GD shuffled labels", "gd", demonstrations="shuffled"),
-    Method("shuffled_lcgd", "LCGD shuffled labels", "lcgd", demonstrations="shuffled"),
-    Method("icl_shuffled", "ICL shuffled labels", None, demonstrations="shuffled"),
+    Method("gd", "GD", "gd", short="GD"),
+    Method("lcgd", "LCGD", "lcgd", short="LCGD"),
+    Method("untrained", "untrained", "gd", untrained=True, short="untr."),
+    Method("mismatched", "GD other demos", "gd", demonstrations="other", short="floor"),
+    Method("mismatched_lcgd", "LCGD other demos", "lcgd", demonstrations="other", short="LCfloor"),
+    Method("icl_vs_icl", "ICL other demos", None, demonstrations="other", short="ceiling"),
+    Method("shuffled_gd", "GD shuffled labels", "gd", demonstrations="shuffled", short="shufGD"),
+    Method(
+        "shuffled_lcgd", "LCGD shuffled labels", "lcgd", demonstrations="shuffled", short="shufLC"
+    ),
+    Method("icl_shuffled", "ICL shuffled labels", None, demonstrations="shuffled", short="shufICL"),
 ):
     METHODS.add(_method.name, _method)
 

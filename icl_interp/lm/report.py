@@ -240,62 +240,66 @@ def paired_difference(
 
 def headline(table: pd.DataFrame, bootstrap: pd.DataFrame, *, width: int = 100) -> str:
     """The few numbers that answer "is ICL closer to LCGD than to GD here?", per model and
-    ICL mask: SimAOU of GD and LCGD, their paired difference with its interval ('*' where it
-    excludes 0), and the controls that bound it (mismatched floor, ICL-vs-ICL ceiling,
-    untrained). Fits in ``width`` columns."""
+    ICL mask: SimAOU of every method in the table (registry order, with its controls), the
+    demonstration-specific SimAOU where computed, and LCGD - GD with its interval. Columns that
+    do not fit in ``width`` go to a further block."""
     reduced = layer_reduced(table[table["metric"] == "simaou"])
     point = reduced.groupby(["model", "mask", "data", "method"])["value"].mean().unstack("method")
+    columns = {m: METHODS.get(m).column for m in method_names() if m in point}
+    labels = {m: METHODS.get(m).label for m in columns}
     demo = layer_reduced(table[table["metric"] == "simaou_demo"])
     if not demo.empty:
         demo = demo.groupby(["model", "mask", "data", "method"])["value"].mean().unstack("method")
         point = point.join(demo.add_prefix("demo "))
-    methods = [
-        m
-        for m in ("gd", "lcgd", "mismatched", "icl_vs_icl", "untrained", "demo gd", "demo lcgd")
-        if m in point
-    ]
+        for m in method_names():
+            if f"demo {m}" in point:
+                columns[f"demo {m}"] = f"d{METHODS.get(m).column}"[:7]
+                labels[f"demo {m}"] = f"demonstration-specific SimAOU of {METHODS.get(m).label}"
     lines = [
         "Is ICL closer to LCGD than to GD? SimAOU, mean over layers and seeds;",
-        f"LCGD - GD with its {LEVEL:.0%} bootstrap interval (* = the interval excludes 0).",
+        f"LCGD - GD with its {LEVEL:.0%} bootstrap interval over seeds and test queries.",
     ]
-    has_pair = {"gd", "lcgd"} <= set(point.columns)
-    diffs = (
-        paired_difference(table, bootstrap, "simaou", "lcgd", "gd").set_index(
-            ["model", "mask", "data"]
-        )
-        if has_pair
-        else None
-    )
-    labels = {m: METHODS.get(m).label for m in methods if not m.startswith("demo ")}
-    labels |= {
-        f"demo {m}": f"demonstration-specific SimAOU of {METHODS.get(m).label}"
-        for m in ("gd", "lcgd")
-    }
-    short = {
-        "gd": "GD",
-        "lcgd": "LCGD",
-        "mismatched": "floor",
-        "icl_vs_icl": "ceiling",
-        "untrained": "untr.",
-        "demo gd": "dGD",
-        "demo lcgd": "dLCGD",
-    }
+    diffs = None
+    if {"gd", "lcgd"} <= set(point.columns):
+        diffs = paired_difference(table, bootstrap, "simaou", "lcgd", "gd")
+        diffs = diffs.set_index(["model", "mask", "data"])
     for (model, mask), block in point.groupby(level=["model", "mask"]):
-        lines += ["", f"{model}, ICL mask {mask}:"]
-        header = f"{'data':<8}" + "".join(f"{short[m]:>8}" for m in methods)
+        rows = [*block.iterrows(), ((model, mask, "mean"), block.mean())]
+        cells: list[tuple[str, list[str]]] = [
+            (f"{name:>8}", [f"{row[m]:>8.3f}" for _, row in rows]) for m, name in columns.items()
+        ]
         if diffs is not None:
-            header += f"  {'LCGD-GD [95% interval]':<28}"
-        lines.append(header[:width])
-        means = block.mean()
-        for (_, _, data), row in [*block.iterrows(), ((model, mask, "mean"), means)]:
-            line = f"{data:<8}" + "".join(f"{row[m]:>8.3f}" for m in methods)
-            if diffs is not None:
-                d = diffs.loc[(model, mask, data)]
-                mark = "*" if d["excludes_0"] else " "
-                line += f"  {d['difference']:+.3f} [{d['low']:+.3f}, {d['high']:+.3f}]{mark}"
-            lines.append(line[:width])
-    legend = ", ".join(f"{short[m]} = {labels[m]}" for m in methods if short[m] != labels[m])
-    legend = textwrap.fill(legend, width)
+            interval = [diffs.loc[key] for key, _ in rows]
+            cells.append(
+                (
+                    f"  {'LCGD-GD [95% interval]':<26}",
+                    [
+                        f"  {d['difference']:+.3f} [{d['low']:+.3f}, {d['high']:+.3f}]"
+                        for d in interval
+                    ],
+                )
+            )
+        lines += ["", f"{model}, ICL mask {mask}:"]
+        for part in _fitting(cells, width - 8):
+            lines.append((f"{'data':<8}" + "".join(header for header, _ in part)).rstrip())
+            lines += [
+                f"{key[2]:<8}" + "".join(values[i] for _, values in part)
+                for i, (key, _) in enumerate(rows)
+            ]
+    legend = ", ".join(f"{columns[m]} = {labels[m]}" for m in columns if columns[m] != labels[m])
     if legend:
-        lines += ["", legend]
+        lines += ["", textwrap.fill(legend, width)]
     return "\n".join(lines)
+
+
+def _fitting(cells: list[tuple[str, list[str]]], width: int) -> list[list[tuple[str, list[str]]]]:
+    """``cells`` (header, values) packed left to right into blocks at most ``width`` wide."""
+    blocks: list[list[tuple[str, list[str]]]] = [[]]
+    used = 0
+    for cell in cells:
+        if blocks[-1] and used + len(cell[0]) > width:
+            blocks.append([])
+            used = 0
+        blocks[-1].append(cell)
+        used += len(cell[0])
+    return blocks

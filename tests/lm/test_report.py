@@ -63,7 +63,34 @@ def test_headline_fits_in_100_columns() -> None:
     replicates = bootstrap_table({"gd": [0.2] * 5, "lcgd": [0.3] * 5}, seeds)
     text = headline(metrics_table(0.2, 0.3, seeds), replicates)
     assert max(len(line) for line in text.splitlines()) <= 100
-    assert "+0.100 [+0.100, +0.100]*" in text
+    assert "+0.100 [+0.100, +0.100]" in text and "*" not in text
+
+
+def test_every_method_in_the_table_reaches_the_headline_in_blocks_that_fit() -> None:
+    from icl_interp.lm.conditions import METHODS, Method
+
+    names = [
+        "untrained",
+        "mismatched",
+        "mismatched_lcgd",
+        "icl_vs_icl",
+        "shuffled_gd",
+        "shuffled_lcgd",
+    ]
+    METHODS.add("my_probe", Method("my_probe", "my probe", None))
+    try:
+        table = metrics_table(0.2, 0.3)
+        extra = [
+            table[table["method"] == "gd"].assign(method=name) for name in [*names, "my_probe"]
+        ]
+        text = headline(pd.concat([table, *extra]), bootstrap_table({"gd": [0.2], "lcgd": [0.3]}))
+    finally:
+        METHODS.remove("my_probe")
+    lines = text.splitlines()
+    assert max(len(line) for line in lines) <= 100
+    assert "my_prob" in text and "my_prob = my probe" in text  # the registry's column and label
+    assert all(METHODS.get(n).column in text for n in names)
+    assert sum(line.startswith("data") for line in lines) == 2  # a second block of columns
 
 
 def test_the_second_demonstration_draw_is_disjoint_and_shares_the_queries() -> None:
