@@ -41,7 +41,6 @@ import argparse
 import json
 import math
 import random
-import re
 import sys
 import time
 from collections.abc import Sequence
@@ -56,6 +55,7 @@ from jaxtyping import Float, Int
 from torch import Tensor
 
 from icl_interp.errors import UserError
+from icl_interp.lm.arch import projection_modules
 from icl_interp.masks import MASKS, mask_names
 from icl_interp.progress import progress as progress_bar
 from icl_interp.results import (
@@ -289,55 +289,56 @@ class EpisodeStream:
 # --------------------------------------------------------------------------- model pieces
 
 
-def trainable_parameters(hf_model: Any, params: str) -> list[tuple[str, torch.nn.Parameter]]:
-    """(name, parameter) pairs to train, in a fixed order. ``lora`` expects LoRA layers
-    already injected (``add_lora``)."""
-    named = list(hf_model.named_parameters())
+def trainable_parameters(
+    model: Any, trained_model: Any, params: str
+) -> list[tuple[str, torch.nn.Parameter]]:
+    """(name, parameter) pairs of ``trained_model`` (the bridge's HF model, LoRA-wrapped for
+    ``lora``) to train, in its own order: the LoRA matrices, or the parameters of every block
+    of the bridge ``model`` (``blocks``) or of every block's attention (``attn``), so the groups
+    are the same for every architecture family."""
+    named = list(trained_model.named_parameters())
     if params == "lora":
         chosen = [(n, p) for n, p in named if "lora_" in n]
-    elif params == "attn":
-        chosen = [(n, p) for n, p in named if ".layers." in n and ".self_attn." in n]
     else:
-        chosen = [(n, p) for n, p in named if ".layers." in n]
+        parts = [block.attn if params == "attn" else block for block in model.blocks]
+        group = {id(p) for part in parts for p in part.parameters()}
+        chosen = [(n, p) for n, p in named if id(p) in group]
     if not chosen:
-        raise UserError(f"--params {params}: no such parameters in {type(hf_model).__name__}")
+        raise UserError(f"--params {params}: no such parameters in {type(trained_model).__name__}")
     return chosen
 
 
-def _lora_targets(hf_model: Any) -> list[str]:
-    # the bridge wraps each projection; LoRA goes on the torch Linear inside
-    projection = re.compile(r"\.(q_proj|k_proj|v_proj|o_proj)(\._original_component)?$")
-    targets = [
-        name
-        for name, module in hf_model.named_modules()
-        if isinstance(module, torch.nn.Linear) and projection.search(name)
-    ]
+def _lora_targets(model: Any) -> list[str]:
+    """The HF module names of every layer's q/k/v/o projection (``arch.projection_modules``)."""
+    projections = {id(module) for module in projection_modules(model)}
+    targets = [n for n, m in model.original_model.named_modules() if id(m) in projections]
     if not targets:
         raise UserError(
-            f"--params lora: no q/k/v/o_proj Linear layers in {type(hf_model).__name__}; "
+            f"--params lora: no q/k/v/o projections in {type(model.original_model).__name__}; "
             "use --params blocks or attn"
         )
     return targets
 
 
-def check_params(hf_model: Any, params: str) -> None:
-    """A one-line ``UserError`` unless ``params`` names parameters ``hf_model`` has (checked
-    before anything is written; nothing is changed)."""
+def check_params(model: Any, params: str) -> None:
+    """A one-line ``UserError`` unless ``params`` names parameters the bridge ``model`` has
+    (checked before anything is written; nothing is changed)."""
     if params == "lora":
-        _lora_targets(hf_model)
+        _lora_targets(model)
     else:
-        trainable_parameters(hf_model, params)
+        trainable_parameters(model, model.original_model, params)
 
 
-def add_lora(hf_model: Any, rank: int) -> Any:
-    """Wrap ``hf_model`` with rank-``rank`` LoRA on q/k/v/o projections (``peft``)."""
+def add_lora(model: Any, rank: int) -> Any:
+    """The bridge ``model``'s HF model wrapped with rank-``rank`` LoRA on every q/k/v/o
+    projection (``peft``)."""
     try:
         from peft import LoraConfig, get_peft_model
     except ImportError:
         raise UserError("--params lora needs the package peft: pip install peft") from None
-    targets = _lora_targets(hf_model)
+    targets = _lora_targets(model)
     config = LoraConfig(r=rank, lora_alpha=2 * rank, lora_dropout=0.0, target_modules=targets)
-    return get_peft_model(hf_model, config)
+    return get_peft_model(model.original_model, config)
 
 
 def hf_state_dict(hf_model: Any) -> dict[str, Tensor]:
@@ -647,10 +648,8 @@ def _adapt(config: AdaptConfig) -> Path:
         parameter.requires_grad_(False)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)  # LoRA's random init: a function of the seed alone
-        trained_model = (
-            add_lora(hf_model, config.lora_rank) if config.params == "lora" else hf_model
-        )
-    named = trainable_parameters(trained_model, config.params)
+        trained_model = add_lora(model, config.lora_rank) if config.params == "lora" else hf_model
+    named = trainable_parameters(model, trained_model, config.params)
     for _, parameter in named:
         parameter.requires_grad_(True)
     optimizer = torch.optim.AdamW(

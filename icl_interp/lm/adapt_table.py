@@ -801,7 +801,7 @@ def _validate(config: TableConfig) -> tuple[dict[Any, Any], Any]:
     for name in (*config.mixture, *config.heldout):
         get_dataset(name)
     model = load_model(config.base, device=config.device)
-    check_params(model.original_model, config.params)
+    check_params(model, config.params)
     for name in (*config.mixture, *config.heldout):
         spec = get_dataset(name)
         try:

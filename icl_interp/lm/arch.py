@@ -9,7 +9,8 @@ and use what it answers:
   output logits are scaled and soft-capped;
 - ``windows(model)`` / ``layer_types(model)``: per layer, the sliding window and layer type
   (models with windowed layers take one 4D mask per layer type);
-- ``projection_parameters(block, name)``: the trainable tensors of projection ``q|k|v|o``;
+- ``projection_parameters(block, name)``: the trainable tensors of projection ``q|k|v|o``
+  (``projection_modules(model)``: the modules themselves, what LoRA wraps);
 - ``reinit_modules(block)``: the weight matrices the untrained baseline re-draws.
 
 ``logit_lens(model, resid, token_ids)`` (final norm + unembedding, soft-capped) is the one
@@ -177,6 +178,18 @@ def projection_parameters(model: Any, projections: Sequence[str]) -> list[nn.Par
         for block in model.blocks
         for name in projections
         for parameter in architecture.projection_parameters(block, name)
+    ]
+
+
+def projection_modules(model: Any) -> list[nn.Module]:
+    """Every layer's q/k/v/o projection as the torch module the forward pass calls (a
+    ``Linear``, or GPT-2's ``Conv1D`` / the split views of its fused q/k/v), in layer order:
+    what LoRA wraps."""
+    return [
+        getattr(block.attn, name).original_component
+        for block in model.blocks
+        for name in ("q", "k", "v", "o")
+        if getattr(block.attn, name, None) is not None
     ]
 
 

@@ -367,35 +367,32 @@ def test_a_moved_lr_table_resumes_by_content(tmp_path: Path) -> None:
 
 @needs_data
 def test_a_parameter_group_the_architecture_lacks_is_refused_before_claiming(
-    tmp_path: Path,
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from icl_interp.lm import adapt as adapt_module
     from icl_interp.lm.adapt_table import PRESETS, TableConfig, run_table
 
+    # an architecture whose adapter finds no q/k/v/o projections to put LoRA on
+    monkeypatch.setattr(adapt_module, "projection_modules", lambda model: [])
     config = TableConfig(
         **{**PRESETS["tiny"], "base": "tiny-gpt2", "data_dir": str(SHARED_DATA), "params": "lora"}
     )
     out = tmp_path / "table"
     with pytest.raises(UserError) as error:
         run_table(config, out)
-    one_line(error, "--params lora: no q/k/v/o_proj", "use --params blocks or attn")
+    one_line(error, "--params lora: no q/k/v/o projections", "use --params blocks or attn")
     assert not (out / "config.json").exists()
     release_locks()
 
 
-def test_check_params_names_what_is_missing() -> None:
-    from icl_interp.lm.adapt import check_params
-    from icl_interp.lm.models import tiny_hf_model
+def test_every_parameter_group_exists_on_every_tiny_architecture() -> None:
+    from icl_interp.lm.adapt import PARAM_CHOICES, check_params
+    from icl_interp.lm.models import TINY_ARCHS, tiny_random_model
 
-    gpt2, _ = tiny_hf_model("gpt2")
-    with pytest.raises(UserError) as error:
-        check_params(gpt2, "lora")
-    one_line(error, "no q/k/v/o_proj")
-    with pytest.raises(UserError) as error:
-        check_params(gpt2, "blocks")  # GPT-2 names its blocks transformer.h.*
-    one_line(error, "--params blocks: no such parameters in GPT2LMHeadModel")
-    llama, _ = tiny_hf_model("llama")
-    check_params(llama, "lora")
-    check_params(llama, "attn")
+    for arch in TINY_ARCHS:  # GPT-2 (blocks transformer.h.*, fused c_attn) included
+        model = tiny_random_model(arch)
+        for params in PARAM_CHOICES:
+            check_params(model, params)
 
 
 @needs_data

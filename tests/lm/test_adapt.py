@@ -19,9 +19,12 @@ from icl_interp.lm.adapt import (
     Episode,
     EpisodeStream,
     adapt,
+    add_lora,
     episode_hidden,
+    hf_state_dict,
     learning_rate,
     read_card,
+    trainable_parameters,
 )
 from icl_interp.lm.adapt_table import (
     PRESETS,
@@ -29,7 +32,7 @@ from icl_interp.lm.adapt_table import (
     paired_differences,
     run_table,
 )
-from icl_interp.lm.models import load_model, tiny_random_model
+from icl_interp.lm.models import TINY_ARCHS, load_model, tiny_random_model
 from tests.helpers import SHARED_DATA
 
 needs_data = pytest.mark.skipif(not SHARED_DATA.is_dir(), reason="needs ../shared/data")
@@ -195,6 +198,36 @@ def test_both_objectives_see_the_same_episode_stream(tmp_path, monkeypatch):
         weights(tmp_path / "prefix")["model.layers.0.self_attn.q_proj.weight"],
         weights(tmp_path / "causal")["model.layers.0.self_attn.q_proj.weight"],
     ), "same data, different masks: different models"
+
+
+# --------------------------------------------------------------------------- parameter groups
+
+
+@pytest.mark.parametrize("arch", TINY_ARCHS)
+def test_trained_lora_and_block_weights_are_what_gets_saved(arch):
+    """LoRA on every q/k/v/o (GPT-2: on the split views of its fused c_attn, and its Conv1D
+    output) changes the model, and the merged weights under HF names reproduce the trained
+    model's logits; for ``blocks`` every layer is trained, for ``attn`` only attention."""
+    from transformers import AutoModelForCausalLM
+
+    model = tiny_random_model(arch, seed=0)
+    ids = torch.tensor([[1, 5, 9, 12, 7]])
+    before = model(ids).detach()
+    blocks = trainable_parameters(model, model.original_model, "blocks")
+    attn = {id(p) for _, p in trainable_parameters(model, model.original_model, "attn")}
+    assert attn < {id(p) for _, p in blocks}
+    assert all(any(f".{i}." in n for n, _ in blocks) for i in range(model.cfg.n_layers))
+    torch.manual_seed(1)
+    wrapped = add_lora(model, 4)
+    with torch.no_grad():
+        for _, parameter in trainable_parameters(model, wrapped, "lora"):
+            parameter.add_(0.3 * torch.randn_like(parameter))
+    trained = model(ids).detach()
+    assert (trained - before).abs().max() > 0.05
+    fresh = AutoModelForCausalLM.from_config(model.original_model.config)
+    fresh.load_state_dict(hf_state_dict(wrapped.merge_and_unload()))
+    saved = fresh.eval()(ids).logits.detach()
+    torch.testing.assert_close(saved, trained, atol=1e-5, rtol=1e-5)
 
 
 # --------------------------------------------------------------------------- resume, output
