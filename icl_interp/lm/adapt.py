@@ -813,23 +813,38 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--queries", type=int, default=d.queries, help="queries per episode (shared prefix)"
     )
     parser.add_argument("--max-len", type=int, default=d.max_len, help="episode token budget")
-    parser.add_argument("--steps", type=int, default=d.steps)
-    parser.add_argument("--lr", type=float, default=d.lr)
-    parser.add_argument("--warmup", type=int, default=d.warmup)
-    parser.add_argument("--weight-decay", type=float, default=d.weight_decay)
-    parser.add_argument("--grad-clip", type=float, default=d.grad_clip)
+    parser.add_argument("--steps", type=int, default=d.steps, help="optimizer steps (episodes)")
+    parser.add_argument("--lr", type=float, default=d.lr, help="AdamW peak learning rate")
+    parser.add_argument("--warmup", type=int, default=d.warmup, help="linear warm-up steps")
+    parser.add_argument("--weight-decay", type=float, default=d.weight_decay, help="AdamW's")
+    parser.add_argument(
+        "--grad-clip", type=float, default=d.grad_clip, help="gradient-norm clipping threshold"
+    )
     parser.add_argument("--params", default=d.params, help="blocks, attn or lora")
-    parser.add_argument("--lora-rank", type=int, default=d.lora_rank)
+    parser.add_argument("--lora-rank", type=int, default=d.lora_rank, help="with --params lora")
     parser.add_argument("--loss-on", default=d.loss_on, help="answer, or labels (causal only)")
-    parser.add_argument("--seed", type=int, default=d.seed)
-    parser.add_argument("--val-episodes", type=int, default=d.val_episodes)
-    parser.add_argument("--eval-every", type=int, default=d.eval_every)
-    parser.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every)
-    parser.add_argument("--data-dir", default=None)
-    parser.add_argument("--source", default=d.source)
+    parser.add_argument(
+        "--seed", type=int, default=d.seed, help="episode stream and LoRA initialisation"
+    )
+    parser.add_argument(
+        "--val-episodes", type=int, default=d.val_episodes, help="held-out validation episodes"
+    )
+    parser.add_argument(
+        "--eval-every", type=int, default=d.eval_every, help="steps between validations"
+    )
+    parser.add_argument(
+        "--checkpoint-every", type=int, default=d.checkpoint_every, help="steps between checkpoints"
+    )
+    parser.add_argument("--data-dir", default=None, help="folder holding the data sets")
+    parser.add_argument("--source", default=d.source, help="auto, folder, package or hub")
     parser.add_argument("--device", default=d.device, help="cpu or cuda")
-    parser.add_argument("--threads", type=int, default=None)
-    parser.add_argument("--max-minutes", type=float, default=None)
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument(
+        "--max-minutes",
+        type=float,
+        default=None,
+        help="stop at a step boundary after this long; the same command resumes",
+    )
     parser.add_argument("--out", default=d.out, help="output model folder")
 
 

@@ -972,25 +972,42 @@ def write_report(config: TableConfig, out: Path, **timing: float) -> dict[str, A
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--preset", default="cpu", help=f"one of {', '.join(PRESETS)}")
-    parser.add_argument("--out", type=Path, default=Path("runs/adapt_table"))
+    parser.add_argument(
+        "--out", type=Path, default=Path("runs/adapt_table"), help="result folder (resumable)"
+    )
     parser.add_argument("--base", default=None, help="base model (default: the preset's)")
-    parser.add_argument("--mixture", nargs="+", default=None)
-    parser.add_argument("--heldout", nargs="+", default=None)
-    parser.add_argument("--ks", nargs="+", type=int, default=None)
-    parser.add_argument("--seeds", nargs="+", type=int, default=None)
-    parser.add_argument("--n-test", type=int, default=None)
-    parser.add_argument("--steps", type=int, default=None)
-    parser.add_argument("--lr", type=float, default=None)
+    parser.add_argument("--mixture", nargs="+", default=None, help="adaptation data sets")
+    parser.add_argument("--heldout", nargs="+", default=None, help="evaluation data sets")
+    parser.add_argument("--ks", nargs="+", type=int, default=None, help="demonstrations at test")
+    parser.add_argument(
+        "--seeds",
+        nargs="+",
+        type=int,
+        default=None,
+        help="one adaptation (and its test draws) per seed",
+    )
+    parser.add_argument("--n-test", type=int, default=None, help="test queries per data set")
+    parser.add_argument("--steps", type=int, default=None, help="adaptation steps")
+    parser.add_argument("--lr", type=float, default=None, help="adaptation learning rate")
     parser.add_argument("--params", default=None, help="blocks, attn or lora")
-    parser.add_argument("--train-k", type=int, default=None)
+    parser.add_argument("--train-k", type=int, default=None, help="demonstrations per episode")
     parser.add_argument("--train-queries", type=int, default=None, help="queries per episode")
     parser.add_argument("--loss-on", default=None, help="answer, or labels (causal only)")
-    parser.add_argument("--layer-dataset", default=None)
-    parser.add_argument("--layer-seeds", nargs="*", type=int, default=None)
-    parser.add_argument("--data-dir", default=None)
+    parser.add_argument(
+        "--layer-dataset", default=None, help="data set of the per-layer comparison"
+    )
+    parser.add_argument(
+        "--layer-seeds", nargs="*", type=int, default=None, help="seeds of the per-layer comparison"
+    )
+    parser.add_argument("--data-dir", default=None, help="folder holding the data sets")
     parser.add_argument("--device", default=None, help="cpu or cuda")
-    parser.add_argument("--threads", type=int, default=None)
-    parser.add_argument("--max-minutes", type=float, default=None)
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument(
+        "--max-minutes",
+        type=float,
+        default=None,
+        help="stop at a step boundary after this long; the same command resumes",
+    )
     parser.add_argument(
         "--part",
         default=None,

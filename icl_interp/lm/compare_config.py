@@ -159,10 +159,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="packaged name, tiny-<arch>, HF dir or .gguf",
     )
     parser.add_argument(
-        "--datasets", "--data", nargs="+", action=Distinct, default=list(defaults.datasets)
+        "--datasets",
+        "--data",
+        nargs="+",
+        action=Distinct,
+        default=list(defaults.datasets),
+        help="registered data sets (icl-interp layers --help lists them)",
     )
     parser.add_argument(
-        "--seeds", nargs="+", type=seed, action=Distinct, default=list(defaults.seeds)
+        "--seeds",
+        nargs="+",
+        type=seed,
+        action=Distinct,
+        default=list(defaults.seeds),
+        help="demonstration draws (each seed draws the demonstrations and the test queries)",
     )
     parser.add_argument(
         "--masks",
@@ -238,17 +248,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=defaults.max_len,
         help="prompt budget; demonstrations are dropped to fit",
     )
-    parser.add_argument("--batch-size", type=int, default=defaults.batch_size)
-    parser.add_argument("--heatmap-examples", type=int, default=defaults.heatmap_examples)
+    parser.add_argument(
+        "--batch-size", type=int, default=defaults.batch_size, help="prompts per forward pass"
+    )
+    parser.add_argument(
+        "--heatmap-examples",
+        type=int,
+        default=defaults.heatmap_examples,
+        help="test queries whose attention is kept for the heatmaps (0: none)",
+    )
     parser.add_argument(
         "--bootstrap",
         type=int,
         default=defaults.bootstrap,
         help="resamplings of the test examples for 95%% intervals (0: none)",
     )
-    parser.add_argument("--data-dir", default=None)
+    parser.add_argument(
+        "--data-dir", default=None, help="folder of local data sets (default: packaged / hub)"
+    )
     parser.add_argument("--source", default=defaults.source, help="auto, folder, package or hub")
-    parser.add_argument("--device", default=defaults.device)
+    parser.add_argument("--device", default=defaults.device, help="cpu, cuda, cuda:1, ...")
     parser.add_argument(
         "--workers",
         type=int,
@@ -256,8 +275,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="units computed at once by Ray workers, one CPU thread each; needs Ray "
         '(pip install -e ".[ray]"); default 1: in this process, no Ray',
     )
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
-    parser.add_argument("--no-figures", action="store_true")
+    parser.add_argument(
+        "--out", type=Path, default=DEFAULT_OUT, help="result folder (the same command resumes it)"
+    )
+    parser.add_argument("--no-figures", action="store_true", help="write tables only")
 
 
 def lr_value(text: str) -> float | str:

@@ -84,14 +84,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--k", type=int, default=None, help="demonstrations (default: data set's)")
     parser.add_argument("--n-test", type=int, default=defaults["n_test"], help="test examples")
-    parser.add_argument("--seed", type=seed, default=defaults["seed"])
+    parser.add_argument(
+        "--seed", type=seed, default=defaults["seed"], help="draws the demonstrations and queries"
+    )
     parser.add_argument(
         "--limit", type=int, default=None, help="use only the first N test examples"
     )
     parser.add_argument(
         "--max-len", type=int, default=defaults["max_len"], help="prompt token budget"
     )
-    parser.add_argument("--batch-size", type=int, default=defaults["batch_size"])
+    parser.add_argument(
+        "--batch-size", type=int, default=defaults["batch_size"], help="prompts per forward pass"
+    )
     parser.add_argument(
         "--threads",
         type=int,

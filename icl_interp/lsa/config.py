@@ -137,7 +137,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=defaults.form,
         help="layer panels from the closed-form recursion or the explicit K,Q,V,P LSA stack",
     )
-    parser.add_argument("--dtype", choices=sorted(DTYPE_NAMES), default=defaults.dtype)
+    parser.add_argument(
+        "--dtype",
+        choices=sorted(DTYPE_NAMES),
+        default=defaults.dtype,
+        help="floating-point type of the LSA computations",
+    )
     parser.add_argument(
         "--no-figures", action="store_true", help="write results.csv and config.json only"
     )
