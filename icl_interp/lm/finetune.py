@@ -50,7 +50,7 @@ from icl_interp.lm.arch import (
 )
 from icl_interp.progress import progress as progress_bar
 
-METHODS: tuple[str, ...] = ("gd", "lcgd")
+FINETUNINGS: tuple[str, ...] = ("gd", "lcgd")  # not the compared methods: conditions.METHODS
 PARAM_GROUPS: dict[str, tuple[str, ...]] = {
     "v": ("v",),
     "kv": ("k", "v"),
@@ -91,9 +91,9 @@ class FinetuneConfig:
             raise UserError(
                 f"unknown compute dtype {self.compute_dtype!r}; valid: {', '.join(COMPUTE_DTYPES)}"
             )
-        if self.method not in METHODS:
+        if self.method not in FINETUNINGS:
             raise UserError(
-                f"unknown finetuning method {self.method!r}; valid methods: {', '.join(METHODS)}"
+                f"unknown finetuning method {self.method!r}; valid methods: {', '.join(FINETUNINGS)}"
             )
         if self.params not in PARAM_GROUP_NAMES:
             raise UserError(
