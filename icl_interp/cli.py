@@ -60,6 +60,7 @@ SUBCOMMANDS: dict[str, Subcommand] = {
     "synthetic": Subcommand(
         "icl_interp.synthetic.experiment",
         "trained transformers on synthetic tasks: Table 1, Figure 3",
+        arguments="icl_interp.synthetic.options",
     ),
     "layers": Subcommand(
         "icl_interp.lm.layers",
@@ -74,10 +75,12 @@ SUBCOMMANDS: dict[str, Subcommand] = {
     "adapt": Subcommand(
         "icl_interp.lm.adapt",
         "continue training a model on ICL episodes under a prefix or causal mask",
+        arguments="icl_interp.lm.adapt_config",
     ),
     "adapt-table": Subcommand(
         "icl_interp.lm.adapt_table",
         "prefixLM vs causalLM adaptation: Table 2 analog and the layer-by-layer comparison",
+        arguments="icl_interp.lm.adapt_table_config",
     ),
 }
 

@@ -37,7 +37,7 @@ import argparse
 import json
 import math
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -45,13 +45,13 @@ import pandas as pd
 import torch
 
 from icl_interp.errors import UserError
-from icl_interp.lm.adapt import DEFAULT_MIXTURE, AdaptConfig, adapt, check_params, read_card
+from icl_interp.lm.adapt import adapt, check_params, read_card
+from icl_interp.lm.adapt_table_config import TableConfig, config_from_args
 from icl_interp.results import (
     done,
     folder_locked,
     lock_folder,
     release_locks,
-    to_jsonable,
     write_config,
     write_csv,
     write_text,
@@ -83,158 +83,6 @@ ROLE_LABELS = {"base": "base", "causal": "causal-adapted", "prefix": "prefix-ada
 RESUME_IGNORES = frozenset({"threads", "max_minutes", "part"})
 PART_GRACE_SECONDS = 120.0  # how long a waiting part tolerates seeing no other part running
 POLL_SECONDS = 20.0
-
-
-@dataclass(frozen=True)
-class TableConfig:
-    """Everything one ``adapt-table`` run does; ``PRESETS`` hold the named settings."""
-
-    preset: str = "cpu"
-    base: str = "gemma-3-270m"
-    mixture: tuple[str, ...] = DEFAULT_MIXTURE
-    heldout: tuple[str, ...] = ("trec", "sst5", "rte")
-    ks: tuple[int, ...] = (4, 8, 16)
-    seeds: tuple[int, ...] = (0, 1, 2)
-    n_test: int = 32
-    eval_max_len: int = 1024
-    batch_size: int = 8
-    # adaptation (icl_interp.lm.adapt.AdaptConfig)
-    train_k: int = 4
-    train_queries: int = 8
-    train_max_len: int = 512
-    steps: int = 100
-    lr: float = 3e-4  # scripts/adapt_lr_pilot.sh: the lower mean validation loss of 1e-4, 3e-4
-    warmup: int = 10
-    params: str = "lora"
-    lora_rank: int = 16
-    loss_on: str = "answer"
-    val_episodes: int = 16
-    eval_every: int = 50
-    # layer section (icl-interp compare on one held-out data set)
-    layer_dataset: str = "sst5"
-    layer_k: int = 4
-    layer_n_test: int = 16
-    layer_seeds: tuple[int, ...] = (0, 1, 2)
-    layer_methods: tuple[str, ...] = ("gd", "lcgd")
-    layer_lr: float | None = None
-    layer_base: bool = False
-    data_dir: str | None = None
-    source: str = "auto"
-    device: str = "cpu"
-    threads: int | None = None
-    max_minutes: float | None = None
-    part: tuple[int, int] = (0, 1)
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "part", tuple(self.part))
-        index, count = self.part
-        if not 0 <= index < count:
-            raise UserError(f"--part must be I/N with 0 <= I < N, got {index}/{count}")
-        for name in ("mixture", "heldout", "ks", "seeds", "layer_seeds", "layer_methods"):
-            object.__setattr__(self, name, tuple(getattr(self, name)))
-            if name != "layer_seeds" and not getattr(self, name):
-                raise UserError(f"--{name.replace('_', '-')} needs at least one value")
-        overlap = sorted(set(self.mixture) & set(self.heldout))
-        if overlap:
-            raise UserError(
-                f"held-out data set(s) {', '.join(overlap)} are also in the training mixture; "
-                "evaluation sets must never be trained on"
-            )
-        if len(set(self.heldout)) != len(self.heldout):
-            raise UserError(f"--heldout names a data set twice: {list(self.heldout)}")
-        if self.layer_seeds and self.layer_dataset not in self.heldout:
-            raise UserError(
-                f"--layer-dataset {self.layer_dataset!r} must be one of the held-out data sets "
-                f"({', '.join(self.heldout)})"
-            )
-        if not set(self.layer_seeds) <= set(self.seeds):
-            raise UserError(f"--layer-seeds {list(self.layer_seeds)} must be among --seeds")
-        for name in ("n_test", "eval_max_len", "batch_size", "layer_k", "layer_n_test"):
-            if getattr(self, name) < 1:
-                raise UserError(f"--{name.replace('_', '-')} must be >= 1")
-        if any(k < 1 for k in self.ks) or any(s < 0 for s in self.seeds):
-            raise UserError("--ks must be >= 1 and --seeds >= 0")
-        if self.threads is not None and self.threads < 1:
-            raise UserError(f"--threads must be >= 1, got {self.threads}")
-        if self.max_minutes is not None and not self.max_minutes > 0:
-            raise UserError(f"--max-minutes must be > 0, got {self.max_minutes}")
-        self.adapt_config("causal", self.seeds[0], Path("unused"))  # validates the training part
-
-    def to_dict(self) -> dict[str, Any]:
-        return to_jsonable(asdict(self))
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> TableConfig:
-        return cls(**values)
-
-    def adapt_config(self, objective: str, seed: int, out: Path) -> AdaptConfig:
-        return AdaptConfig(
-            base=self.base,
-            objective=objective,
-            mixture=self.mixture,
-            k=self.train_k,
-            queries=self.train_queries,
-            max_len=self.train_max_len,
-            steps=self.steps,
-            lr=self.lr,
-            warmup=self.warmup,
-            params=self.params,
-            lora_rank=self.lora_rank,
-            loss_on=self.loss_on,
-            seed=seed,
-            val_episodes=self.val_episodes,
-            eval_every=self.eval_every,
-            data_dir=self.data_dir,
-            source=self.source,
-            device=self.device,
-            out=str(out),
-        )
-
-
-PRESETS: dict[str, dict[str, Any]] = {
-    # the whole table and the layer section on 2 CPU cores (README: measured cost)
-    "cpu": {},
-    # more steps, data and test examples; for a GPU
-    "full": {
-        "heldout": ("trec", "sst5", "rte", "cb"),
-        "steps": 2000,
-        "train_k": 8,
-        "train_max_len": 1024,
-        "warmup": 100,
-        "val_episodes": 50,
-        "eval_every": 250,
-        "n_test": 200,
-        "eval_max_len": 2048,
-        "ks": (4, 8, 16, 32),
-        "seeds": (0, 1, 2, 3, 4),
-        "layer_k": 16,
-        "layer_n_test": 64,
-        "layer_seeds": (0, 1, 2, 3, 4),
-        "layer_base": True,
-        "device": "cuda",
-    },
-    # tests: tiny random model, seconds
-    "tiny": {
-        "base": "tiny-gemma3",
-        "mixture": ("sst2", "mr"),
-        "heldout": ("sst5", "trec"),
-        "ks": (2, 4),
-        "seeds": (0, 1),
-        "n_test": 6,
-        "eval_max_len": 256,
-        "train_k": 2,
-        "train_max_len": 128,
-        "steps": 4,
-        "lr": 1e-3,
-        "warmup": 1,
-        "val_episodes": 2,
-        "eval_every": 2,
-        "layer_k": 2,
-        "layer_n_test": 4,
-        "layer_seeds": (0,),
-        "layer_methods": ("gd",),
-    },
-}
 
 
 # --------------------------------------------------------------------------- evaluation
@@ -968,95 +816,6 @@ def write_report(config: TableConfig, out: Path, **timing: float) -> dict[str, A
     write_text(out / "report.md", report)
     print(report)
     return {"finished": True, "table": table, "paired": paired}
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--preset", default="cpu", help=f"one of {', '.join(PRESETS)}")
-    parser.add_argument(
-        "--out", type=Path, default=Path("runs/adapt_table"), help="result folder (resumable)"
-    )
-    parser.add_argument("--base", default=None, help="base model (default: the preset's)")
-    parser.add_argument("--mixture", nargs="+", default=None, help="adaptation data sets")
-    parser.add_argument("--heldout", nargs="+", default=None, help="evaluation data sets")
-    parser.add_argument("--ks", nargs="+", type=int, default=None, help="demonstrations at test")
-    parser.add_argument(
-        "--seeds",
-        nargs="+",
-        type=int,
-        default=None,
-        help="one adaptation (and its test draws) per seed",
-    )
-    parser.add_argument("--n-test", type=int, default=None, help="test queries per data set")
-    parser.add_argument("--steps", type=int, default=None, help="adaptation steps")
-    parser.add_argument("--lr", type=float, default=None, help="adaptation learning rate")
-    parser.add_argument("--params", default=None, help="blocks, attn or lora")
-    parser.add_argument("--train-k", type=int, default=None, help="demonstrations per episode")
-    parser.add_argument("--train-queries", type=int, default=None, help="queries per episode")
-    parser.add_argument("--loss-on", default=None, help="answer, or labels (causal only)")
-    parser.add_argument(
-        "--layer-dataset", default=None, help="data set of the per-layer comparison"
-    )
-    parser.add_argument(
-        "--layer-seeds", nargs="*", type=int, default=None, help="seeds of the per-layer comparison"
-    )
-    parser.add_argument("--data-dir", default=None, help="folder holding the data sets")
-    parser.add_argument("--device", default=None, help="cpu or cuda")
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    parser.add_argument(
-        "--max-minutes",
-        type=float,
-        default=None,
-        help="stop at a step boundary after this long; the same command resumes",
-    )
-    parser.add_argument(
-        "--part",
-        default=None,
-        help="I/N: this process does every N-th model and evaluation group from the I-th "
-        "(start N processes on one --out, one thread each; part 0 writes the report)",
-    )
-
-
-def config_from_args(args: argparse.Namespace) -> TableConfig:
-    from icl_interp.lm.data import get_dataset
-
-    if args.preset not in PRESETS:
-        raise UserError(f"unknown preset {args.preset!r}; valid presets: {', '.join(PRESETS)}")
-    values: dict[str, Any] = {"preset": args.preset, **PRESETS[args.preset]}
-    for name in (
-        "base",
-        "mixture",
-        "heldout",
-        "ks",
-        "seeds",
-        "n_test",
-        "steps",
-        "lr",
-        "params",
-        "train_k",
-        "train_queries",
-        "loss_on",
-        "layer_dataset",
-        "layer_seeds",
-        "data_dir",
-        "device",
-        "threads",
-        "max_minutes",
-    ):
-        value = getattr(args, name)
-        if value is not None:
-            values[name] = value
-    if args.part is not None:
-        try:
-            index, count = (int(v) for v in args.part.split("/"))
-        except ValueError:
-            raise UserError(f"--part must look like 0/2, got {args.part!r}") from None
-        values["part"] = (index, count)
-    for name in ("mixture", "heldout"):
-        if name in values:
-            values[name] = tuple(get_dataset(n).name for n in values[name])
-    if "layer_dataset" in values:
-        values["layer_dataset"] = get_dataset(values["layer_dataset"]).name
-    return TableConfig(**values)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -33,7 +33,7 @@ import pandas as pd
 import torch
 
 from icl_interp.errors import UserError
-from icl_interp.masks import MASKS, mask_names
+from icl_interp.masks import MASKS
 from icl_interp.results import (
     ResultFolder,
     done,
@@ -43,15 +43,9 @@ from icl_interp.results import (
     write_text,
 )
 from icl_interp.synthetic.model import ModelConfig
+from icl_interp.synthetic.options import SHARINGS, TASK_COLUMNS
 from icl_interp.synthetic.presets import PRESETS
-from icl_interp.synthetic.report import (
-    SHARINGS,
-    TASK_COLUMNS,
-    figure3,
-    paired_differences,
-    summarize,
-    table1_markdown,
-)
+from icl_interp.synthetic.report import figure3, paired_differences, summarize, table1_markdown
 from icl_interp.synthetic.tasks import TASKS
 from icl_interp.synthetic.train import TrainConfig, eval_data, evaluate, train
 from icl_interp.workers import process_pool
@@ -272,39 +266,6 @@ def write_reports(cfg: ExperimentConfig, out: Path) -> pd.DataFrame:
     write_text(out / "table1.md", table1_markdown(summary, differences))
     write_figure(out / "figure3", figure3(results))
     return results
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--preset", default="cpu", help=f"scale: {', '.join(PRESETS.names())}")
-    parser.add_argument(
-        "--tasks", nargs="+", default=list(TASK_COLUMNS), help=f"of {', '.join(TASKS.names())}"
-    )
-    parser.add_argument(
-        "--masks", nargs="+", default=["prefix", "causal"], help=", ".join(mask_names())
-    )
-    parser.add_argument(
-        "--sharing", nargs="+", default=list(SHARINGS), help="SL (shared layers), UL"
-    )
-    parser.add_argument("--epochs", type=int, help="override the preset's epochs")
-    parser.add_argument("--n-train", type=int, help="override the preset's training-pool size")
-    parser.add_argument("--n-layers", type=int, help="override the preset's depth")
-    seeds = parser.add_mutually_exclusive_group()
-    seeds.add_argument("--seeds", type=int, nargs="+", help="seeds to train (default: 0)")
-    seeds.add_argument("--seed", type=int, help="one seed (same as --seeds N)")
-    parser.add_argument("--device", default="cpu", help="cpu or cuda")
-    parser.add_argument(
-        "--cuda-graph", action="store_true", help="replay each training step as one CUDA graph"
-    )
-    parser.add_argument(
-        "--jobs", type=int, default=1, help="trainings at a time, in worker processes (CPU)"
-    )
-    parser.add_argument(
-        "--threads", type=int, help="torch threads per training (default: torch's choice)"
-    )
-    parser.add_argument(
-        "--max-minutes", type=float, help="stop (checkpointed) after this long; rerun resumes"
-    )
-    parser.add_argument("--out", type=Path, required=True, help="results folder")
 
 
 def run(args: argparse.Namespace) -> int:

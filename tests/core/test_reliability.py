@@ -82,8 +82,14 @@ def lsa_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.mark.parametrize(
     ("argv", "message"),
-    [(["lsa", "--bogus"], "unrecognized arguments: --bogus"), (["lsa", "--d", "0"], "d must be")],
-    ids=["mistyped-option", "bad-value"],
+    [
+        *(
+            ([command, "--bogus", "--out", "x"], "unrecognized arguments: --bogus")
+            for command in ("lsa", "synthetic", "layers", "compare", "adapt", "adapt-table")
+        ),
+        (["lsa", "--d", "0"], "d must be"),
+    ],
+    ids=["lsa", "synthetic", "layers", "compare", "adapt", "adapt-table", "bad-value"],
 )
 def test_mistakes_are_reported_before_torch_is_imported(argv: list[str], message: str) -> None:
     code = (

@@ -370,7 +370,8 @@ def test_a_parameter_group_the_architecture_lacks_is_refused_before_claiming(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from icl_interp.lm import adapt as adapt_module
-    from icl_interp.lm.adapt_table import PRESETS, TableConfig, run_table
+    from icl_interp.lm.adapt_table import run_table
+    from icl_interp.lm.adapt_table_config import PRESETS, TableConfig
 
     # an architecture whose adapter finds no q/k/v/o projections to put LoRA on
     monkeypatch.setattr(adapt_module, "projection_modules", lambda model: [])
@@ -386,7 +387,8 @@ def test_a_parameter_group_the_architecture_lacks_is_refused_before_claiming(
 
 
 def test_every_parameter_group_exists_on_every_tiny_architecture() -> None:
-    from icl_interp.lm.adapt import PARAM_CHOICES, check_params
+    from icl_interp.lm.adapt import check_params
+    from icl_interp.lm.adapt_config import PARAM_CHOICES
     from icl_interp.lm.models import TINY_ARCHS, tiny_random_model
 
     for arch in TINY_ARCHS:  # GPT-2 (blocks transformer.h.*, fused c_attn) included
@@ -401,10 +403,9 @@ def test_a_failure_after_claiming_leaves_the_folder_claimable_by_the_corrected_c
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, has_results: bool
 ) -> None:
     import icl_interp.lm.adapt_table as adapt_table
+    from icl_interp.lm.adapt_table_config import PRESETS, TableConfig
 
-    config = adapt_table.TableConfig(
-        **{**adapt_table.PRESETS["tiny"], "data_dir": str(SHARED_DATA)}
-    )
+    config = TableConfig(**{**PRESETS["tiny"], "data_dir": str(SHARED_DATA)})
     out = tmp_path / "table"
 
     def failing(adapt_config) -> None:
@@ -894,12 +895,11 @@ def _final(seeds: list[int]) -> pd.DataFrame:
 @pytest.mark.parametrize("seeds", [[0], [0, 1]])
 def test_one_seed_says_no_interval_instead_of_nan(seeds: list[int]) -> None:
     from icl_interp.lm.adapt_table import (
-        PRESETS,
-        TableConfig,
         paired_differences,
         table2,
         table2_markdown,
     )
+    from icl_interp.lm.adapt_table_config import PRESETS, TableConfig
 
     final = _final(seeds)
     paired = paired_differences(final)

@@ -26,12 +26,8 @@ from icl_interp.lm.adapt import (
     read_card,
     trainable_parameters,
 )
-from icl_interp.lm.adapt_table import (
-    PRESETS,
-    TableConfig,
-    paired_differences,
-    run_table,
-)
+from icl_interp.lm.adapt_table import paired_differences, run_table
+from icl_interp.lm.adapt_table_config import PRESETS, TableConfig
 from icl_interp.lm.models import TINY_ARCHS, load_model, tiny_random_model
 from tests.helpers import SHARED_DATA
 
