@@ -333,25 +333,33 @@ def command_line(argv: list[str]) -> str:
 
 def write_page(archive: Path, doc: Path) -> str:
     """Build the page from ``archive`` into ``doc`` (figures beside it); return its Markdown."""
-    from icl_interp.lm.plots import plot_layer_curves
-
     data = load_archive(archive)
     if data["metrics"].empty:
         raise UserError(f"no archived unit under {archive}; run a lane first")
     values = layer_reduced(data["metrics"])
     sensitivity = None if data["sensitivity"].empty else by_lr(data["sensitivity"])
-    n_val = {
-        (r["model"], r["data"]): r["settings"]["n_val"]
-        for r in data["records"]
-        if r["lr_source"].startswith("swept")
-    }
     models = [m for m in MODELS if m in set(values["model"])] + sorted(
         set(values["model"]) - set(MODELS)
     )
-    family_models = list(dict.fromkeys([*MODELS, *models]))
-    f1 = family_tests(values, FAMILY_1, family_models, MASKS)
-    f2 = family_tests(values, FAMILY_2, models, MASKS)
-    figures = doc.parent / "figures" / "icl_vs_gd"
+    links = _draw_figures(data, models, sensitivity, doc.parent / "figures" / "icl_vs_gd")
+    parts = [
+        *_answer_section(values, models, archive, doc),
+        *(line for mask in MASKS for line in _mask_section(values, mask)),
+        *_descriptive_section(data, values, sensitivity),
+        *_provenance_section(data, links),
+    ]
+    markdown = "\n".join(parts) + "\n"
+    write_text(doc, markdown)
+    return markdown
+
+
+def _draw_figures(
+    data: dict[str, Any], models: list[str], sensitivity: pd.DataFrame | None, figures: Path
+) -> list[str]:
+    """Per-model layer curves (stale ones removed) and the lr-sensitivity figure; the curves'
+    Markdown links."""
+    from icl_interp.lm.plots import plot_layer_curves
+
     figures.mkdir(parents=True, exist_ok=True)
     drawn = {f"layer_curves__{file_stem(model)}.png" for model in models}
     for stale in figures.glob("layer_curves__*.png"):  # a model no longer in the archive
@@ -367,17 +375,20 @@ def write_page(archive: Path, doc: Path) -> str:
         links.append(f"![{name}](figures/icl_vs_gd/{name}.png)")
     if sensitivity is not None:
         write_figure(figures / "lr_sensitivity", plot_sensitivity(sensitivity), ("png",))
-    times = pd.DataFrame(
-        [{"model": r["model"], "data": r["data"], "seconds": r["seconds"]["unit"],
-          "sweep": "lr sensitivity" in r["seconds"]} for r in data["records"]]
-    )  # fmt: skip
+    return links
+
+
+def _answer_section(values: pd.DataFrame, models: list[str], archive: Path, doc: Path) -> list[str]:
+    """Title, method, the answer per model, progress, and the two test families."""
+    f1 = family_tests(values, FAMILY_1, list(dict.fromkeys([*MODELS, *models])), MASKS)
+    f2 = family_tests(values, FAMILY_2, models, MASKS)
     progress = (
         values.groupby(["model", "data"])["seed"]
         .agg(lambda s: " ".join(str(v) for v in sorted(s.unique())))
         .rename("draws archived")
         .reset_index()
     )
-    parts = [
+    return [
         "# ICL vs GD: is the similarity about these demonstrations?",
         "",
         f"Built by `analyses/icl_gd_report.py --report-only` from the units archived under "
@@ -410,24 +421,33 @@ def write_page(archive: Path, doc: Path) -> str:
         "",
         markdown_table(family_table(f2)),
     ]
-    for mask in MASKS:
-        parts += [
-            "",
-            f"## Controls ladder per cell, SimAOU, ICL mask {mask}",
-            "",
-            "Mean over layers; mean [95% t-interval] over the cell's draws (the mean alone for "
-            "one draw). Floors: the same "
-            "finetuning on a disjoint draw B; ceiling: ICL on B; demo / label: the "
-            "demonstration- and label-specific forms; untrained and label-shuffled run on "
-            "draws 0-4 only (plan).",
-            "",
-            markdown_table(ladder_table(values, mask)),
-            "",
-            f"### Per cell: {PRIMARY.label}, ICL mask {mask} (unadjusted)",
-            "",
-            markdown_table(cell_contrast_table(values, PRIMARY, mask)),
-        ]
-    parts += [
+
+
+def _mask_section(values: pd.DataFrame, mask: str) -> list[str]:
+    """The controls ladder and the primary contrast per cell, under ICL mask ``mask``."""
+    return [
+        "",
+        f"## Controls ladder per cell, SimAOU, ICL mask {mask}",
+        "",
+        "Mean over layers; mean [95% t-interval] over the cell's draws (the mean alone for "
+        "one draw). Floors: the same "
+        "finetuning on a disjoint draw B; ceiling: ICL on B; demo / label: the "
+        "demonstration- and label-specific forms; untrained and label-shuffled run on "
+        "draws 0-4 only (plan).",
+        "",
+        markdown_table(ladder_table(values, mask)),
+        "",
+        f"### Per cell: {PRIMARY.label}, ICL mask {mask} (unadjusted)",
+        "",
+        markdown_table(cell_contrast_table(values, PRIMARY, mask)),
+    ]
+
+
+def _descriptive_section(
+    data: dict[str, Any], values: pd.DataFrame, sensitivity: pd.DataFrame | None
+) -> list[str]:
+    """Strata, accuracy, and (with a sweep archived) the lrs and their sensitivity."""
+    parts = [
         "",
         "## Stratified by whether ICL beats zero-shot (descriptive)",
         "",
@@ -437,20 +457,35 @@ def write_page(archive: Path, doc: Path) -> str:
         "",
         markdown_table(accuracy_table(values, data["sweeps"])),
     ]
-    if sensitivity is not None:  # archived with every sweep unit, beside its sweep
-        parts += [
-            "",
-            "## Learning rates (draw 0's sweep, validation data only)",
-            "",
-            markdown_table(lr_table(data["sweeps"], n_val)),
-            "",
-            "## Learning-rate sensitivity and matched update size (draw 0, descriptive)",
-            "",
-            "![lr_sensitivity](figures/icl_vs_gd/lr_sensitivity.png)",
-            "",
-            markdown_table(matched_table(data["sweeps"], sensitivity)),
-        ]
-    parts += [
+    if sensitivity is None:
+        return parts
+    n_val = {
+        (r["model"], r["data"]): r["settings"]["n_val"]
+        for r in data["records"]
+        if r["lr_source"].startswith("swept")
+    }
+    return [
+        *parts,
+        "",
+        "## Learning rates (draw 0's sweep, validation data only)",
+        "",
+        markdown_table(lr_table(data["sweeps"], n_val)),
+        "",
+        "## Learning-rate sensitivity and matched update size (draw 0, descriptive)",
+        "",
+        "![lr_sensitivity](figures/icl_vs_gd/lr_sensitivity.png)",
+        "",
+        markdown_table(matched_table(data["sweeps"], sensitivity)),
+    ]
+
+
+def _provenance_section(data: dict[str, Any], links: list[str]) -> list[str]:
+    """Per-layer curves, wall time and the recorded commands."""
+    times = pd.DataFrame(
+        [{"model": r["model"], "data": r["data"], "seconds": r["seconds"]["unit"],
+          "sweep": "lr sensitivity" in r["seconds"]} for r in data["records"]]
+    )  # fmt: skip
+    return [
         "",
         "## Per-layer curves",
         "",
@@ -470,6 +505,3 @@ def write_page(archive: Path, doc: Path) -> str:
         "",
         *dict.fromkeys(f"    python {command_line(r['argv'])}" for r in data["records"]),
     ]
-    markdown = "\n".join(parts) + "\n"
-    write_text(doc, markdown)
-    return markdown
