@@ -13,6 +13,7 @@ from icl_interp.errors import UserError
 from icl_interp.options import Distinct, seed
 
 DEFAULT_OUT = Path("runs/compare")
+MIN_BOOTSTRAP = 40  # replicates: one beyond each bound of a 95% percentile interval
 LR_POLICIES = ("chosen", "reference")
 
 
@@ -120,8 +121,12 @@ class CompareConfig:
             raise UserError(f"--max-len must be >= 2, got {self.max_len}")
         if self.batch_size < 1:
             raise UserError(f"--batch-size must be >= 1, got {self.batch_size}")
-        if self.bootstrap < 0:
-            raise UserError(f"--bootstrap must be >= 0, got {self.bootstrap}")
+        if self.bootstrap < 0 or 0 < self.bootstrap < MIN_BOOTSTRAP:
+            raise UserError(
+                f"--bootstrap must be 0 (no intervals) or at least {MIN_BOOTSTRAP} (the fewest "
+                "replicates with one beyond each bound of a 95% percentile interval), "
+                f"got {self.bootstrap}"
+            )
         if self.heatmap_examples < 0:
             raise UserError(f"--heatmap-examples must be >= 0, got {self.heatmap_examples}")
         if self.workers < 1:
@@ -261,7 +266,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--bootstrap",
         type=int,
         default=defaults.bootstrap,
-        help="resamplings of the test examples for 95%% intervals (0: none)",
+        help="resamplings of the test examples for 95%% intervals (0: none; else >= 40)",
     )
     parser.add_argument(
         "--data-dir", default=None, help="folder of local data sets (default: packaged / hub)"

@@ -892,6 +892,16 @@ def _final(seeds: list[int]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+@pytest.mark.parametrize("replicates", ["1", "39"])
+def test_too_few_bootstrap_replicates_for_an_interval_are_refused(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, replicates: str
+) -> None:
+    out = tmp_path / "c"
+    code, err = run_cli(capsys, "compare", "--bootstrap", replicates, "--out", str(out))
+    assert code == 2 and not out.exists()
+    assert_one_line(err, "--bootstrap must be 0 (no intervals) or at least 40")
+
+
 @pytest.mark.parametrize("seeds", [[0], [0, 1]])
 def test_one_seed_says_no_interval_instead_of_nan(seeds: list[int]) -> None:
     from icl_interp.lm.adapt_table import (

@@ -32,7 +32,7 @@ TINY = CompareConfig(
     batch_size=2,
     finetune_dtype="float32",
     source="package",
-    bootstrap=8,
+    bootstrap=40,
 )
 needs_shared_data = pytest.mark.skipif(
     not (SHARED_DATA / "cb").is_dir(), reason="needs ../shared/data (CB has no packaged source)"
@@ -267,7 +267,7 @@ def test_identical_runs_give_byte_identical_files_figures_included(tmp_path: Pat
     """Two seeds (so the figures draw seaborn's bootstrap bands): every file but the timings
     and config.json (which holds the command line) is the same byte for byte."""
     config = dataclasses.replace(
-        TINY, seeds=(0, 1), n_test=2, methods=("gd",), masks=("causal",), bootstrap=4
+        TINY, seeds=(0, 1), n_test=2, methods=("gd",), masks=("causal",), bootstrap=40
     )
     for name in ("a", "b"):
         run_compare(config, tmp_path / name)

@@ -15,7 +15,7 @@ from icl_interp.lm.compare import run_compare
 from tests.lm.test_compare import TINY
 
 GRID = dataclasses.replace(
-    TINY, seeds=(0, 1), n_test=2, methods=("gd",), masks=("causal",), bootstrap=4
+    TINY, seeds=(0, 1), n_test=2, methods=("gd",), masks=("causal",), bootstrap=40
 )
 
 
