@@ -82,6 +82,8 @@ LOG_NAME = "train_log.csv"
 COLLAPSE_STEPS = 3
 UNIFORM_TOLERANCE = 1e-3
 VANISHING_GRADIENT = 1e-8
+# or validation accuracy back at chance after having been this many guessing SEs above it
+ABOVE_CHANCE_SE = 3.0
 
 
 # --------------------------------------------------------------------------- episodes
@@ -353,6 +355,22 @@ def validation_metrics(
     return {"val_loss": sum(losses) / len(losses), "val_acc": sum(correct) / len(correct)}
 
 
+def validation_chance(episodes: Sequence[Episode]) -> tuple[float, float]:
+    """The validation accuracy of guessing uniformly among each query's label words, and its
+    binomial standard error over the validation queries."""
+    from icl_interp.lm.data import get_dataset
+
+    guesses = [
+        1 / len(get_dataset(episode.dataset).label_words)
+        for episode in episodes
+        for _ in range(len(episode.answer_positions))
+    ]
+    if not guesses:
+        return 0.0, 0.0
+    spread = math.sqrt(sum(p * (1 - p) for p in guesses)) / len(guesses)
+    return sum(guesses) / len(guesses), spread
+
+
 def learning_rate(config: AdaptConfig, step: int) -> float:
     """lr at 0-based ``step``: linear warm-up, then linear decay to 0 at ``config.steps``."""
     if step < config.warmup:
@@ -457,11 +475,15 @@ class Collapsed(UserError):
 class _Watch:
     """Stops a run that diverged or collapsed, with one line naming the step."""
 
-    def __init__(self, config: AdaptConfig, out: Path, vocabulary: int) -> None:
+    def __init__(
+        self, config: AdaptConfig, out: Path, vocabulary: int, chance: tuple[float, float] = (0, 0)
+    ) -> None:
         self.config, self.out = config, out
         self.uniform = math.log(vocabulary)
         self.streak: list[int] = []
         self.vanishing: list[int] = []
+        self.chance, self.chance_se = chance  # validation accuracy of guessing, its binomial SE
+        self.above: tuple[int, float] | None = None  # last validation clearly above chance
 
     def _stop(self, what: str, step: int) -> UserError:
         return Collapsed(
@@ -478,6 +500,18 @@ class _Watch:
             raise self._stop(
                 f"collapsed: loss frozen at ln(vocabulary) = {self.uniform:.4f} (a uniform "
                 f"output) since step {self.streak[0]}, stopped",
+                step,
+            )
+
+    def validation(self, step: int, accuracy: float) -> None:
+        """Stop when validation accuracy, once clearly above chance (by ``ABOVE_CHANCE_SE``
+        standard errors of guessing), falls back to chance or below."""
+        if accuracy >= self.chance + ABOVE_CHANCE_SE * self.chance_se:
+            self.above = (step, accuracy)
+        elif self.above is not None and accuracy <= self.chance:
+            raise self._stop(
+                f"collapsed: validation accuracy {accuracy:.3f} back at chance "
+                f"({self.chance:.3f}) after {self.above[1]:.3f} at step {self.above[0]}, stopped",
                 step,
             )
 
@@ -608,7 +642,10 @@ def _adapt(config: AdaptConfig) -> Path:
         disable=None if config.progress else True,
     )
     trainable = [p for _, p in named]
-    watch = _Watch(config, out, int(model.cfg.d_vocab))
+    watch = _Watch(config, out, int(model.cfg.d_vocab), validation_chance(val_episodes))
+    for logged in log:  # a resumed run's watch starts where the straight run's was
+        if "val_acc" in logged:
+            watch.validation(logged["step"], logged["val_acc"])
     for step in range(start_step, config.steps):
         if (
             config.max_minutes is not None
@@ -642,6 +679,7 @@ def _adapt(config: AdaptConfig) -> Path:
         }
         if val_episodes and ((step + 1) % config.eval_every == 0 or step + 1 == config.steps):
             row.update(validation_metrics(model, causal_lm, val_episodes, config.objective))
+            watch.validation(step + 1, row["val_acc"])
         log.append(row)
         progress.update(1)
         progress.set_postfix(loss=f"{float(loss.detach()):.3f}")

@@ -501,6 +501,45 @@ def test_adaptation_stops_on_collapse_naming_the_step_and_can_be_corrected(
     adapt_module._check_out(out, _adapt_config(out, lr=1e-4))  # the corrected command runs
 
 
+def test_validation_back_at_chance_after_being_above_it_stops_the_run() -> None:
+    from icl_interp.lm.adapt import AdaptConfig, Collapsed, _Watch
+
+    watch = _Watch(AdaptConfig(), Path("x"), 256, chance=(0.5, 0.05))
+    watch.validation(0, 0.55)  # within noise of chance: nothing to lose yet
+    watch.validation(10, 0.52)
+    watch.validation(20, 0.70)  # clearly above (3 SE = 0.15)
+    watch.validation(30, 0.60)
+    with pytest.raises(Collapsed) as error:
+        watch.validation(40, 0.49)
+    one_line(
+        error,
+        "collapsed: validation accuracy 0.490 back at chance (0.500)",
+        "0.700 at step 20",
+        "at step 40",
+    )
+
+
+@needs_data
+def test_an_adaptation_that_loses_its_validation_accuracy_stops(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import icl_interp.lm.adapt as adapt_module
+
+    accuracies = iter([1.0, 0.0, 0.0])  # step 0 (before training), then each validation
+    real = adapt_module.validation_metrics
+
+    def falling(*args, **kwargs):
+        return {**real(*args, **kwargs), "val_acc": next(accuracies)}
+
+    monkeypatch.setattr(adapt_module, "validation_metrics", falling)
+    out = tmp_path / "adapted"
+    with pytest.raises(UserError) as error:
+        # 8 episodes x 2 queries of SST-2: chance 0.5, 3 SE of guessing 0.375
+        adapt_module.adapt(_adapt_config(out, val_episodes=8, eval_every=2))
+    one_line(error, "collapsed: validation accuracy 0.000 back at chance", "at step 2")
+    assert not (out / "checkpoint.pt").exists()
+
+
 def test_an_ordinary_random_model_is_not_mistaken_for_a_collapse() -> None:
     from icl_interp.lm.adapt import AdaptConfig, _Watch
 
