@@ -116,8 +116,10 @@ def pooled(values: pd.DataFrame, model: str, mask: str, margin: float = MARGIN) 
 
 
 def _mixed_model(rows: pd.DataFrame) -> tuple[float, float, float] | None:
-    """Intercept and its 95% interval of value ~ 1 with a random intercept per data set."""
-    if rows["data"].nunique() < 2 or len(rows) < 4:
+    """Intercept and its 95% interval of value ~ 1 with a random intercept per data set; None
+    below two draws (with one draw per data set the data-set intercepts and the residual cannot
+    be told apart, and the fit's interval is an artefact)."""
+    if rows["data"].nunique() < 2 or rows["seed"].nunique() < 2 or len(rows) < 4:
         return None
     import statsmodels.formula.api as smf
 

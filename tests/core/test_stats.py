@@ -62,3 +62,23 @@ def test_one_replicate_has_no_interval_and_says_so() -> None:
     assert format_p(None) == "–" and format_p(0.0004) == "<0.001" and format_p(0.0123) == "0.012"
     with pytest.raises(ValueError, match="at least one finite value"):
         estimate([float("nan")])
+
+
+def test_the_mixed_model_check_needs_two_draws() -> None:
+    import pandas as pd
+
+    from icl_interp.lm.evidence import _mixed_model
+
+    one_draw = pd.DataFrame(
+        {"data": ["a", "b", "c", "d"], "seed": 0, "value": [0.1, 0.2, 0.1, 0.3]}
+    )
+    assert _mixed_model(one_draw) is None
+    two = pd.DataFrame(
+        {
+            "data": list("abcd") * 2,
+            "seed": [0] * 4 + [1] * 4,
+            "value": [0.1, 0.2, 0.1, 0.3, 0.2, 0.1, 0.2, 0.2],
+        }
+    )
+    fitted = _mixed_model(two)
+    assert fitted is not None and fitted[1] <= fitted[0] <= fitted[2]
