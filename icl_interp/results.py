@@ -31,7 +31,7 @@ import platform
 import random
 import sys
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -499,3 +499,25 @@ def write_config(
 def done(path: str | Path) -> bool:
     """True when a unit's output file exists (written atomically, so it is complete)."""
     return Path(path).exists()
+
+
+def read_run(folder: str | Path, command: str, needs: Sequence[str] = ()) -> dict[str, Any]:
+    """The ``config.json`` record of a ``command`` run in ``folder`` (for notebooks and
+    scripts that read results), after checking, with a one-line ``UserError`` each, that the
+    folder exists, was written by ``command``, and holds the files ``needs`` names."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise UserError(f"{folder}: no such results folder; run icl-interp {command} first")
+    try:
+        recorded = json.loads((folder / "config.json").read_text())
+    except (OSError, ValueError):
+        raise UserError(f"{folder} is not a results folder (no readable config.json)") from None
+    if recorded.get("command") != command:
+        raise UserError(
+            f"{folder} holds an icl-interp {recorded.get('command') or 'unknown'} run, "
+            f"not a {command} run"
+        )
+    missing = [name for name in needs if not (folder / name).exists()]
+    if missing:
+        raise UserError(f"{folder} has no {', '.join(missing)} (unfinished, or made without it)")
+    return recorded

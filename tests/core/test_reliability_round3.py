@@ -1383,3 +1383,24 @@ def test_a_grid_in_which_every_lr_diverged_leaves_the_folder_to_the_corrected_gr
     with pytest.raises(UserError, match="other settings"):
         result_folder(out, CompareConfig(lr_grid=(1e-4, 1e-3), k=3)).check()
     release_locks(out)
+
+
+def test_a_notebook_given_a_wrong_results_folder_says_so_in_one_line(tmp_path: Path) -> None:
+    from icl_interp.results import read_run, write_config
+
+    with pytest.raises(UserError) as error:
+        read_run(tmp_path / "nothing", "compare")
+    one_line(error, "no such results folder", "run icl-interp compare first")
+    (tmp_path / "plain").mkdir()
+    with pytest.raises(UserError) as error:
+        read_run(tmp_path / "plain", "compare")
+    one_line(error, "is not a results folder (no readable config.json)")
+    write_config(tmp_path / "lsa", {"seed": 0}, command="lsa")
+    with pytest.raises(UserError) as error:
+        read_run(tmp_path / "lsa", "compare")
+    one_line(error, "holds an icl-interp lsa run, not a compare run")
+    write_config(tmp_path / "cmp", {"seed": 0}, command="compare")
+    with pytest.raises(UserError) as error:
+        read_run(tmp_path / "cmp", "compare", ("prompt_attention.csv",))
+    one_line(error, "has no prompt_attention.csv")
+    assert read_run(tmp_path / "cmp", "compare")["config"] == {"seed": 0}
