@@ -193,6 +193,29 @@ def projection_modules(model: Any) -> list[nn.Module]:
     ]
 
 
+def attention_logits(
+    model: Any,
+    q_last: Float[Tensor, "batch layer head d_head"],
+    keys: Float[Tensor, "batch layer key kv_head d_head"],
+) -> Float[Tensor, "batch layer head key"]:
+    """Per layer and head, the query's scaled q.k with every key (plus the model's logit
+    soft-capping, if any), before any mask; grouped kv heads are repeated to the q heads.
+    Shared by capture and the attention analyses."""
+    n_heads, n_kv_heads = q_last.shape[2], keys.shape[3]
+    keys = keys.repeat_interleave(n_heads // n_kv_heads, dim=3)
+    scores = torch.einsum("blhd,blkhd->blhk", q_last, keys)
+    architecture = adapter(model)
+    scaling = torch.tensor(
+        [architecture.scaling(model, layer) for layer in range(len(model.blocks))],
+        dtype=scores.dtype,
+    )
+    scores = scores * scaling.to(scores.device)[None, :, None, None]
+    softcap = architecture.attn_softcap(model)
+    if softcap is not None:
+        scores = torch.tanh(scores / softcap) * softcap
+    return scores
+
+
 def logit_lens(
     model: Any,
     resid: Float[Tensor, "*batch d_model"],

@@ -35,8 +35,8 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from icl_interp.lm.arch import adapter
-from icl_interp.lm.capture import _query_logits, run_with_mask
+from icl_interp.lm.arch import adapter, attention_logits
+from icl_interp.lm.capture import run_with_mask
 from icl_interp.lm.conditions import Condition
 from icl_interp.masks import build_mask
 
@@ -176,7 +176,7 @@ def last_row_attention(
             model, input_ids, mask=mask, n_prefix=layout.n_prefix, fwd_hooks=recorder.hooks
         )
     probs = recorder.stacked("prob")[0]
-    logits = _query_logits(model, recorder.stacked("q"), recorder.stacked("k"))[0]
+    logits = attention_logits(model, recorder.stacked("q"), recorder.stacked("k"))[0]
     return probs.cpu(), logits.float().cpu()
 
 

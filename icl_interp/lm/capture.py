@@ -24,7 +24,7 @@ from jaxtyping import Float, Int
 from torch import Tensor
 
 from icl_interp.errors import UserError
-from icl_interp.lm.arch import adapter, logit_lens
+from icl_interp.lm.arch import adapter, attention_logits, logit_lens
 from icl_interp.lm.conditions import Condition
 from icl_interp.lm.record import Capture
 from icl_interp.masks import MASKS, additive_mask, build_mask
@@ -143,27 +143,6 @@ class _LastPositionRecorder:
         if missing:
             raise RuntimeError(f"hooks for {name!r} did not fire at layers {missing}")
         return torch.stack(self.values[name], dim=1)  # type: ignore[arg-type]
-
-
-def _query_logits(
-    model: Any,
-    q_last: Float[Tensor, "batch layer head d_head"],
-    keys: Float[Tensor, "batch layer key kv_head d_head"],
-) -> Float[Tensor, "batch layer head key"]:
-    """Scaled q.k (plus the model's logit soft-capping, if any), before any mask."""
-    n_heads, n_kv_heads = q_last.shape[2], keys.shape[3]
-    keys = keys.repeat_interleave(n_heads // n_kv_heads, dim=3)
-    scores = torch.einsum("blhd,blkhd->blhk", q_last, keys)
-    architecture = adapter(model)
-    scaling = torch.tensor(
-        [architecture.scaling(model, layer) for layer in range(len(model.blocks))],
-        dtype=scores.dtype,
-    )
-    scores = scores * scaling.to(scores.device)[None, :, None, None]
-    softcap = architecture.attn_softcap(model)
-    if softcap is not None:
-        scores = torch.tanh(scores / softcap) * softcap
-    return scores
 
 
 def _prefix_cache(
@@ -312,7 +291,7 @@ def capture(
                 use_cache=cache is not None,
             )
             resid = recorder.stacked("resid")
-            logits = _query_logits(model, recorder.stacked("q"), recorder.stacked("k")).float()
+            logits = attention_logits(model, recorder.stacked("q"), recorder.stacked("k")).float()
             lens = logit_lens(model, resid, label_token_ids).cpu()
             resid, attn_out = resid.float().cpu(), recorder.stacked("attn_out").float().cpu()
             logits = logits.cpu()
