@@ -6,9 +6,11 @@
 
 For each model x data set x draw (seed): the draw's demonstrations and queries
 (``make_prompts``), P seeded orders of those demonstrations, and P - 1 further demonstration
-sets of the same size from the rest of the train split (the scale). Writes ``units/`` (one CSV
-per model x data x seed x mask, reused on a rerun) and ``order_sensitivity.csv`` (one row per
-model x data x seed x mask x layer x statistic). Definition: ``icl_interp.order``.
+sets of the same size from the rest of the train split (the scale). ICL runs under each of
+``--masks``; ``--methods gd lcgd`` (with ``--lr``) adds the finetunings, each order one
+finetuning order, read out zero-shot. Writes ``units/`` (one CSV per model x data x seed x
+mask or finetuning, reused on a rerun) and ``order_sensitivity.csv`` (one row per model x data
+x seed x method x mask x layer x statistic). Definition: ``icl_interp.order``.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from icl_interp.cli import OneLineParser, script_exit_code
 from icl_interp.errors import UserError
 from icl_interp.lm.data import load_examples, make_prompts, sample_demonstrations
 from icl_interp.lm.models import load_model
-from icl_interp.lm.order import lm_order_sensitivity
+from icl_interp.lm.order import finetune_order_sensitivity, lm_order_sensitivity
 from icl_interp.masks import MASKS, mask_names
 from icl_interp.results import ResultFolder, done, read_csv, write_csv
 
@@ -37,6 +39,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--datasets", nargs="+", default=["sst2", "mr", "agnews"])
     parser.add_argument("--masks", nargs="+", default=mask_names())
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
+    parser.add_argument(
+        "--methods", nargs="+", default=["icl"], help="icl (under each mask), gd, lcgd"
+    )
+    parser.add_argument("--lr", type=float, default=1e-4, help="learning rate of gd / lcgd")
     parser.add_argument("--n-orders", type=int, default=8, help="P orders (and P sets)")
     parser.add_argument("--k", type=int, default=None, help="demonstrations (default: data set's)")
     parser.add_argument("--n-test", type=int, default=50)
@@ -54,6 +60,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         parser.error(str(err))
     if args.n_orders < 2 or args.n_test < 1:
         parser.error("--n-orders must be >= 2 and --n-test >= 1")
+    unknown = sorted(set(args.methods) - {"icl", "gd", "lcgd"})
+    if unknown or not args.lr > 0:
+        parser.error(f"--methods are icl, gd, lcgd (got {unknown}) and --lr must be > 0")
     return args
 
 
@@ -70,14 +79,20 @@ def run_unit(args: argparse.Namespace, model: object, name: str, data: str, seed
         sample_demonstrations(pool, prompts.k_used, seed=seed * 1_000 + j)
         for j in range(1, args.n_orders)
     ]
-    for mask in args.masks:
-        path = unit_path(args.out, name, data, seed, mask)
+    for kind in unit_kinds(args):
+        path = unit_path(args.out, name, data, seed, kind)
         if done(path):
             continue
-        rows = lm_order_sensitivity(
-            model, tokenizer, spec, prompts, others, mask=mask, n_orders=args.n_orders,
-            order_seed=seed, batch_size=args.batch_size,
-        )  # fmt: skip
+        common = dict(n_orders=args.n_orders, order_seed=seed, batch_size=args.batch_size)
+        if kind in ("gd", "lcgd"):
+            rows = finetune_order_sensitivity(
+                model, tokenizer, spec, prompts, others, method=kind, lr=args.lr, seed=seed,
+                **common,
+            )  # fmt: skip
+        else:
+            rows = lm_order_sensitivity(
+                model, tokenizer, spec, prompts, others, mask=kind, **common
+            )
         frame = pd.DataFrame(rows)
         for position, (column, value) in enumerate(
             [("model", name), ("data", data), ("seed", seed)]
@@ -87,9 +102,15 @@ def run_unit(args: argparse.Namespace, model: object, name: str, data: str, seed
         write_csv(path, frame)
 
 
-def unit_path(out: Path, model: str, data: str, seed: int, mask: str) -> Path:
+def unit_kinds(args: argparse.Namespace) -> list[str]:
+    """One unit per ICL mask (with ``icl`` in ``--methods``) and per finetuning."""
+    return [*(args.masks if "icl" in args.methods else []),
+            *(m for m in args.methods if m != "icl")]  # fmt: skip
+
+
+def unit_path(out: Path, model: str, data: str, seed: int, kind: str) -> Path:
     safe = re.sub(r"[^A-Za-z0-9._-]", "_", model)
-    return out / "units" / f"{safe}_{data}_seed{seed}_{mask}.csv"
+    return out / "units" / f"{safe}_{data}_seed{seed}_{kind}.csv"
 
 
 def main(args: argparse.Namespace) -> pd.DataFrame:
@@ -102,14 +123,14 @@ def main(args: argparse.Namespace) -> pd.DataFrame:
         for data in args.datasets:
             for seed in args.seeds:
                 run_unit(args, model, name, data, seed)
-    paths = [unit_path(args.out, n, d, s, m) for n in args.models for d in args.datasets
-             for s in args.seeds for m in args.masks]  # fmt: skip
+    paths = [unit_path(args.out, n, d, s, kind) for n in args.models for d in args.datasets
+             for s in args.seeds for kind in unit_kinds(args)]  # fmt: skip
     table = pd.concat([read_csv(path) for path in paths], ignore_index=True)
     write_csv(args.out / "order_sensitivity.csv", table)
     wide = table.pivot_table(
-        index=["model", "data", "mask", "layer"], columns="statistic", values="value"
+        index=["model", "data", "method", "mask", "layer"], columns="statistic", values="value"
     )
-    print(wide.groupby(["model", "data", "mask"]).mean().to_string())
+    print(wide.groupby(["model", "data", "method", "mask"]).mean().to_string())
     return table
 
 

@@ -20,3 +20,18 @@ def test_lm_order_sensitivity_driver_on_a_tiny_model(tmp_path: Path) -> None:
         "across_sets",
     }
     assert lm_order_sensitivity._main(["--n-orders", "1", "--out", str(tmp_path)]) == 2
+    assert lm_order_sensitivity._main(["--methods", "sgd", "--out", str(tmp_path / "x")]) == 2
+
+
+def test_finetuning_orders_through_the_driver(tmp_path: Path) -> None:
+    argv = ["--models", "tiny-llama", "--datasets", "mr", "--source", "package", "--k", "3",
+            "--n-test", "3", "--seeds", "0", "--n-orders", "3", "--methods", "icl", "gd",
+            "lcgd", "--lr", "0.1", "--masks", "causal", "--out", str(tmp_path)]  # fmt: skip
+    assert lm_order_sensitivity._main(argv) == 0
+    table = pd.read_csv(tmp_path / "order_sensitivity.csv")
+    assert set(zip(table["method"], table["mask"], strict=True)) == {
+        ("icl", "causal"),
+        ("gd", "causal"),
+        ("lcgd", "causal"),
+    }
+    assert len(table) == 3 * 3 * 2, "(ICL causal, GD, LCGD) x layers x statistics"

@@ -10,7 +10,11 @@ import torch
 
 from icl_interp.lm.data import Example, build_prompts, get_dataset
 from icl_interp.lm.models import tiny_random_model
-from icl_interp.lm.order import lm_order_sensitivity, true_label_probability
+from icl_interp.lm.order import (
+    finetune_order_sensitivity,
+    lm_order_sensitivity,
+    true_label_probability,
+)
 from icl_interp.lm.record import Capture
 from tests.helpers import assert_close
 
@@ -50,3 +54,29 @@ def test_lm_order_sensitivity_rows_and_known_answers(mask: str) -> None:
         model, model.tokenizer, spec, single, [examples[1:2]], mask=mask, n_orders=3
     )
     assert all(r["value"] == 0.0 for r in rows if r["statistic"] == "across_orders")
+
+
+@pytest.mark.parametrize("method", ["gd", "lcgd"])
+def test_finetuning_order_sensitivity_rows_and_known_answers(method: str) -> None:
+    """SGD with batch 1 depends on the order of its steps (spread > 0); one demonstration has
+    one order, and identical finetunings give identical readouts (spread exactly 0)."""
+    model = tiny_random_model("qwen2")
+    spec = get_dataset("mr")
+    examples = [Example({"text": t}, i % 2) for i, t in enumerate(TEXTS)]
+    queries = examples[6:]
+    prompts = build_prompts(model.tokenizer, spec, examples[:4], queries, max_len=None)
+    rows = finetune_order_sensitivity(
+        model, model.tokenizer, spec, prompts, [examples[2:6]], method=method, lr=0.5,
+        n_orders=3,
+    )  # fmt: skip
+    assert len(rows) == 2 * model.cfg.n_layers
+    assert {(r["method"], r["mask"]) for r in rows} == {(method, "causal")}
+    orders = [r["value"] for r in rows if r["statistic"] == "across_orders"]
+    assert max(orders) > 1e-9
+    single = build_prompts(model.tokenizer, spec, examples[:1], queries, max_len=None)
+    rows = finetune_order_sensitivity(
+        model, model.tokenizer, spec, single, [examples[1:2]], method=method, lr=0.5,
+        n_orders=3,
+    )  # fmt: skip
+    assert all(r["value"] == 0.0 for r in rows if r["statistic"] == "across_orders")
+    assert any(r["value"] > 0.0 for r in rows if r["statistic"] == "across_sets")
