@@ -14,7 +14,7 @@ order-invariant by construction (unlike the LSA and the synthetic models).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -34,19 +34,43 @@ def true_label_probability(result: Capture) -> Float[torch.Tensor, "example laye
     return probabilities.gather(-1, index)[..., 0]
 
 
-def _readouts(
-    model: Any, tokenizer: Any, spec: Any, demo_sets: Sequence[Sequence[Example]],
-    prompts: PromptSet, mask: str, batch_size: int,
-) -> Float[torch.Tensor, "draw layer example"]:  # fmt: skip
-    readouts = []
-    for demonstrations in demo_sets:
-        built = build_prompts(tokenizer, spec, demonstrations, prompts.queries, max_len=None)
-        result = capture(
-            model, built.prefix_ids, built.query_ids, built.labels, built.label_token_ids,
-            mask=mask, batch_size=batch_size, desc=f"order {mask}",
-        )  # fmt: skip
-        readouts.append(true_label_probability(result).T)
-    return torch.stack(readouts)
+def _sensitivity_rows(
+    tokenizer: Any,
+    spec: Any,
+    prompts: PromptSet,
+    other_sets: Sequence[Sequence[Example]],
+    n_orders: int,
+    order_seed: int,
+    read: Callable[[PromptSet], Capture],
+    tags: dict[str, Any],
+) -> list[dict[str, Any]]:
+    """Per statistic (P orders of ``prompts``' demonstrations; the sets) and layer, the spread
+    of the true-label probability that ``read`` captures from each draw's prompts (same
+    queries); rows start with ``tags``."""
+    if not other_sets:
+        raise ValueError("the across-sets scale needs at least one other demonstration set")
+    base = list(prompts.demonstrations)
+    orders = seeded_permutations(len(base), n_orders, order_seed)
+    draws: dict[str, list[Sequence[Example]]] = {
+        "across_orders": [[base[i] for i in order.tolist()] for order in orders],
+        "across_sets": [base, *other_sets],
+    }
+    rows = []
+    for statistic, demo_sets in draws.items():
+        readouts = torch.stack(
+            [
+                true_label_probability(
+                    read(build_prompts(tokenizer, spec, demos, prompts.queries, max_len=None))
+                ).T
+                for demos in demo_sets
+            ]
+        )
+        rows += [
+            {**tags, "layer": layer, "statistic": statistic, "value": value,
+             "n_draws": len(demo_sets), "n": prompts.n_examples}
+            for layer, value in enumerate(order_sensitivity(readouts).tolist())
+        ]  # fmt: skip
+    return rows
 
 
 def lm_order_sensitivity(
@@ -64,30 +88,17 @@ def lm_order_sensitivity(
     """Tidy rows (method "icl", mask, layer, statistic, value, n_draws, n): per layer, the
     order sensitivity of ``prompts``' demonstrations and its scale over ``prompts`` +
     ``other_sets``."""
-    draws = _draws(prompts, other_sets, n_orders, order_seed)
-    rows = []
-    for statistic, demo_sets in draws.items():
-        readouts = _readouts(model, tokenizer, spec, demo_sets, prompts, mask, batch_size)
-        rows += [
-            {"method": "icl", "mask": mask, "layer": layer, "statistic": statistic,
-             "value": value, "n_draws": len(demo_sets), "n": prompts.n_examples}
-            for layer, value in enumerate(order_sensitivity(readouts).tolist())
-        ]  # fmt: skip
-    return rows
 
+    def read(built: PromptSet) -> Capture:
+        return capture(
+            model, built.prefix_ids, built.query_ids, built.labels, built.label_token_ids,
+            mask=mask, batch_size=batch_size, desc=f"order {mask}",
+        )  # fmt: skip
 
-def _draws(
-    prompts: PromptSet, other_sets: Sequence[Sequence[Example]], n_orders: int, order_seed: int
-) -> dict[str, list[Sequence[Example]]]:
-    """The demonstration lists of each statistic: P orders of ``prompts``' own, and the sets."""
-    if not other_sets:
-        raise ValueError("the across-sets scale needs at least one other demonstration set")
-    base = list(prompts.demonstrations)
-    orders = seeded_permutations(len(base), n_orders, order_seed)
-    return {
-        "across_orders": [[base[i] for i in order.tolist()] for order in orders],
-        "across_sets": [base, *other_sets],
-    }
+    return _sensitivity_rows(
+        tokenizer, spec, prompts, other_sets, n_orders, order_seed, read,
+        {"method": "icl", "mask": mask},
+    )  # fmt: skip
 
 
 def finetune_order_sensitivity(
@@ -111,19 +122,13 @@ def finetune_order_sensitivity(
     the zero-shot readout run under the causal mask)."""
     from icl_interp.lm.finetune import finetune
 
-    rows = []
-    for statistic, demo_sets in _draws(prompts, other_sets, n_orders, order_seed).items():
-        readouts = []
-        for demonstrations in demo_sets:
-            built = build_prompts(tokenizer, spec, demonstrations, prompts.queries, max_len=None)
-            tuned = finetune(model, built.demo_ids, method=method, lr=lr, params=params, seed=seed)
-            result = capture_condition(
-                tuned, built, ZERO_SHOT, batch_size=batch_size, desc=f"order {method}"
-            )
-            readouts.append(true_label_probability(result).T)
-        rows += [
-            {"method": method, "mask": "causal", "layer": layer, "statistic": statistic,
-             "value": value, "n_draws": len(demo_sets), "n": prompts.n_examples}
-            for layer, value in enumerate(order_sensitivity(torch.stack(readouts)).tolist())
-        ]  # fmt: skip
-    return rows
+    def read(built: PromptSet) -> Capture:
+        tuned = finetune(model, built.demo_ids, method=method, lr=lr, params=params, seed=seed)
+        return capture_condition(
+            tuned, built, ZERO_SHOT, batch_size=batch_size, desc=f"order {method}"
+        )
+
+    return _sensitivity_rows(
+        tokenizer, spec, prompts, other_sets, n_orders, order_seed, read,
+        {"method": method, "mask": "causal"},
+    )  # fmt: skip
