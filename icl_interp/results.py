@@ -360,6 +360,22 @@ def _short(value: Any) -> str:
     return text if len(text) <= 40 else text[:37] + "..."
 
 
+def read_config(config_file: Path) -> dict[str, Any] | None:
+    """A result folder's ``config.json`` (None if absent); a corrupt one is a ``UserError``."""
+    if not config_file.exists():
+        return None
+    try:
+        recorded = json.loads(config_file.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise UserError(
+            f"{config_file} is unreadable or corrupt ({type(err).__name__}); "
+            "move the folder aside or pass a new --out"
+        ) from None
+    if not isinstance(recorded, dict):
+        raise UserError(f"{config_file} is not a result folder's config; pass a new --out")
+    return recorded
+
+
 @dataclasses.dataclass
 class ResultFolder:
     """A result folder owned by one command, its result-changing settings and its inputs.
@@ -399,19 +415,8 @@ class ResultFolder:
         return self.path / "config.json"
 
     def recorded(self) -> dict[str, Any] | None:
-        """The folder's ``config.json`` (None if absent); a corrupt one is a ``UserError``."""
-        if not self.config_file.exists():
-            return None
-        try:
-            recorded = json.loads(self.config_file.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-            raise UserError(
-                f"{self.config_file} is unreadable or corrupt ({type(err).__name__}); "
-                "move the folder aside or pass a new --out"
-            ) from None
-        if not isinstance(recorded, dict):
-            raise UserError(f"{self.config_file} is not a result folder's config; pass a new --out")
-        return recorded
+        """The folder's ``config.json`` (``read_config``)."""
+        return read_config(self.config_file)
 
     def check(self) -> None:
         """Refuse (``UserError``, one line) a folder that is not this run's to write or resume."""
@@ -508,10 +513,9 @@ def read_run(folder: str | Path, command: str, needs: Sequence[str] = ()) -> dic
     folder = Path(folder)
     if not folder.is_dir():
         raise UserError(f"{folder}: no such results folder; run icl-interp {command} first")
-    try:
-        recorded = json.loads((folder / "config.json").read_text())
-    except (OSError, ValueError):
-        raise UserError(f"{folder} is not a results folder (no readable config.json)") from None
+    recorded = read_config(folder / "config.json")
+    if recorded is None:
+        raise UserError(f"{folder} is not a results folder (no readable config.json)")
     if recorded.get("command") != command:
         raise UserError(
             f"{folder} holds an icl-interp {recorded.get('command') or 'unknown'} run, "
