@@ -1,10 +1,11 @@
 """ICL vs GD as evidence, over models x data sets x demonstration draws: the runs and the page.
 
 The analysis plan (``docs/analysis_plan.md``) fixes what is estimated and tested before any
-unit is computed. Each call computes (or resumes), for one model, the units (data set x
-demonstration draw) of the plan one at a time, draw-major (every data set's draw 0, then
-every data set's draw 1, ...), as single-seed ``icl-interp compare`` runs under
-``<out>/<model>/<data>/``:
+unit is computed. Each call computes (or resumes) the units (model x data set x
+demonstration draw) of the plan through the run kernel (``icl_interp.runs``: ``--workers N``
+at a time, in local processes, Ray actors or a submitit job array), each a single-seed
+``icl-interp compare`` run under ``<out>/<model>/<data>/``, in two waves: every cell's first
+draw, then the other draws:
 
 - the first draw of a data set is its *sweep* unit: every finetuning's lr chosen by the rule on
   validation data from the train split (``--lr-grid``, ``--n-val 128``, edges extended), the
@@ -18,17 +19,16 @@ Every finished unit is archived at once under ``<archive>/<model>/<data>/`` (def
 its record (lrs, prompts' provenance, losses, wall times, the command), and for the sweep unit
 the sweep and the sensitivity table. A unit already in the archive is never recomputed, so
 compute accumulates across runs, checkouts and machines; ``--report-only`` rebuilds the page
-(default ``docs/icl_vs_gd.md``) from the archive alone. Lanes for different models may run at
-the same time (one torch thread each):
+(default ``docs/icl_vs_gd.md``) from the archive alone:
 
-    OMP_NUM_THREADS=1 .venv/bin/python analyses/icl_gd_report.py --model smollm2-135m --data-dir ../shared/data
-    OMP_NUM_THREADS=1 .venv/bin/python analyses/icl_gd_report.py --model gemma-3-270m --data-dir ../shared/data
+    .venv/bin/python analyses/icl_gd_report.py --models smollm2-135m gemma-3-270m --workers 2 --data-dir ../shared/data
     .venv/bin/python analyses/icl_gd_report.py --report-only
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import shutil
 from collections.abc import Sequence
@@ -38,6 +38,7 @@ import pandas as pd
 
 from icl_interp.cli import OneLineParser, main, script_exit_code
 from icl_interp.errors import UserError
+from icl_interp.options import add_backend_arguments
 from icl_interp.results import file_stem, write_csv, write_text
 
 DATASETS = ["sst2", "sst5", "mr", "subj", "agnews", "cb"]
@@ -48,13 +49,16 @@ FULL_DRAWS = 5
 LR_GRID = ["1e-5", "1e-4", "1e-3"]
 CORE_METHODS = ["gd", "lcgd", "mismatched", "mismatched_lcgd", "icl_vs_icl"]
 FULL_METHODS = [*CORE_METHODS, "untrained", "shuffled_gd", "shuffled_lcgd", "icl_shuffled"]
+Unit = tuple[str, str, str]  # model, data set, draw
 UNIT_OPTIONS = ["--n-test", "32", "--bootstrap", "0", "--heatmap-examples", "0", "--no-figures"]
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = OneLineParser(prog="icl_gd_report.py", description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="gemma-3-270m", help="the model this lane runs")
-    parser.add_argument("--datasets", nargs="+", default=DATASETS, help="data sets of the lane")
+    parser.add_argument(
+        "--models", nargs="+", default=["gemma-3-270m"], help="the models of the grid"
+    )
+    parser.add_argument("--datasets", nargs="+", default=DATASETS, help="data sets of the grid")
     parser.add_argument(
         "--seeds", nargs="+", default=DRAWS, help="demonstration draws (the first sweeps)"
     )
@@ -70,6 +74,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--archive", type=Path, default=Path("docs/icl_vs_gd/units"))
     parser.add_argument("--doc", type=Path, default=Path("docs/icl_vs_gd.md"))
     parser.add_argument("--report-only", action="store_true", help="rebuild the page only")
+    add_backend_arguments(parser, "units")
     parser.add_argument("extra", nargs="*", help="further compare options (after --)")
     args = parser.parse_args(argv)
     if len(set(args.seeds)) != len(args.seeds):
@@ -97,14 +102,15 @@ def unit_files(archive: Path, model: str, data: str, seed: str) -> dict[str, Pat
     }
 
 
-def _compare(args: argparse.Namespace, data: str, seed: str, options: list[str], out: Path) -> None:
-    argv = ["compare", "--models", args.model, "--datasets", data, "--seeds", seed,
+def _compare(args: argparse.Namespace, unit: Unit, options: list[str], out: Path) -> None:
+    model, data, seed = unit
+    argv = ["compare", "--models", model, "--datasets", data, "--seeds", seed,
             *UNIT_OPTIONS, *options, "--out", str(out), *args.extra]  # fmt: skip
     if args.data_dir:
         argv += ["--data-dir", args.data_dir]
     code = main(argv)
     if code != 0:
-        raise SystemExit(code)
+        raise UserError(f"compare stopped (exit {code}) on {model} {data} draw {seed}")
 
 
 def archive_unit(folder: Path, unit: tuple[str, str, int], files: dict[str, Path]) -> None:
@@ -132,43 +138,58 @@ def archive_unit(folder: Path, unit: tuple[str, str, int], files: dict[str, Path
     write_csv(files["metrics"], pd.read_csv(unit_file(".csv")))
 
 
-def run_lane(args: argparse.Namespace) -> None:
-    """Every unit of the lane not yet archived, draw-major; each archived as it finishes."""
+def compute_unit(args: argparse.Namespace, unit: Unit) -> None:
+    """Run one unit's ``compare`` and archive it (the run kernel's worker)."""
     from icl_interp.lm.data import get_dataset
 
-    sweep_seed = args.seeds[0]
-    plan = [(data, seed) for seed in args.seeds for data in args.datasets]
-    todo = [u for u in plan if not unit_files(args.archive, args.model, *u)["metrics"].exists()]
-    print(
-        f"{args.model}: {len(plan) - len(todo)} of {len(plan)} units archived; {len(todo)} to run"
-    )
-    for done, (data, seed) in enumerate(todo):
-        print(f"unit {done + 1}/{len(todo)}: {args.model} {data} draw {seed}", flush=True)
-        files = unit_files(args.archive, args.model, data, seed)
-        cell = cell_folder(args.out, args.model, data)
-        full = args.seeds.index(seed) < args.full_draws
-        methods = ["--methods", *(FULL_METHODS if full else CORE_METHODS)]
-        if seed == sweep_seed:
-            lr = ["--lr-grid", *args.lr_grid, "--n-val", "128", "--lr-sensitivity"]
-            folder = cell / "sweep"
-        else:
-            if not files["chosen_lrs"].exists():
-                raise UserError(
-                    f"{files['chosen_lrs']} is missing: draw {sweep_seed} (the sweep) of "
-                    f"{args.model} {data} must be archived before its other draws"
-                )
-            table = cell / "chosen_lrs.csv"
-            table.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(files["chosen_lrs"], table)
-            lr = ["--lr", "chosen", "--lr-table", str(table)]
-            folder = cell / ("draws_full" if full else "draws_core")
-        _compare(args, data, seed, [*methods, *lr], folder)
-        archive_unit(folder, (args.model, get_dataset(data).name, int(seed)), files)
+    model, data, seed = unit
+    files = unit_files(args.archive, *unit)
+    cell = cell_folder(args.out, model, data)
+    full = args.seeds.index(seed) < args.full_draws
+    methods = ["--methods", *(FULL_METHODS if full else CORE_METHODS)]
+    if seed == args.seeds[0]:
+        lr = ["--lr-grid", *args.lr_grid, "--n-val", "128", "--lr-sensitivity"]
+        folder = cell / "sweep"
+    else:
+        if not files["chosen_lrs"].exists():
+            raise UserError(
+                f"{files['chosen_lrs']} is missing: draw {args.seeds[0]} (the sweep) of "
+                f"{model} {data} must be archived before its other draws"
+            )
+        table = cell / "chosen_lrs.csv"
+        table.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(files["chosen_lrs"], table)
+        lr = ["--lr", "chosen", "--lr-table", str(table)]
+        folder = cell / ("draws_full" if full else "draws_core")
+    _compare(args, unit, [*methods, *lr], folder)
+    archive_unit(folder, (model, get_dataset(data).name, int(seed)), files)
+
+
+def run_grid(args: argparse.Namespace) -> None:
+    """Every unit of the grid not yet archived, sweeps first; each archived as it finishes."""
+    from icl_interp.runs import backend_for, map_units
+
+    plan = [
+        (model, data, seed)
+        for seed in args.seeds
+        for model in args.models
+        for data in args.datasets
+    ]
+    todo = [u for u in plan if not unit_files(args.archive, *u)["metrics"].exists()]
+    print(f"{len(plan) - len(todo)} of {len(plan)} units archived; {len(todo)} to run")
+    backend = backend_for(args.backend, args.workers, args.threads, args.out)
+    worker = functools.partial(compute_unit, args)
+    for wave in (
+        [u for u in todo if u[2] == args.seeds[0]],
+        [u for u in todo if u[2] != args.seeds[0]],
+    ):
+        for model, data, seed in map_units(worker, wave, backend):
+            print(f"archived {model} {data} draw {seed}", flush=True)
 
 
 def run(args: argparse.Namespace) -> int:
     if not args.report_only:
-        run_lane(args)
+        run_grid(args)
         print(f"archived under {args.archive}; rebuild the page with --report-only")
         return 0
     from icl_interp.lm.evidence_page import write_page

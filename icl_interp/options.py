@@ -5,6 +5,8 @@
 - ``Distinct``: ``action=Distinct`` for ``nargs="+"`` list options (``--seeds``, ``--mu-x``,
   ``--datasets``): a repeated value is a one-line parser error naming it (a repeated value
   would otherwise repeat every row it produces).
+- ``add_backend_arguments``: ``--backend``, ``--workers``, ``--threads``, the same for every
+  command that runs units through the run kernel (``icl_interp.runs``).
 """
 
 from __future__ import annotations
@@ -53,3 +55,45 @@ class Distinct(argparse.Action):
             shown = " ".join(str(v) for v in twice)
             parser.error(f"argument {option_string}: repeated value(s) {shown}; give each once")
         setattr(namespace, self.dest, list(values))
+
+
+BACKEND_CHOICES = ("auto", "serial", "processes", "ray", "submitit")
+
+
+def add_backend_arguments(
+    parser: argparse.ArgumentParser | argparse._ArgumentGroup, units: str
+) -> None:
+    """``--backend``, ``--workers`` and ``--threads``: where a command's ``units`` run
+    (``icl_interp.runs``); they change how fast, never a number."""
+    parser.add_argument(
+        "--backend",
+        choices=BACKEND_CHOICES,
+        default="auto",
+        help=f"where {units} run: serial (this process), processes (local), ray (local or "
+        "RAY_ADDRESS), submitit (a SLURM job array, or local processes without SLURM); "
+        "auto: serial for one worker, processes for more",
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help=f"{units} at a time (processes, ray; at most in flight for submitit)",
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        help="torch threads per worker (default: torch's choice in this process, 1 per worker "
+        "on the other backends)",
+    )
+
+
+def check_backend_options(backend: str, workers: int, threads: int | None) -> None:
+    """A one-line ``UserError`` for a backend, worker count or thread count that cannot run."""
+    from icl_interp.errors import UserError
+
+    if backend not in BACKEND_CHOICES:
+        raise UserError(f"unknown backend {backend!r}; choose from {', '.join(BACKEND_CHOICES)}")
+    if workers < 1:
+        raise UserError(f"--workers must be >= 1, got {workers}")
+    if threads is not None and threads < 1:
+        raise UserError(f"--threads must be >= 1, got {threads}")

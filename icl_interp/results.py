@@ -247,6 +247,7 @@ def file_stem(name: str) -> str:
 # --------------------------------------------------------------------------- folder locks
 
 LOCK_NAME = ".icl_interp.lock"
+JOB_FILES = ".submitit"  # the submitit backend's job files and logs (icl_interp.runs)
 
 
 @dataclasses.dataclass
@@ -441,7 +442,9 @@ class ResultFolder:
         where = self.path
         recorded = self.recorded()
         if recorded is None:
-            if where.exists() and any(p.name != LOCK_NAME for p in where.iterdir()):
+            if where.exists() and any(
+                p.name not in (LOCK_NAME, JOB_FILES) for p in where.iterdir()
+            ):
                 raise UserError(
                     f"--out {where} is not empty and was not made by icl-interp {self.command}; "
                     "pass a new or empty folder"

@@ -16,7 +16,7 @@ import os
 import signal
 import socket
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
@@ -36,26 +36,27 @@ def die_with_parent(parent: int) -> None:
         os._exit(1)
 
 
-def _start_worker(parent: int, plugins: tuple[str, ...]) -> None:
-    """A pool worker's start: die with the driver, and load the driver's plugins so the
-    worker sees its registrations."""
-    from icl_interp.plugins import load_plugins
-
+def _start_worker(parent: int, setup: tuple[Callable[..., Any], tuple[Any, ...]] | None) -> None:
+    """A pool worker's start: die with the driver, then ``setup`` (a function and its
+    arguments; the run kernel's loads the driver's plugins)."""
     die_with_parent(parent)
-    load_plugins(plugins)
+    if setup is not None:
+        function, arguments = setup
+        function(*arguments)
 
 
 @contextlib.contextmanager
-def process_pool(jobs: int, context: Any) -> Iterator[ProcessPoolExecutor]:
-    """A pool of ``jobs`` worker processes that die with the driver; leaving the block by an
-    exception terminates them (their unfinished tasks are lost, as a rerun resumes them)."""
-    from icl_interp.plugins import loaded_plugins
-
+def process_pool(
+    jobs: int, context: Any, setup: tuple[Callable[..., Any], tuple[Any, ...]] | None = None
+) -> Iterator[ProcessPoolExecutor]:
+    """A pool of ``jobs`` worker processes that die with the driver, each running ``setup``
+    first; leaving the block by an exception terminates them (their unfinished tasks are
+    lost, as a rerun resumes them)."""
     pool = ProcessPoolExecutor(
         max_workers=jobs,
         mp_context=context,
         initializer=_start_worker,
-        initargs=(os.getpid(), tuple(loaded_plugins())),
+        initargs=(os.getpid(), setup),
     )
     try:
         yield pool

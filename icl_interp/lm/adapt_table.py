@@ -24,11 +24,11 @@ Writes into ``--out``: ``config.json``; ``models/``; ``eval/units/*.pt`` (resuma
 ``figures/table2.png|pdf`` and ``figures/layers.png|pdf``; ``report.md`` (also printed).
 Rerunning the same command resumes; ``--max-minutes`` stops cleanly at a unit or step boundary.
 
-Each part locks ``--out`` for its index (a second process with the same ``--part`` refuses), and
-a part that waits for the others' files stops with one line once no other part has been
-running for ``PART_GRACE_SECONDS`` (so ``--part 1/2`` alone never polls forever). Parameter
-groups are checked against the base model before the folder is claimed, and a run that fails
-before anything finished leaves the folder claimable by the corrected command.
+Each stage's units (the adaptations, the evaluation groups, the layer comparisons) run through
+the run kernel (``icl_interp.runs``: ``--backend``, ``--workers``); the command locks ``--out``
+for its life, so a second run on it refuses. Parameter groups are checked against the base
+model before the folder is claimed, and a run that fails before anything finished leaves the
+folder claimable by the corrected command.
 """
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ import json
 import math
 import time
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -48,8 +49,8 @@ from icl_interp.errors import UserError
 from icl_interp.lm.adapt import adapt, check_params, read_card
 from icl_interp.lm.adapt_table_config import TableConfig, config_from_args
 from icl_interp.results import (
+    JOB_FILES,
     done,
-    folder_locked,
     lock_folder,
     release_locks,
     write_config,
@@ -57,6 +58,7 @@ from icl_interp.results import (
     write_text,
     write_torch,
 )
+from icl_interp.runs import backend_for, map_units
 from icl_interp.stats import estimate
 from icl_interp.threads import torch_threads
 
@@ -80,9 +82,7 @@ CONDITION_LABELS: dict[tuple[str, str], str] = {
     ("causal", "prefix"): "causal-adapted, prefix mask (diag.)",
 }
 ROLE_LABELS = {"base": "base", "causal": "causal-adapted", "prefix": "prefix-adapted"}
-RESUME_IGNORES = frozenset({"threads", "max_minutes", "part"})
-PART_GRACE_SECONDS = 120.0  # how long a waiting part tolerates seeing no other part running
-POLL_SECONDS = 20.0
+RESUME_IGNORES = frozenset({"threads", "max_minutes", "backend", "workers"})
 
 
 # --------------------------------------------------------------------------- evaluation
@@ -117,80 +117,56 @@ def _seed_prompts(
     }
 
 
-def mine(items: list[Any], part: tuple[int, int]) -> list[Any]:
-    """The share of ``items`` that process ``part = (index, count)`` does (round robin)."""
-    index, count = part
-    return [item for position, item in enumerate(items) if position % count == index]
+def _time_left(deadline: float | None) -> bool:
+    return deadline is None or time.time() < deadline
 
 
-def part_lock(part: tuple[int, int]) -> str:
-    """The lock file of ``--part I/N`` in ``--out`` (by index: one process per index)."""
-    return f".icl_interp.part{part[0]}.lock"
-
-
-def _wait_for(
-    paths: list[Path], deadline: float | None, what: str, out: Path, part: tuple[int, int]
+def adapt_unit(
+    config: TableConfig, out: Path, deadline: float | None, unit: tuple[int, str]
 ) -> bool:
-    """Wait until every path exists (other ``--part`` processes make them); False at the
-    deadline; a ``UserError`` once no other part has been running for ``PART_GRACE_SECONDS``."""
-    reported = False
-    idle_since: float | None = None
-    others = [(i, part[1]) for i in range(part[1]) if i != part[0]]
-    while not all(path.exists() for path in paths):
-        now = time.perf_counter()
-        if deadline is not None and now > deadline:
-            return False
-        if any(folder_locked(out, part_lock(other)) for other in others):
-            idle_since = None
-        elif idle_since is None:
-            idle_since = now
-        elif now - idle_since > PART_GRACE_SECONDS:
-            missing = [path for path in paths if not path.exists()]
-            raise UserError(
-                f"waiting for {what} by the other parts, but none has run on {out} for "
-                f"{PART_GRACE_SECONDS:g} s ({len(missing)} files missing, e.g. {missing[0]}); "
-                f"start the other --part values (0..{part[1] - 1}) on this --out, or one "
-                "process without --part, and rerun"
-            )
-        if not reported:
-            print(f"waiting for other parts to finish {what}")
-            reported = True
-        time.sleep(POLL_SECONDS)
-    return True
+    """Adapt (or resume) one model, ``unit = (seed, objective)``, until ``deadline`` (a
+    ``time.time()``); whether it finished."""
+    seed, objective = unit
+    folder = out / "models" / f"{objective}_seed{seed}"
+    left = None if deadline is None else (deadline - time.time()) / 60
+    if left is not None and left <= 0:
+        return read_card(folder) is not None
+    # a finished folder returns at once, and one made with other settings is an error
+    adapt(replace(config.adapt_config(objective, seed, folder), max_minutes=left))
+    return read_card(folder) is not None
 
 
-def evaluate(
-    config: TableConfig, out: Path, pools: dict[tuple[str, str], Any], deadline: float | None
-) -> bool:
-    """Capture every (condition, data, k, seed) unit not yet on disk; False if stopped early."""
-    from icl_interp.lm.capture import capture
-    from icl_interp.lm.models import load_model
+class GroupEvaluator:
+    """The run kernel's worker for the evaluation: captures every (mask, data, k) unit of one
+    ``(seed, role)`` group not yet on disk, until ``deadline`` (a ``time.time()``); whether the
+    group finished. Keeps the held-out pools and the last model it loaded."""
 
-    units = out / "eval" / "units"
-    loaded: dict[str, Any] = {}
-    groups = [(seed, role) for seed in config.seeds for role in ("base", *OBJECTIVES)]
-    for seed, role in mine(groups, config.part):
-        masks = [mask for r, mask in CONDITIONS if r == role]
+    def __init__(self, config: TableConfig, out: Path, deadline: float | None) -> None:
+        self.config, self.out, self.deadline = config, out, deadline
+        self.pools: dict[tuple[str, str], Any] = {}
+        self.loaded: tuple[str, Any] | None = None
+
+    def __call__(self, group: tuple[int, str]) -> bool:
+        from icl_interp.lm.capture import capture
+
+        config, (seed, role) = self.config, group
+        units = self.out / "eval" / "units"
         todo = [
             (data, k, mask)
             for data in config.heldout
             for k in config.ks
-            for mask in masks
+            for mask in (mask for r, mask in CONDITIONS if r == role)
             if not done(units / unit_name(role, mask, data, k, seed))
         ]
         if not todo:
-            continue
-        path = model_path(config, out, role, seed)
-        if path not in loaded:
-            loaded.clear()
-            loaded[path] = load_model(path, device=config.device)
-        model = loaded[path]
+            return True
+        model = self._model(model_path(config, self.out, role, seed))
         prompts_by_data = {
-            data: _seed_prompts(model.tokenizer, config, data, seed, pools)
+            data: _seed_prompts(model.tokenizer, config, data, seed, self._pools())
             for data in {d for d, _, _ in todo}
         }
         for data, k, mask in todo:
-            if deadline is not None and time.perf_counter() > deadline:
+            if not _time_left(self.deadline):
                 return False
             prompts = prompts_by_data[data][k]
             started = time.perf_counter()
@@ -214,7 +190,31 @@ def evaluate(
                     "seconds": round(time.perf_counter() - started, 2),
                 },
             )
-    return True
+        return True
+
+    def _model(self, path: str) -> Any:
+        from icl_interp.lm.models import load_model
+
+        if self.loaded is None or self.loaded[0] != path:
+            self.loaded = None  # free the previous model before loading the next
+            self.loaded = (path, load_model(path, device=self.config.device))
+        return self.loaded[1]
+
+    def _pools(self) -> dict[tuple[str, str], Any]:
+        if not self.pools:
+            self.pools = heldout_pools(self.config)
+        return self.pools
+
+
+def heldout_pools(config: TableConfig) -> dict[tuple[str, str], Any]:
+    """The train and test examples of every held-out data set."""
+    from icl_interp.lm.data import load_examples
+
+    return {
+        (name, split): load_examples(name, split, config.data_dir, source=config.source)
+        for name in config.heldout
+        for split in ("train", "test")
+    }
 
 
 def accuracy_table(config: TableConfig, out: Path) -> pd.DataFrame:
@@ -433,37 +433,44 @@ def table2_figure(final: pd.DataFrame) -> Any:
 # --------------------------------------------------------------------------- layers
 
 
-def layer_section(config: TableConfig, out: Path, deadline: float | None) -> bool:
-    """Run ``compare`` for each adapted model (own mask) and, optionally, the base model."""
+def layer_roles(config: TableConfig) -> list[str]:
+    """The models of the layer section: each adapted model and, optionally, the base model."""
+    return (["base"] if config.layer_base else []) + list(OBJECTIVES)
+
+
+def layer_unit(
+    config: TableConfig, out: Path, deadline: float | None, unit: tuple[int, str]
+) -> bool:
+    """Run ``compare`` for one ``(seed, role)`` model under its own mask (the base model under
+    the causal one); whether it finished before ``deadline`` (a ``time.time()``)."""
     from icl_interp.lm.compare import CompareConfig, run_compare
 
-    roles = (["base"] if config.layer_base else []) + list(OBJECTIVES)
-    for seed, role in mine([(s, r) for s in config.layer_seeds for r in roles], config.part):
-        folder = out / "layers" / f"{role}_seed{seed}"
-        if (folder / "metrics.csv").exists():
-            continue
-        if deadline is not None and time.perf_counter() > deadline:
-            return False
-        mask = "causal" if role == "base" else role
-        compare_config = CompareConfig(
-            models=(model_path(config, out, role, seed),),
-            datasets=(config.layer_dataset,),
-            seeds=(seed,),
-            masks=(mask,),
-            methods=config.layer_methods,
-            n_test=config.layer_n_test,
-            k=config.layer_k,
-            lr="reference" if config.layer_lr is None else config.layer_lr,
-            params="kv",
-            finetune_dtype="float32",
-            max_len=config.eval_max_len,
-            batch_size=config.batch_size,
-            heatmap_examples=0,
-            data_dir=config.data_dir,
-            source=config.source,
-            device=config.device,
-        )
-        run_compare(compare_config, folder, figures=False)
+    seed, role = unit
+    folder = out / "layers" / f"{role}_seed{seed}"
+    if (folder / "metrics.csv").exists():
+        return True
+    if not _time_left(deadline):
+        return False
+    mask = "causal" if role == "base" else role
+    compare_config = CompareConfig(
+        models=(model_path(config, out, role, seed),),
+        datasets=(config.layer_dataset,),
+        seeds=(seed,),
+        masks=(mask,),
+        methods=config.layer_methods,
+        n_test=config.layer_n_test,
+        k=config.layer_k,
+        lr="reference" if config.layer_lr is None else config.layer_lr,
+        params="kv",
+        finetune_dtype="float32",
+        max_len=config.eval_max_len,
+        batch_size=config.batch_size,
+        heatmap_examples=0,
+        data_dir=config.data_dir,
+        source=config.source,
+        device=config.device,
+    )
+    run_compare(compare_config, folder, figures=False)
     return True
 
 
@@ -473,7 +480,7 @@ def layers_table(config: TableConfig, out: Path, accuracy: pd.DataFrame) -> pd.D
     model under its own mask."""
     frames = []
     for seed in config.layer_seeds:
-        for role in (["base"] if config.layer_base else []) + list(OBJECTIVES):
+        for role in layer_roles(config):
             metrics = pd.read_csv(out / "layers" / f"{role}_seed{seed}" / "metrics.csv")
             metrics = metrics[metrics["metric"].isin(["simaou", "simaou_random", "simam_delta"])]
             frames.append(
@@ -621,7 +628,8 @@ def _check_out(out: Path, config: TableConfig) -> None:
         raise UserError(f"--out {out} is a file, not a folder; pass a folder path")
     if not previous.exists():
         if out.exists() and any(
-            p.name != "models" and p.suffix not in (".log", ".lock") for p in out.iterdir()
+            p.name not in ("models", JOB_FILES) and p.suffix not in (".log", ".lock")
+            for p in out.iterdir()
         ):
             raise UserError(f"{out} exists and is not an adapt-table folder; choose another --out")
         return
@@ -641,9 +649,9 @@ def _check_out(out: Path, config: TableConfig) -> None:
         )
 
 
-def _validate(config: TableConfig) -> tuple[dict[Any, Any], Any]:
+def _validate(config: TableConfig) -> None:
     """Load every pool and check every label word against the base tokenizer (nothing written)."""
-    from icl_interp.lm.data import get_dataset, label_token_ids, load_examples
+    from icl_interp.lm.data import get_dataset, label_token_ids
     from icl_interp.lm.models import load_model
 
     for name in (*config.mixture, *config.heldout):
@@ -656,15 +664,10 @@ def _validate(config: TableConfig) -> tuple[dict[Any, Any], Any]:
             label_token_ids(model.tokenizer, spec.label_words)
         except UserError as err:
             raise UserError(f"{config.base} cannot score {name}: {err}") from None
-    pools = {
-        (name, split): load_examples(name, split, config.data_dir, source=config.source)
-        for name in config.heldout
-        for split in ("train", "test")
-    }
+    pools = heldout_pools(config)
     for name in config.heldout:
         if max(config.ks) > len(pools[(name, "train")]):
             raise UserError(f"{name}: k={max(config.ks)} exceeds its train pool")
-    return pools, model
 
 
 def run_table(config: TableConfig, out: Path) -> dict[str, Any]:
@@ -673,23 +676,23 @@ def run_table(config: TableConfig, out: Path) -> dict[str, Any]:
 
 
 def _run_table(config: TableConfig, out: Path) -> dict[str, Any]:
-    started = time.perf_counter()
+    started = time.time()
     deadline = None if config.max_minutes is None else started + 60 * config.max_minutes
     _check_out(out, config)
-    pools, _ = _validate(config)
-    lock_folder(out, part_lock(config.part))
+    _validate(config)
+    lock_folder(out)
     try:
         _check_out(out, config)  # again under the lock
         claimed = not (out / "config.json").exists()
         write_config(out, config)
         try:
-            return _run_claimed(config, out, pools, started, deadline)
+            return _run_claimed(config, out, started, deadline)
         except UserError:
             if claimed and not _has_results(out):
                 (out / "config.json").unlink(missing_ok=True)  # the corrected command claims it
             raise
     finally:
-        release_locks(out, part_lock(config.part))
+        release_locks(out)
 
 
 def _has_results(out: Path) -> bool:
@@ -700,60 +703,28 @@ def _has_results(out: Path) -> bool:
 
 
 def _run_claimed(
-    config: TableConfig,
-    out: Path,
-    pools: dict[Any, Any],
-    started: float,
-    deadline: float | None,
+    config: TableConfig, out: Path, started: float, deadline: float | None
 ) -> dict[str, Any]:
-    stopped = "rerun the same command to resume"
-
-    runs = [(seed, objective) for seed in config.seeds for objective in OBJECTIVES]
-    for seed, objective in mine(runs, config.part):
-        folder = out / "models" / f"{objective}_seed{seed}"
-        left = None if deadline is None else (deadline - time.perf_counter()) / 60
-        if left is not None and left <= 0 and read_card(folder) is None:
-            print(f"time is up before adapting {folder.name}; {stopped}")
+    """The three stages, each a set of units on the run kernel, then the report."""
+    backend = backend_for(config.backend, config.workers, config.threads, out)
+    roles = ("base", *OBJECTIVES)
+    stages: list[tuple[str, Any, list[tuple[int, str]]]] = [
+        ("adapting", partial(adapt_unit, config, out, deadline),
+         [(s, o) for s in config.seeds for o in OBJECTIVES]),
+        ("evaluating", GroupEvaluator(config, out, deadline),
+         [(s, r) for s in config.seeds for r in roles]),
+        ("layer comparisons", partial(layer_unit, config, out, deadline),
+         [(s, r) for s in config.layer_seeds for r in layer_roles(config)]),
+    ]  # fmt: skip
+    train_seconds = 0.0
+    for what, worker, units in stages:
+        finished = dict(map_units(worker, units, backend, desc=what))
+        if not all(finished.values()):
+            print(f"time is up while {what}; rerun the same command to resume")
             return {"finished": False}
-        # a finished folder returns at once, and one made with other settings is an error
-        budget = left if left is None or left > 0 else None
-        adapt(replace(config.adapt_config(objective, seed, folder), max_minutes=budget))
-        if read_card(folder) is None:
-            print(f"time is up while adapting {folder.name}; {stopped}")
-            return {"finished": False}
-    train_seconds = time.perf_counter() - started
-    cards = [out / "models" / f"{o}_seed{s}" / "adapt_card.json" for s, o in runs]
-    if not _wait_for(cards, deadline, "training", out, config.part):
-        print(f"time is up waiting for the other parts' training; {stopped}")
-        return {"finished": False}
-
-    if not evaluate(config, out, pools, deadline):
-        print(f"time is up during the evaluation; {stopped}")
-        return {"finished": False}
-    if not layer_section(config, out, deadline):
-        print(f"time is up during the layer section; {stopped}")
-        return {"finished": False}
-    if config.part[1] > 1:
-        roles = (["base"] if config.layer_base else []) + list(OBJECTIVES)
-        needed = [
-            out / "eval" / "units" / unit_name(role, mask, data, k, seed)
-            for seed in config.seeds
-            for role, mask in CONDITIONS
-            for data in config.heldout
-            for k in config.ks
-        ] + [
-            out / "layers" / f"{r}_seed{s}" / "metrics.csv"
-            for s in config.layer_seeds
-            for r in roles
-        ]
-        if config.part[0] != 0:
-            print("this part is done; part 0 writes the report once every part is done")
-            return {"finished": False}
-        if not _wait_for(needed, deadline, "evaluation", out, config.part):
-            print(f"time is up waiting for the other parts; {stopped}")
-            return {"finished": False}
+        train_seconds = train_seconds or time.time() - started
     return write_report(
-        config, out, session_seconds=time.perf_counter() - started, train_seconds=train_seconds
+        config, out, session_seconds=time.time() - started, train_seconds=train_seconds
     )
 
 

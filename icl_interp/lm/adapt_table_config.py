@@ -11,6 +11,7 @@ from typing import Any
 
 from icl_interp.errors import UserError
 from icl_interp.lm.adapt_config import DEFAULT_MIXTURE, AdaptConfig
+from icl_interp.options import add_backend_arguments, check_backend_options
 
 
 @dataclass(frozen=True)
@@ -51,13 +52,10 @@ class TableConfig:
     device: str = "cpu"
     threads: int | None = None
     max_minutes: float | None = None
-    part: tuple[int, int] = (0, 1)
+    backend: str = "auto"
+    workers: int = 1
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "part", tuple(self.part))
-        index, count = self.part
-        if not 0 <= index < count:
-            raise UserError(f"--part must be I/N with 0 <= I < N, got {index}/{count}")
         for name in ("mixture", "heldout", "ks", "seeds", "layer_seeds", "layer_methods"):
             object.__setattr__(self, name, tuple(getattr(self, name)))
             if name != "layer_seeds" and not getattr(self, name):
@@ -82,8 +80,7 @@ class TableConfig:
                 raise UserError(f"--{name.replace('_', '-')} must be >= 1")
         if any(k < 1 for k in self.ks) or any(s < 0 for s in self.seeds):
             raise UserError("--ks must be >= 1 and --seeds >= 0")
-        if self.threads is not None and self.threads < 1:
-            raise UserError(f"--threads must be >= 1, got {self.threads}")
+        check_backend_options(self.backend, self.workers, self.threads)
         if self.max_minutes is not None and not self.max_minutes > 0:
             raise UserError(f"--max-minutes must be > 0, got {self.max_minutes}")
         self.adapt_config("causal", self.seeds[0], Path("unused"))  # validates the training part
@@ -198,18 +195,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--data-dir", default=None, help="folder holding the data sets")
     parser.add_argument("--device", default=None, help="cpu or cuda")
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    add_backend_arguments(parser, "adaptations, evaluation groups and layer comparisons")
     parser.add_argument(
         "--max-minutes",
         type=float,
         default=None,
         help="stop at a step boundary after this long; the same command resumes",
-    )
-    parser.add_argument(
-        "--part",
-        default=None,
-        help="I/N: this process does every N-th model and evaluation group from the I-th "
-        "(start N processes on one --out, one thread each; part 0 writes the report)",
     )
 
 
@@ -238,16 +229,12 @@ def config_from_args(args: argparse.Namespace) -> TableConfig:
         "device",
         "threads",
         "max_minutes",
+        "backend",
+        "workers",
     ):
         value = getattr(args, name)
         if value is not None:
             values[name] = value
-    if args.part is not None:
-        try:
-            index, count = (int(v) for v in args.part.split("/"))
-        except ValueError:
-            raise UserError(f"--part must look like 0/2, got {args.part!r}") from None
-        values["part"] = (index, count)
     for name in ("mixture", "heldout"):
         if name in values:
             values[name] = tuple(get_dataset(n).name for n in values[name])

@@ -11,8 +11,9 @@ by this command and its settings: ``icl_interp.results.ResultFolder``):
 - ``units/<model>__<data>__seed<seed>.csv`` (+ ``.attention.csv``, ``.prompt_attention.csv``,
   ``.json`` with the unit's settings, data provenance and model identity, ``.timings.json``): one
   per unit, written atomically, so a rerun skips finished units (after checking their data and
-  model are unchanged); units are computed here, or with ``--workers N`` on N Ray workers that
-  send their files back to be written here (``_run_units_ray``);
+  model are unchanged); units run through the run kernel (``icl_interp.runs``: here, or
+  ``--workers N`` local processes, Ray actors or a submitit job array, ``--backend``), which
+  send their files back to be written here;
 - ``metrics.csv``: tidy, one row per model x data x seed x mask x method x layer x metric
   (metrics that do not read the finetuned model are stored once per mask, method ``none``);
 - ``attention.csv``: attention logits over the query tokens for the first ``--heatmap-examples``
@@ -30,7 +31,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -64,6 +64,7 @@ from icl_interp.results import (
     write_csv,
     write_text,
 )
+from icl_interp.runs import backend_for, map_units
 
 UNIT_COLUMNS = ["model", "data", "seed", "mask", "method", "layer", "metric", "value"]
 ATTENTION_COLUMNS = [
@@ -79,7 +80,7 @@ ATTENTION_COLUMNS = [
     "logit",
 ]
 PLAN_KEYS = frozenset({"models", "datasets", "seeds"})
-RUN_KEYS = frozenset({"workers"})  # how units run, not what they compute
+RUN_KEYS = frozenset({"backend", "workers", "threads"})  # how units run, not what they compute
 CaptureKey = tuple[str, str]  # (model scope "base" | "untrained", condition or finetuning name)
 Unit = tuple[str, str, int]  # (model, data, seed)
 UnitFiles = dict[str, "pd.DataFrame | str"]  # file suffix -> table or text
@@ -238,16 +239,44 @@ def unit_lrs(
                 f"reference paper's lr {spec.gd_lr:g} (--lr-grid chooses one by the rule)"
             )
         return fixed, source, None
+    lrs, sweep = _swept_lrs(model, model_name, data, seed, config, folder)
+    for name in FINETUNINGS:
+        lrs.setdefault(name, lrs.get("gd", spec.gd_lr))
+    return lrs, "swept (--lr-grid)", sweep
+
+
+def _trial_cache(
+    folder: ResultFolder | None, config: CompareConfig, unit: Unit, validation: Any
+) -> Any:
+    """Where a unit's sweep trials are kept (None without a folder): valid for these settings,
+    this model and these validation tokens only."""
+    from icl_interp.lm.lr_rule import TrialCache, tokens_fingerprint
+    from icl_interp.lm.models import model_identity
+
+    if folder is None:
+        return None
+    key = {
+        "settings": unit_settings(config),
+        "model_identity": model_identity(unit[0]),
+        "validation_tokens": tokens_fingerprint(validation),
+    }
+    trials_folder = folder.path / "units" / f"{unit_stem(*unit)}.lr_trials"
+    return TrialCache(trials_folder, key, before_write=folder.claim)
+
+
+def _swept_lrs(
+    model: Any,
+    model_name: str,
+    data: str,
+    seed: int,
+    config: CompareConfig,
+    folder: ResultFolder | None,
+) -> tuple[dict[str, float], pd.DataFrame | None]:
+    """Each needed finetuning's lr chosen from ``--lr-grid`` on validation data, and the
+    sweep's table."""
     from icl_interp.lm.capture import capture_condition
     from icl_interp.lm.finetune import untrained_baseline
-    from icl_interp.lm.lr_rule import (
-        TrialCache,
-        sweep_with_edges,
-        tokens_fingerprint,
-        trials_table,
-        validation_prompts,
-    )
-    from icl_interp.lm.models import model_identity
+    from icl_interp.lm.lr_rule import sweep_with_edges, trials_table, validation_prompts
 
     validation = validation_prompts(
         model.tokenizer,
@@ -264,15 +293,7 @@ def unit_lrs(
     def validation_capture(scoped: Any, condition: Any = ZERO_SHOT) -> Any:
         return capture_condition(scoped, validation, condition, batch_size=config.batch_size)
 
-    cache = None
-    if folder is not None:
-        key = {
-            "settings": unit_settings(config),
-            "model_identity": model_identity(model_name),
-            "validation_tokens": tokens_fingerprint(validation),
-        }
-        trials_folder = folder.path / "units" / f"{unit_stem(model_name, data, seed)}.lr_trials"
-        cache = TrialCache(trials_folder, key, before_write=folder.claim)
+    cache = _trial_cache(folder, config, (model_name, data, seed), validation)
 
     needed = {m.finetune for m in (METHODS.get(n) for n in config.methods) if not m.untrained}
     untrained = any(METHODS.get(n).untrained for n in config.methods)
@@ -309,9 +330,7 @@ def unit_lrs(
         tables.append(
             trials_table(trials, lrs[name], finetuning=name, zero_shot_accuracy=zero_shot, **norms)
         )
-    for name in FINETUNINGS:
-        lrs.setdefault(name, lrs.get("gd", spec.gd_lr))
-    return lrs, "swept (--lr-grid)", pd.concat(tables, ignore_index=True) if tables else None
+    return lrs, pd.concat(tables, ignore_index=True) if tables else None
 
 
 def update_norm(capture: Any, reference: Any) -> float:
@@ -636,28 +655,17 @@ def check_finished_unit(units: Path, unit: Unit, config: CompareConfig) -> None:
 
 
 class UnitComputer:
-    """Computes units for one config into ``folder`` (its lr-sweep trials, as they finish),
-    keeping the last model it loaded. The serial loop uses one; each Ray worker is one (an
-    actor, on ``threads`` torch threads)."""
+    """The run kernel's worker for one config (``icl_interp.runs``): computes a unit into
+    ``folder`` (its lr-sweep trials, as they finish) and returns its files, keeping the last
+    model it loaded (each backend's worker process builds one, and loads lazily)."""
 
-    def __init__(
-        self,
-        config: CompareConfig,
-        folder: ResultFolder,
-        threads: int | None = None,
-        plugins: tuple[str, ...] = (),
-    ) -> None:
-        from icl_interp.plugins import load_plugins
-
-        load_plugins(plugins)  # a worker process sees the driver's registrations
-        if threads is not None:
-            torch.set_num_threads(threads)
+    def __init__(self, config: CompareConfig, folder: ResultFolder) -> None:
         self.config = config
         self.folder = folder
         self.model_name: str | None = None
         self.model: Any = None
 
-    def compute(self, unit: Unit) -> tuple[Unit, UnitFiles]:
+    def __call__(self, unit: Unit) -> UnitFiles:
         model_name, data, seed = unit
         if model_name != self.model_name:
             from icl_interp.lm.models import load_model
@@ -665,58 +673,7 @@ class UnitComputer:
             self.model = None  # free the previous model before loading the next
             self.model = load_model(model_name, device=self.config.device)
             self.model_name = model_name
-        return unit, compute_unit(self.model, model_name, data, seed, self.config, self.folder)
-
-
-def _run_units_serial(todo: list[Unit], config: CompareConfig, folder: ResultFolder) -> None:
-    computer = UnitComputer(config, folder)
-    for unit in progress(todo, desc="units", unit="unit"):
-        write_unit(folder, *computer.compute(unit))
-
-
-def _run_units_ray(todo: list[Unit], config: CompareConfig, folder: ResultFolder) -> None:
-    """Compute ``todo`` on ``config.workers`` Ray actors (one CPU each) and write each unit here
-    as it arrives. Ray is started for the run, unless this process is already connected or
-    ``RAY_ADDRESS`` names a running cluster."""
-    from icl_interp.plugins import loaded_plugins
-
-    try:
-        import ray
-        from ray.util import ActorPool
-    except ImportError:
-        raise UserError(
-            '--workers > 1 needs Ray: pip install "icl-interp[ray]" '
-            '(in a checkout: pip install -e ".[ray]")'
-        ) from None
-    if not todo:
-        return
-    init_here = not ray.is_initialized()
-    if init_here:
-        from icl_interp.workers import check_ray_address
-
-        check_ray_address()  # one line within seconds, not minutes of retries
-        local_cpus = None if os.environ.get("RAY_ADDRESS") else config.workers
-        ray.init(num_cpus=local_cpus, include_dashboard=False)
-    worker = ray.remote(num_cpus=1)(UnitComputer)
-    actors: list[Any] = [
-        worker.remote(config, folder, threads=1, plugins=tuple(loaded_plugins()))
-        for _ in range(min(config.workers, len(todo)))
-    ]
-    try:
-        results = ActorPool(actors).map_unordered(
-            lambda actor, unit: actor.compute.remote(unit), todo
-        )
-        for unit, files in progress(results, total=len(todo), desc="units", unit="unit"):
-            write_unit(folder, unit, files)
-    except ray.exceptions.RayTaskError as err:
-        if isinstance(err.cause, UserError):
-            raise err.cause from None
-        raise
-    finally:
-        for actor in actors:
-            ray.kill(actor)
-        if init_here:
-            ray.shutdown()
+        return compute_unit(self.model, model_name, data, seed, self.config, self.folder)
 
 
 # --------------------------------------------------------------------------- driver
@@ -749,8 +706,9 @@ def run_compare(config: CompareConfig, out: Path, *, figures: bool = True) -> pd
     todo = [unit for unit in plan if unit not in finished]
     if finished:
         print(f"resuming: {len(finished)} of {len(plan)} units already done in {units}")
-    run_units = _run_units_ray if config.workers > 1 else _run_units_serial
-    run_units(todo, config, folder)
+    backend = backend_for(config.backend, config.workers, config.threads, folder.path)
+    for unit, files in map_units(UnitComputer(config, folder), todo, backend):
+        write_unit(folder, unit, files)
     folder.claim()
 
     def read(unit: Unit, suffix: str, **options: Any) -> pd.DataFrame:

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from icl_interp.errors import UserError
-from icl_interp.options import Distinct, seed
+from icl_interp.options import Distinct, add_backend_arguments, check_backend_options, seed
 
 DEFAULT_OUT = Path("runs/compare")
 MIN_BOOTSTRAP = 40  # replicates: one beyond each bound of a 95% percentile interval
@@ -29,8 +29,9 @@ class CompareConfig:
     records GD's and LCGD's metrics at every lr the sweep scored (``lr_sensitivity.csv``).
 
     ``seeds`` drive everything random in a unit: the demonstrations, the test examples, the
-    untrained baseline's weights and the random SimAOU baseline. ``workers`` > 1 computes
-    units on that many Ray workers (CPU only); it never changes a number.
+    untrained baseline's weights and the random SimAOU baseline. ``backend``, ``workers`` and
+    ``threads`` say where units run (``icl_interp.runs``; more than one worker is CPU only);
+    they never change a number.
     """
 
     models: tuple[str, ...] = ("gemma-3-270m",)
@@ -55,7 +56,9 @@ class CompareConfig:
     source: str = "auto"
     device: str = "cpu"
     metrics: tuple[str, ...] = ()
+    backend: str = "auto"
     workers: int = 1
+    threads: int | None = None
 
     def __post_init__(self) -> None:
         from icl_interp.lm.conditions import METHODS, method_names
@@ -129,8 +132,7 @@ class CompareConfig:
             )
         if self.heatmap_examples < 0:
             raise UserError(f"--heatmap-examples must be >= 0, got {self.heatmap_examples}")
-        if self.workers < 1:
-            raise UserError(f"--workers must be >= 1, got {self.workers}")
+        check_backend_options(self.backend, self.workers, self.threads)
         if self.workers > 1 and self.device.split(":")[0] != "cpu":
             raise UserError(
                 f"--workers {self.workers} runs units on CPU workers; with --device "
@@ -155,15 +157,24 @@ class _Defaults:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """compare's options, in three groups: the grid, the finetuning, the run."""
     defaults = _Defaults()
-    parser.add_argument(
+    _grid_arguments(parser, defaults)
+    _finetuning_arguments(parser, defaults)
+    _run_arguments(parser, defaults)
+
+
+def _grid_arguments(parser: argparse.ArgumentParser, defaults: _Defaults) -> None:
+    """What is compared: models, data, draws, masks, methods, metrics."""
+    group = parser.add_argument_group("the grid")
+    group.add_argument(
         "--models",
         nargs="+",
         action=Distinct,
         default=list(defaults.models),
         help="packaged name, tiny-<arch>, HF dir or .gguf",
     )
-    parser.add_argument(
+    group.add_argument(
         "--datasets",
         "--data",
         nargs="+",
@@ -171,7 +182,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=list(defaults.datasets),
         help="registered data sets (icl-interp layers --help lists them)",
     )
-    parser.add_argument(
+    group.add_argument(
         "--seeds",
         nargs="+",
         type=seed,
@@ -179,34 +190,37 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=list(defaults.seeds),
         help="demonstration draws (each seed draws the demonstrations and the test queries)",
     )
-    parser.add_argument(
+    group.add_argument(
         "--masks",
         nargs="+",
         action=Distinct,
         default=list(defaults.masks),
         help="ICL mask kinds (default: every registered one)",
     )
-    parser.add_argument(
+    group.add_argument(
         "--methods",
         nargs="+",
         action=Distinct,
         default=list(defaults.methods),
         help="compared methods (default: every registered one: gd, lcgd, untrained, controls)",
     )
-    parser.add_argument(
+    group.add_argument(
         "--metrics",
         nargs="+",
         action=Distinct,
         default=list(defaults.metrics),
         help="default: every registered one",
     )
-    parser.add_argument(
+    group.add_argument(
         "--n-test", type=int, default=defaults.n_test, help="test examples per data set"
     )
-    parser.add_argument(
-        "--k", type=int, default=None, help="demonstrations (default: per data set)"
-    )
-    parser.add_argument(
+    group.add_argument("--k", type=int, default=None, help="demonstrations (default: per data set)")
+
+
+def _finetuning_arguments(parser: argparse.ArgumentParser, defaults: _Defaults) -> None:
+    """How GD and LCGD finetune: the lr (or its rule), parameters, dtype."""
+    group = parser.add_argument_group("finetuning")
+    group.add_argument(
         "--lr",
         type=lr_value,
         default=None,
@@ -214,7 +228,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "'chosen' (default: the packaged table of lrs chosen by the --lr-grid rule, else "
         "the reference value)",
     )
-    parser.add_argument(
+    group.add_argument(
         "--lr-grid",
         nargs="+",
         type=float,
@@ -223,67 +237,66 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="choose each finetuning's lr from these by validation accuracy on the train split "
         "(e.g. 1e-5 1e-4 1e-3 1e-2 1e-1; see icl_interp/lm/lr_rule.py)",
     )
-    parser.add_argument(
+    group.add_argument(
         "--lr-table",
         default=None,
         help="with --lr chosen: read the lrs from this table (columns as in the packaged "
         "icl_interp/lm/chosen_lrs.csv, e.g. one written by analyses/icl_gd_report.py)",
     )
-    parser.add_argument(
+    group.add_argument(
         "--n-val", type=int, default=defaults.n_val, help="validation examples for --lr-grid"
     )
-    parser.add_argument(
+    group.add_argument(
         "--lr-sensitivity",
         action="store_true",
         help="with --lr-grid: also compute GD's and LCGD's metrics on the test queries at every "
         "lr the sweep scored (lr_sensitivity.csv; the choice still reads validation only)",
     )
-    parser.add_argument(
+    group.add_argument(
         "--params", default=defaults.params, help="trained parameters: v, kv, attn, all"
     )
-    parser.add_argument(
+    group.add_argument(
         "--finetune-dtype",
         default=defaults.finetune_dtype,
         help="auto, float32 or bfloat16 (GD/LCGD forward passes under bf16 autocast, ~2-3x "
         "faster on CPUs with AVX512-BF16); auto = bfloat16 where the hardware supports it",
     )
-    parser.add_argument(
+
+
+def _run_arguments(parser: argparse.ArgumentParser, defaults: _Defaults) -> None:
+    """Prompts, outputs, data source, device and where units run."""
+    group = parser.add_argument_group("the run")
+    group.add_argument(
         "--max-len",
         type=int,
         default=defaults.max_len,
         help="prompt budget; demonstrations are dropped to fit",
     )
-    parser.add_argument(
+    group.add_argument(
         "--batch-size", type=int, default=defaults.batch_size, help="prompts per forward pass"
     )
-    parser.add_argument(
+    group.add_argument(
         "--heatmap-examples",
         type=int,
         default=defaults.heatmap_examples,
         help="test queries whose attention is kept for the heatmaps (0: none)",
     )
-    parser.add_argument(
+    group.add_argument(
         "--bootstrap",
         type=int,
         default=defaults.bootstrap,
         help="resamplings of the test examples for 95%% intervals (0: none; else >= 40)",
     )
-    parser.add_argument(
+    group.add_argument(
         "--data-dir", default=None, help="folder of local data sets (default: packaged / hub)"
     )
-    parser.add_argument("--source", default=defaults.source, help="auto, folder, package or hub")
-    parser.add_argument("--device", default=defaults.device, help="cpu, cuda, cuda:1, ...")
-    parser.add_argument(
-        "--workers",
-        type=int,
-        default=defaults.workers,
-        help="units computed at once by Ray workers, one CPU thread each; needs Ray "
-        '(pip install -e ".[ray]"); default 1: in this process, no Ray',
-    )
-    parser.add_argument(
+    group.add_argument("--source", default=defaults.source, help="auto, folder, package or hub")
+    group.add_argument("--device", default=defaults.device, help="cpu, cuda, cuda:1, ...")
+    add_backend_arguments(group, "units")
+    group.add_argument(
         "--out", type=Path, default=DEFAULT_OUT, help="result folder (the same command resumes it)"
     )
-    parser.add_argument("--no-figures", action="store_true", help="write tables only")
+    group.add_argument("--no-figures", action="store_true", help="write tables only")
 
 
 def lr_value(text: str) -> float | str:
@@ -335,5 +348,7 @@ def config_from_args(args: argparse.Namespace) -> CompareConfig:
         data_dir=args.data_dir,
         source=args.source,
         device=args.device,
+        backend=args.backend,
         workers=args.workers,
+        threads=args.threads,
     )

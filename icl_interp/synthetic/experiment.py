@@ -21,9 +21,7 @@ from __future__ import annotations
 
 import argparse
 import copy
-import functools
 import json
-import multiprocessing
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,13 +40,13 @@ from icl_interp.results import (
     write_figure,
     write_text,
 )
+from icl_interp.runs import Backend, backend_for, map_units
 from icl_interp.synthetic.model import ModelConfig
 from icl_interp.synthetic.options import SHARINGS, TASK_COLUMNS
 from icl_interp.synthetic.presets import PRESETS
 from icl_interp.synthetic.report import figure3, paired_differences, summarize, table1_markdown
 from icl_interp.synthetic.tasks import TASKS
 from icl_interp.synthetic.train import TrainConfig, eval_data, evaluate, train
-from icl_interp.workers import process_pool
 
 RunSpec = tuple[str, str, str, int]
 
@@ -148,50 +146,46 @@ def check_runs(cfg: ExperimentConfig, out: Path) -> None:
             )
 
 
-def train_run(
-    train_cfg: TrainConfig,
-    run_dir: Path,
-    *,
-    device: str,
-    cuda_graph: bool,
-    deadline: float | None,
-    threads: int | None,
-) -> tuple[str, bool]:
-    """Train (or resume) one run, then evaluate it; (run name, finished?)."""
-    if threads is not None:
-        torch.set_num_threads(threads)
-    left = None if deadline is None else deadline - time.time()
-    if left is not None and left <= 0:
-        return run_dir.name, False
-    write_text(
-        run_dir / "train_config.json",
-        json.dumps(train_cfg.to_dict(), indent=2, sort_keys=True) + "\n",
-    )
-    state = train(
-        train_cfg,
-        device=device,
-        checkpoint=run_dir / "checkpoint.pt",
-        max_seconds=left,
-        cuda_graph=cuda_graph,
-        desc=run_dir.name,
-    )
-    timing = {"train_seconds": round(state.elapsed_s, 1), "steps": state.step}
-    write_text(run_dir / "timing.json", json.dumps(timing, sort_keys=True) + "\n")
-    if state.step < train_cfg.total_steps:
-        return run_dir.name, False
-    task, mask, sharing, seed = (
-        train_cfg.task,
-        train_cfg.model.mask_kind,
-        "SL" if train_cfg.model.shared_layers else "UL",
-        train_cfg.seed,
-    )
-    table = evaluate(state.model, TASKS.get(task), eval_data(train_cfg))
-    for position, (name, value) in enumerate(
-        [("task", task), ("mask", mask), ("sharing", sharing), ("seed", seed)]
-    ):
-        table.insert(position, name, value)
-    write_csv(run_dir / "eval.csv", table)
-    return run_dir.name, True
+@dataclass(frozen=True)
+class RunTrainer:
+    """The run kernel's worker (``icl_interp.runs``): trains (or resumes) one run of the plan
+    into ``out/runs/<name>`` until ``deadline`` (a ``time.time()``), then evaluates it."""
+
+    cfg: ExperimentConfig
+    out: Path
+    device: str = "cpu"
+    cuda_graph: bool = False
+    deadline: float | None = None
+
+    def __call__(self, spec: RunSpec) -> bool:
+        """Whether the run finished (False: stopped at the deadline, checkpointed)."""
+        train_cfg, run_dir = self.cfg.train_config(*spec), self.out / "runs" / run_name(*spec)
+        left = None if self.deadline is None else self.deadline - time.time()
+        if left is not None and left <= 0:
+            return False
+        write_text(
+            run_dir / "train_config.json",
+            json.dumps(train_cfg.to_dict(), indent=2, sort_keys=True) + "\n",
+        )
+        state = train(
+            train_cfg,
+            device=self.device,
+            checkpoint=run_dir / "checkpoint.pt",
+            max_seconds=left,
+            cuda_graph=self.cuda_graph,
+            desc=run_dir.name,
+        )
+        timing = {"train_seconds": round(state.elapsed_s, 1), "steps": state.step}
+        write_text(run_dir / "timing.json", json.dumps(timing, sort_keys=True) + "\n")
+        if state.step < train_cfg.total_steps:
+            return False
+        table = evaluate(state.model, TASKS.get(spec[0]), eval_data(train_cfg))
+        for position, (name, value) in enumerate(
+            zip(("task", "mask", "sharing", "seed"), spec, strict=True)
+        ):
+            table.insert(position, name, value)
+        write_csv(run_dir / "eval.csv", table)
+        return True
 
 
 def run_experiment(
@@ -201,14 +195,13 @@ def run_experiment(
     device: str = "cpu",
     cuda_graph: bool = False,
     max_seconds: float | None = None,
-    jobs: int = 1,
-    threads: int | None = None,
+    backend: Backend | None = None,
 ) -> pd.DataFrame:
     """Train (or resume) every run of the plan, evaluate finished ones, write reports; return results.
 
-    ``jobs`` > 1 trains that many runs at a time in worker processes (CPU), each with
-    ``threads`` torch threads. Nothing is written before the folder and every existing
-    run folder of the plan have been checked.
+    Runs go through the run kernel on ``backend`` (``icl_interp.runs``; more than one worker
+    is for CPU). Nothing is written before the folder and every existing run folder of the
+    plan have been checked.
     """
     folder = result_folder(cfg, out)
     folder.check()
@@ -219,18 +212,9 @@ def run_experiment(
     deadline = None if max_seconds is None else time.time() + max_seconds
     todo = [r for r in cfg.runs() if not done(out / "runs" / run_name(*r) / "eval.csv")]
     started = time.monotonic()
-    run_one = functools.partial(
-        train_run, device=device, cuda_graph=cuda_graph, deadline=deadline, threads=threads
-    )
-    jobs_args = [(cfg.train_config(*r), out / "runs" / run_name(*r)) for r in todo]
-    if jobs > 1 and len(todo) > 1:
-        context = multiprocessing.get_context("spawn")
-        with process_pool(jobs, context) as pool:
-            futures = [pool.submit(run_one, *a) for a in jobs_args]
-            outcomes = [f.result() for f in futures]
-    else:
-        outcomes = [run_one(*a) for a in jobs_args]
-    unfinished = [name for name, finished in outcomes if not finished]
+    trainer = RunTrainer(cfg, out, device, cuda_graph, deadline)
+    outcomes = dict(map_units(trainer, todo, backend or Backend(), desc="trainings"))
+    unfinished = [run_name(*spec) for spec in todo if not outcomes[spec]]
     if unfinished:
         print(f"{len(unfinished)} run(s) unfinished ({', '.join(unfinished)}); rerun to resume")
     write_timings(cfg, out, time.monotonic() - started)
@@ -278,14 +262,13 @@ def run(args: argparse.Namespace) -> int:
         overrides["model"] = {"n_layers": args.n_layers}
     if args.max_minutes is not None and args.max_minutes <= 0:
         raise UserError(f"--max-minutes must be > 0, got {args.max_minutes}")
-    if args.jobs < 1 or (args.threads is not None and args.threads < 1):
-        raise UserError("--jobs and --threads must be >= 1")
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         raise UserError("--device cuda asked for, but torch sees no CUDA device")
     if args.cuda_graph and not args.device.startswith("cuda"):
         raise UserError("--cuda-graph needs --device cuda")
-    if args.jobs > 1 and not args.device.startswith("cpu"):
-        raise UserError("--jobs > 1 is for --device cpu; one GPU trains one run at a time")
+    backend = backend_for(args.backend, args.workers, args.threads, args.out)
+    if backend.workers > 1 and not args.device.startswith("cpu"):
+        raise UserError("--workers > 1 is for --device cpu; one GPU trains one run at a time")
     seeds = args.seeds if args.seeds is not None else [0 if args.seed is None else args.seed]
     cfg = ExperimentConfig(
         preset=args.preset,
@@ -306,8 +289,7 @@ def run(args: argparse.Namespace) -> int:
         device=args.device,
         cuda_graph=args.cuda_graph,
         max_seconds=None if args.max_minutes is None else 60 * args.max_minutes,
-        jobs=args.jobs,
-        threads=args.threads,
+        backend=backend,
     )
     if (args.out / "table1.md").exists() and not results.empty:
         print((args.out / "table1.md").read_text())

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from icl_interp.options import add_backend_arguments
 from icl_interp.synthetic.presets import PRESETS
 
 SHARINGS = ("SL", "UL")
@@ -39,12 +40,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--cuda-graph", action="store_true", help="replay each training step as one CUDA graph"
     )
-    parser.add_argument(
-        "--jobs", type=int, default=1, help="trainings at a time, in worker processes (CPU)"
-    )
-    parser.add_argument(
-        "--threads", type=int, help="torch threads per training (default: torch's choice)"
-    )
+    add_backend_arguments(parser, "trainings")
     parser.add_argument(
         "--max-minutes", type=float, help="stop (checkpointed) after this long; rerun resumes"
     )

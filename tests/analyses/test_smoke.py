@@ -70,7 +70,7 @@ def test_icl_gd_report_driver(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     doc = tmp_path / "docs" / "icl_vs_gd.md"
     doc.parent.mkdir(parents=True)
     (doc.parent / "analysis_plan.md").write_text("plan\n")
-    argv = ["--model", "tiny-gemma3", "--datasets", "mr", "--seeds", "0", "1", "--full-draws", "1",
+    argv = ["--models", "tiny-gemma3", "--datasets", "mr", "--seeds", "0", "1", "--full-draws", "1",
             "--lr-grid", "1e-3", "1e-2", "--out", str(tmp_path / "runs"), "--archive", str(archive),
             "--", *TINY_DATA, "--k", "2", "--n-test", "3"]  # fmt: skip
     assert icl_gd_report._main(argv) == 0

@@ -48,7 +48,7 @@ def plugin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
 def test_a_plugin_mask_kind_reaches_synthetic_process_workers(plugin: str, tmp_path: Path) -> None:
     out = tmp_path / "synthetic"
     argv = ["synthetic", "--preset", "tiny", "--tasks", "linear", "--masks", "plugin_hidden",
-            "--jobs", "2", "--threads", "1", "--plugins", plugin, "--out", str(out)]  # fmt: skip
+            "--workers", "2", "--threads", "1", "--plugins", plugin, "--out", str(out)]  # fmt: skip
     assert main(argv) == 0
     assert "PluginLM-SL" in (out / "table1.md").read_text()
     config = (out / "config.json").read_text()
@@ -65,7 +65,8 @@ def test_a_plugin_metric_reaches_ray_workers(
             "--n-test", "2", "--k", "2", "--methods", "gd", "--masks", "plugin_hidden",
             "--metrics", "plugin_norm_ratio", "simaou", "--lr", "0.05", "--bootstrap", "0",
             "--heatmap-examples", "0", "--source", "package", "--finetune-dtype", "float32",
-            "--workers", "2", "--no-figures", "--plugins", plugin, "--out", str(out)]  # fmt: skip
+            "--backend", "ray", "--workers", "2", "--no-figures", "--plugins", plugin,
+            "--out", str(out)]  # fmt: skip
     assert main(argv) == 0
     assert not ray.is_initialized()
     table = pd.read_csv(out / "metrics.csv")

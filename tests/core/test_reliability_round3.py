@@ -15,7 +15,6 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -109,23 +108,12 @@ def test_a_second_run_on_a_folder_in_use_refuses_in_one_line(
 ) -> None:
     out = tmp_path / "out"
     out.mkdir()
-    name = ".icl_interp.part0.lock" if command == "adapt-table" else LOCK_NAME
+    name = LOCK_NAME
     holder.hold(out, name)
     code, err = run_cli(capsys, *_cli_args(command, str(out)))
     assert code == 2, err
     assert_one_line(err, "is in use by another run (process", "pass another --out")
     assert sorted(p.name for p in out.iterdir()) == [name], "nothing written"
-
-
-def test_two_adapt_table_parts_lock_separately(tmp_path: Path, holder: Holder) -> None:
-    from icl_interp.lm.adapt_table import part_lock
-
-    out = tmp_path / "table"
-    holder.hold(out, part_lock((1, 2)))
-    assert folder_locked(out, part_lock((1, 2)))
-    assert not folder_locked(out, part_lock((0, 2)))
-    lock_folder(out, part_lock((0, 2)))  # part 0 may run beside part 1
-    release_locks(out, part_lock((0, 2)))
 
 
 def test_a_folder_locked_while_results_are_written_refuses_a_claim(
@@ -655,43 +643,6 @@ def test_adapt_out_that_is_a_file_is_one_line(tmp_path: Path) -> None:
 
 
 # --------------------------------------------------------------------------- 5. no hangs
-
-
-@pytest.fixture
-def quick_parts(monkeypatch: pytest.MonkeyPatch) -> None:
-    import icl_interp.lm.adapt_table as adapt_table
-
-    monkeypatch.setattr(adapt_table, "PART_GRACE_SECONDS", 0.3)
-    monkeypatch.setattr(adapt_table, "POLL_SECONDS", 0.05)
-
-
-@pytest.mark.parametrize("part", [(1, 2), (0, 2), (2, 3)])
-def test_a_part_alone_stops_waiting_with_one_line(tmp_path: Path, quick_parts, part) -> None:
-    from icl_interp.lm.adapt_table import _wait_for
-
-    started = time.perf_counter()
-    with pytest.raises(UserError) as error:
-        _wait_for([tmp_path / "never"], None, "training", tmp_path, part)
-    one_line(error, "none has run on", "start the other --part values")
-    assert time.perf_counter() - started < 5
-
-
-def test_a_part_waits_while_another_runs(tmp_path: Path, quick_parts) -> None:
-    from icl_interp.lm.adapt_table import _wait_for, part_lock
-
-    lock_folder(tmp_path, part_lock((0, 2)))  # "part 0" is running (this process holds it)
-    target = tmp_path / "card.json"
-    threading.Timer(0.6, target.write_text, args=("{}",)).start()
-    assert _wait_for([target], None, "training", tmp_path, (1, 2))
-    release_locks(tmp_path, part_lock((0, 2)))
-
-
-def test_a_part_stops_waiting_at_its_deadline(tmp_path: Path, quick_parts) -> None:
-    from icl_interp.lm.adapt_table import _wait_for, part_lock
-
-    lock_folder(tmp_path, part_lock((0, 2)))
-    assert not _wait_for([tmp_path / "never"], time.perf_counter() + 0.2, "x", tmp_path, (1, 2))
-    release_locks(tmp_path, part_lock((0, 2)))
 
 
 def _closed_port() -> int:
@@ -1278,7 +1229,7 @@ def _alive(pid: int) -> bool:
 def test_killing_a_parallel_synthetic_driver_leaves_no_workers(tmp_path: Path, how) -> None:
     argv = [
         "synthetic", "--preset", "tiny", "--tasks", "linear", "--sharing", "SL",
-        "--seeds", "0", "1", "--epochs", "200", "--jobs", "2", "--threads", "1",
+        "--seeds", "0", "1", "--epochs", "200", "--workers", "2", "--threads", "1",
         "--out", str(tmp_path / "out"),
     ]  # fmt: skip
     proc = subprocess.Popen(

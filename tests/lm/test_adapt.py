@@ -445,7 +445,10 @@ def test_paired_differences_interval():
 
 @needs_data
 def test_adapt_table_tiny_end_to_end(tmp_path):
-    config = TableConfig(**{**PRESETS["tiny"], "ks": (2,), "data_dir": str(SHARED_DATA)})
+    """Serial on one thread; then the same on two worker processes gives the same tables."""
+    config = TableConfig(
+        **{**PRESETS["tiny"], "ks": (2,), "data_dir": str(SHARED_DATA), "threads": 1}
+    )
     result = run_table(config, tmp_path / "table")
     assert result["finished"]
     out = tmp_path / "table"
@@ -468,6 +471,12 @@ def test_adapt_table_tiny_end_to_end(tmp_path):
     )
     with pytest.raises(UserError, match="other settings"):
         run_table(dataclasses.replace(config, n_test=5), out)
+    parallel = tmp_path / "processes"
+    assert run_table(dataclasses.replace(config, backend="processes", workers=2), parallel)[
+        "finished"
+    ]
+    for name in ("accuracy.csv", "table2.csv", "paired.csv", "layers.csv", "table2.md"):
+        assert (parallel / name).read_bytes() == (out / name).read_bytes(), name
 
 
 @needs_data

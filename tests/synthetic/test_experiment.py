@@ -1,6 +1,7 @@
 import filecmp
 import json
 import math
+import shutil
 
 import numpy as np
 import pandas as pd
@@ -67,7 +68,7 @@ def test_same_command_twice_gives_byte_identical_results_and_figures(tmp_path) -
                 "--seeds",
                 "0",
                 "1",
-                "--jobs",
+                "--workers",
                 "2",
                 "--threads",
                 "1",
@@ -158,7 +159,7 @@ def test_a_folder_of_another_program_is_refused(tmp_path, capsys) -> None:
         (["--cuda-graph"], "--device cuda"),
         (["--seeds", "0", "1", "0"], "--seeds lists 0 more than once"),
         (["--seeds", "0", "--seed", "1"], "not allowed with"),
-        (["--jobs", "0"], "--jobs"),
+        (["--workers", "0"], "--workers must be >= 1"),
     ],
 )
 def test_bad_options_are_one_line_errors(tmp_path, capsys, args, message) -> None:
@@ -250,3 +251,4 @@ def test_preset_overrides_reach_the_train_config() -> None:
         False,
     )
     assert (train_cfg.seed, train_cfg.n_train, train_cfg.lr) == (4, 64_000, 1e-4)
+
