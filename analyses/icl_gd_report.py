@@ -183,7 +183,7 @@ def run_grid(args: argparse.Namespace) -> None:
         [u for u in todo if u[2] == args.seeds[0]],
         [u for u in todo if u[2] != args.seeds[0]],
     ):
-        for model, data, seed in map_units(worker, wave, backend):
+        for (model, data, seed), _ in map_units(worker, wave, backend):
             print(f"archived {model} {data} draw {seed}", flush=True)
 
 

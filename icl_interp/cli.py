@@ -30,6 +30,7 @@ import signal
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, NoReturn
 
 from icl_interp.errors import UserError
@@ -116,6 +117,34 @@ def script_exit_code(
     except SystemExit as stop:
         return int(stop.code or 0)
     return exit_code(prog, lambda: action(args))
+
+
+def page_script_exit_code(
+    prog: str, description: str, pages: str, archive: str, doc: str, argv: Sequence[str] | None
+) -> int:
+    """Exit code of an ``analyses/`` script that archives a finished run (``--archive-from
+    RUN``, then rebuilds the page) or rebuilds a results page from its archive alone
+    (``--report-only``), with the ``archive_run(run, archive)`` and ``write_page(archive,
+    doc)`` of the module ``pages``; ``archive`` and ``doc`` are the default paths."""
+
+    def parse(argv: Sequence[str] | None) -> argparse.Namespace:
+        parser = OneLineParser(prog=prog, description=description)
+        source = parser.add_mutually_exclusive_group(required=True)
+        source.add_argument("--archive-from", type=Path, help="a finished run's folder")
+        source.add_argument("--report-only", action="store_true", help="rebuild the page only")
+        parser.add_argument("--archive", type=Path, default=Path(archive), help="the archive")
+        parser.add_argument("--doc", type=Path, default=Path(doc), help="the page to write")
+        return parser.parse_args(argv)
+
+    def run(args: argparse.Namespace) -> int:
+        module = importlib.import_module(pages)
+        if args.archive_from is not None:
+            module.archive_run(args.archive_from, args.archive)
+        markdown = module.write_page(args.archive, args.doc)
+        print(f"page in {args.doc} ({len(markdown.splitlines())} lines)")
+        return 0
+
+    return script_exit_code(prog, parse, run, argv)
 
 
 class QuietPipe:

@@ -528,3 +528,21 @@ def read_run(folder: str | Path, command: str, needs: Sequence[str] = ()) -> dic
     if missing:
         raise UserError(f"{folder} has no {', '.join(missing)} (unfinished, or made without it)")
     return recorded
+
+
+def archive_run(
+    run: str | Path, archive: str | Path, command: str, files: Sequence[str]
+) -> dict[str, Any]:
+    """Copy a finished ``command`` run's ``files`` (paths inside ``run``) into ``archive``, with
+    the run's settings and package versions in ``archive/run.json``: the committed data a
+    results page is rebuilt from. Returns the run's ``config.json`` record."""
+    import shutil
+
+    run, archive = Path(run), Path(archive)
+    recorded = read_run(run, command, needs=files)
+    for name in files:
+        (archive / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(run / name, archive / name)
+    settings = {"config": recorded["config"], "versions": recorded.get("versions", {})}
+    write_text(archive / "run.json", json.dumps(settings, indent=1, sort_keys=True) + "\n")
+    return recorded

@@ -23,6 +23,7 @@ worker before the first unit; every backend runs units on ``Backend.threads`` to
 
 from __future__ import annotations
 
+import importlib
 import multiprocessing
 import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -174,15 +175,21 @@ class _RayActor:
         return _call(self.worker, unit)
 
 
-def _ray(worker: Worker, units: list[Any], backend: Backend) -> Iterator[tuple[Any, Any]]:
+def _installed(module: str, backend: str, extra: str) -> Any:
+    """``module`` imported, or a one-line ``UserError`` saying which extra installs it."""
     try:
-        import ray
-        from ray.util import ActorPool
+        return importlib.import_module(module)
     except ImportError:
         raise UserError(
-            '--backend ray needs Ray: pip install "icl-interp[ray]" '
-            '(in a checkout: pip install -e ".[ray]")'
+            f'--backend {backend} needs {module}: pip install "icl-interp[{extra}]" '
+            f'(in a checkout: pip install -e ".[{extra}]")'
         ) from None
+
+
+def _ray(worker: Worker, units: list[Any], backend: Backend) -> Iterator[tuple[Any, Any]]:
+    ray = _installed("ray", "ray", "ray")
+    from ray.util import ActorPool
+
     init_here = not ray.is_initialized()
     if init_here:
         from icl_interp.workers import check_ray_address
@@ -217,13 +224,8 @@ def _submitit_job(
 
 
 def _submitit(worker: Worker, units: list[Any], backend: Backend) -> Iterator[tuple[Any, Any]]:
-    try:
-        import submitit
-    except ImportError:
-        raise UserError(
-            '--backend submitit needs submitit: pip install "icl-interp[slurm]" '
-            '(in a checkout: pip install -e ".[slurm]")'
-        ) from None
+    submitit = _installed("submitit", "submitit", "slurm")
+    as_finished = importlib.import_module("submitit.helpers").as_completed
     assert backend.folder is not None
     executor = submitit.AutoExecutor(folder=backend.folder)
     executor.update_parameters(
@@ -234,7 +236,7 @@ def _submitit(worker: Worker, units: list[Any], backend: Backend) -> Iterator[tu
         _submitit_job, [worker] * n, units, [_plugins()] * n, [backend.threads] * n
     )
     try:
-        finished = submitit.helpers.as_completed(jobs, poll_frequency=SUBMITIT_POLL_SECONDS)
+        finished = as_finished(jobs, poll_frequency=SUBMITIT_POLL_SECONDS)
         yield from _checked(job.result() for job in finished)
     finally:
         for job in jobs:

@@ -543,22 +543,8 @@ def adapt(config: AdaptConfig) -> Path:
         release_locks(out)
 
 
-def _adapt(config: AdaptConfig) -> Path:
-    from icl_interp.lm.data import get_dataset
-    from icl_interp.lm.models import load_model
-
-    out = Path(config.out)
-    for name in config.mixture:
-        get_dataset(name)
-    state = _check_out(out, config)
-    if state == "done":
-        card = read_card(out) or {}
-        _check_inputs(out, card.get("inputs"), _inputs(config), CARD_NAME)
-        print(f"{out} is already a finished adaptation; nothing to do")
-        return out
-    if state == "resume":
-        checkpoint = _read_checkpoint(out / CHECKPOINT_NAME)
-    model = load_model(config.base, device=config.device)
+def _episodes(model: Any, config: AdaptConfig) -> tuple[EpisodeStream, list[Any]]:
+    """The training episode stream (train split) and the validation episodes (test split)."""
     train = EpisodeStream(
         model.tokenizer,
         config.mixture,
@@ -581,11 +567,12 @@ def _adapt(config: AdaptConfig) -> Path:
         data_dir=config.data_dir,
         source=config.source,
     )
-    val_episodes = [val_stream[i] for i in range(config.val_episodes)]
-    inputs = _inputs(config)
-    if state == "resume":
-        _check_inputs(out, checkpoint.get("inputs"), inputs, CHECKPOINT_NAME)
+    return train, [val_stream[i] for i in range(config.val_episodes)]
 
+
+def _trainable(model: Any, config: AdaptConfig) -> tuple[Any, list[tuple[str, Any]]]:
+    """The model that trains (the HF model, or its LoRA wrapper) and its trained parameters;
+    everything else frozen."""
     hf_model = model.original_model
     for parameter in hf_model.parameters():
         parameter.requires_grad_(False)
@@ -595,24 +582,107 @@ def _adapt(config: AdaptConfig) -> Path:
     named = trainable_parameters(model, trained_model, config.params)
     for _, parameter in named:
         parameter.requires_grad_(True)
+    return trained_model, named
+
+
+def _restore(
+    checkpoint: dict[str, Any], out: Path, named: list[tuple[str, Any]], optimizer: Any
+) -> tuple[list[dict[str, Any]], int]:
+    """Load a checkpoint's parameters and optimizer state; its log and step."""
+    try:
+        with torch.no_grad():
+            for name, parameter in named:
+                parameter.copy_(checkpoint["trainable"][name])
+        optimizer.load_state_dict(checkpoint["optimizer"])
+        return checkpoint["log"], int(checkpoint["step"])
+    except (KeyError, RuntimeError, ValueError, TypeError):
+        raise UserError(
+            f"{out / CHECKPOINT_NAME} is corrupt or does not fit this model's parameters; "
+            "delete it to start over, or pass a new --out"
+        ) from None
+
+
+def _train_step(
+    model: Any,
+    causal_lm: Any,
+    episode: Any,
+    optimizer: Any,
+    trainable: list[Any],
+    config: AdaptConfig,
+    step: int,
+    watch: _Watch,
+) -> dict[str, Any]:
+    """One optimizer step on one episode (``watch`` stops a diverging or collapsing run);
+    the step's log row."""
+    for group in optimizer.param_groups:
+        group["lr"] = learning_rate(config, step)
+    optimizer.zero_grad(set_to_none=True)
+    loss = episode_loss(model, causal_lm, episode, config.objective)
+    watch.loss(step + 1, float(loss.detach()))
+    loss.backward()
+    grad_norm = torch.nn.utils.clip_grad_norm_(trainable, config.grad_clip)
+    watch.gradient(step + 1, float(grad_norm))
+    optimizer.step()
+    return {
+        "step": step + 1,
+        "loss": float(loss.detach()),
+        "grad_norm": float(grad_norm),
+        "lr": learning_rate(config, step),
+        "dataset": episode.dataset,
+        "k_used": episode.k_used,
+        "tokens": int(episode.ids.shape[0]),
+    }
+
+
+def _start_watch(
+    config: AdaptConfig,
+    out: Path,
+    model: Any,
+    causal_lm: Any,
+    val_episodes: list[Any],
+    log: list[dict[str, Any]],
+) -> _Watch:
+    """The run's watch, with step 0's validation logged for a new run and a resumed run's
+    logged validations replayed (so it starts where the straight run's was)."""
+    if not log and val_episodes:
+        log.append(
+            {"step": 0, **validation_metrics(model, causal_lm, val_episodes, config.objective)}
+        )
+    watch = _Watch(config, out, int(model.cfg.d_vocab), validation_chance(val_episodes))
+    for logged in log:
+        if "val_acc" in logged:
+            watch.validation(logged["step"], logged["val_acc"])
+    return watch
+
+
+def _adapt(config: AdaptConfig) -> Path:
+    from icl_interp.lm.data import get_dataset
+    from icl_interp.lm.models import load_model
+
+    out = Path(config.out)
+    for name in config.mixture:
+        get_dataset(name)
+    state = _check_out(out, config)
+    if state == "done":
+        card = read_card(out) or {}
+        _check_inputs(out, card.get("inputs"), _inputs(config), CARD_NAME)
+        print(f"{out} is already a finished adaptation; nothing to do")
+        return out
+    if state == "resume":
+        checkpoint = _read_checkpoint(out / CHECKPOINT_NAME)
+    model = load_model(config.base, device=config.device)
+    train, val_episodes = _episodes(model, config)
+    inputs = _inputs(config)
+    if state == "resume":
+        _check_inputs(out, checkpoint.get("inputs"), inputs, CHECKPOINT_NAME)
+    trained_model, named = _trainable(model, config)
     optimizer = torch.optim.AdamW(
         [p for _, p in named], lr=config.lr, weight_decay=config.weight_decay
     )
     log: list[dict[str, Any]] = []
     start_step = 0
     if state == "resume":
-        try:
-            with torch.no_grad():
-                for name, parameter in named:
-                    parameter.copy_(checkpoint["trainable"][name])
-            optimizer.load_state_dict(checkpoint["optimizer"])
-            log = checkpoint["log"]
-            start_step = int(checkpoint["step"])
-        except (KeyError, RuntimeError, ValueError, TypeError):
-            raise UserError(
-                f"{out / CHECKPOINT_NAME} is corrupt or does not fit this model's parameters; "
-                "delete it to start over, or pass a new --out"
-            ) from None
+        log, start_step = _restore(checkpoint, out, named, optimizer)
         print(f"resuming {out} at step {start_step} of {config.steps}")
 
     def save_checkpoint(step: int) -> None:
@@ -630,10 +700,7 @@ def _adapt(config: AdaptConfig) -> Path:
 
     started = time.perf_counter()
     causal_lm = _causal_lm(trained_model)
-    if start_step == 0 and not log and val_episodes:
-        log.append(
-            {"step": 0, **validation_metrics(model, causal_lm, val_episodes, config.objective)}
-        )
+    watch = _start_watch(config, out, model, causal_lm, val_episodes, log)
     progress = progress_bar(
         total=config.steps,
         initial=start_step,
@@ -642,10 +709,6 @@ def _adapt(config: AdaptConfig) -> Path:
         disable=None if config.progress else True,
     )
     trainable = [p for _, p in named]
-    watch = _Watch(config, out, int(model.cfg.d_vocab), validation_chance(val_episodes))
-    for logged in log:  # a resumed run's watch starts where the straight run's was
-        if "val_acc" in logged:
-            watch.validation(logged["step"], logged["val_acc"])
     for step in range(start_step, config.steps):
         if (
             config.max_minutes is not None
@@ -658,31 +721,13 @@ def _adapt(config: AdaptConfig) -> Path:
                 "rerun the same command to resume"
             )
             return out
-        episode = train[step]
-        for group in optimizer.param_groups:
-            group["lr"] = learning_rate(config, step)
-        optimizer.zero_grad(set_to_none=True)
-        loss = episode_loss(model, causal_lm, episode, config.objective)
-        watch.loss(step + 1, float(loss.detach()))
-        loss.backward()
-        grad_norm = torch.nn.utils.clip_grad_norm_(trainable, config.grad_clip)
-        watch.gradient(step + 1, float(grad_norm))
-        optimizer.step()
-        row: dict[str, Any] = {
-            "step": step + 1,
-            "loss": float(loss.detach()),
-            "grad_norm": float(grad_norm),
-            "lr": learning_rate(config, step),
-            "dataset": episode.dataset,
-            "k_used": episode.k_used,
-            "tokens": int(episode.ids.shape[0]),
-        }
+        row = _train_step(model, causal_lm, train[step], optimizer, trainable, config, step, watch)
         if val_episodes and ((step + 1) % config.eval_every == 0 or step + 1 == config.steps):
             row.update(validation_metrics(model, causal_lm, val_episodes, config.objective))
             watch.validation(step + 1, row["val_acc"])
         log.append(row)
         progress.update(1)
-        progress.set_postfix(loss=f"{float(loss.detach()):.3f}")
+        progress.set_postfix(loss=f"{row['loss']:.3f}")
         if (step + 1) % config.checkpoint_every == 0 and step + 1 < config.steps:
             save_checkpoint(step + 1)
     progress.close()

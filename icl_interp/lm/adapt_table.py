@@ -36,6 +36,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import shutil
 import time
 from dataclasses import replace
 from functools import partial
@@ -48,10 +49,12 @@ import torch
 from icl_interp.errors import UserError
 from icl_interp.lm.adapt import adapt, check_params, read_card
 from icl_interp.lm.adapt_table_config import TableConfig, config_from_args
+from icl_interp.lm.metrics.accuracy import layer_accuracy
 from icl_interp.results import (
     JOB_FILES,
     done,
     lock_folder,
+    read_csv,
     release_locks,
     write_config,
     write_csv,
@@ -121,19 +124,76 @@ def _time_left(deadline: float | None) -> bool:
     return deadline is None or time.time() < deadline
 
 
+def model_folder(out: Path, objective: str, seed: int, pilot_lr: float | None = None) -> Path:
+    """Where an adapted model lives: ``models/`` for the table, ``pilot/`` for a pilot lr."""
+    if pilot_lr is None:
+        return out / "models" / f"{objective}_seed{seed}"
+    return out / "pilot" / f"{objective}_seed{seed}_lr{pilot_lr:g}"
+
+
 def adapt_unit(
-    config: TableConfig, out: Path, deadline: float | None, unit: tuple[int, str]
+    config: TableConfig,
+    out: Path,
+    deadline: float | None,
+    unit: tuple[int, str] | tuple[int, str, float],
+    lr: float | None = None,
 ) -> bool:
-    """Adapt (or resume) one model, ``unit = (seed, objective)``, until ``deadline`` (a
-    ``time.time()``); whether it finished."""
-    seed, objective = unit
-    folder = out / "models" / f"{objective}_seed{seed}"
+    """Adapt (or resume) one model until ``deadline`` (a ``time.time()``); whether it finished.
+    ``unit = (seed, objective)`` is a table model at ``lr`` (default: the table's);
+    ``(seed, objective, lr)`` a pilot model at that lr."""
+    seed, objective, *pilot = unit
+    folder = model_folder(out, objective, seed, *pilot)
     left = None if deadline is None else (deadline - time.time()) / 60
     if left is not None and left <= 0:
         return read_card(folder) is not None
+    training = config.adapt_config(objective, seed, folder, pilot[0] if pilot else lr)
     # a finished folder returns at once, and one made with other settings is an error
-    adapt(replace(config.adapt_config(objective, seed, folder), max_minutes=left))
+    adapt(replace(training, max_minutes=left))
     return read_card(folder) is not None
+
+
+def pilot_table(config: TableConfig, out: Path) -> pd.DataFrame:
+    """The lr pilot's final validation loss and accuracy per lr and objective, the mean loss,
+    and which lr the adaptation rule chose (``icl_interp.lm.lr_rule.choose_adaptation_lr``)."""
+    from icl_interp.lm.lr_rule import choose_adaptation_lr
+
+    rows = []
+    for lr in config.lr_grid:
+        for objective in OBJECTIVES:
+            card = read_card(model_folder(out, objective, config.seeds[0], lr)) or {}
+            last = (card.get("validation") or [{}])[-1]
+            rows.append(
+                {
+                    "lr": lr,
+                    "objective": objective,
+                    "val_loss": last.get("val_loss", math.nan),
+                    "val_acc": last.get("val_acc", math.nan),
+                }
+            )
+    table = pd.DataFrame(rows)
+    losses = {lr: group["val_loss"].tolist() for lr, group in table.groupby("lr")}
+    chosen = choose_adaptation_lr(losses)
+    mean = table.groupby("lr")["val_loss"].transform("mean")
+    return table.assign(mean_val_loss=mean, chosen=table["lr"] == chosen)
+
+
+def run_pilot(config: TableConfig, out: Path, deadline: float | None, backend: Any) -> float | None:
+    """Adapt seed 0 with each objective at each lr of ``lr_grid``, write ``lr_pilot.csv`` and
+    take the lr the rule chooses, whose seed-0 models become the table's; None if time ran
+    out."""
+    units = [(config.seeds[0], objective, lr) for lr in config.lr_grid for objective in OBJECTIVES]
+    worker = partial(adapt_unit, config, out, deadline)
+    if not all(dict(map_units(worker, units, backend, desc="lr pilot")).values()):
+        return None
+    table = pilot_table(config, out)
+    write_csv(out / "lr_pilot.csv", table)
+    lr = float(table.loc[table["chosen"], "lr"].iloc[0])
+    for objective in OBJECTIVES:
+        target = model_folder(out, objective, config.seeds[0])
+        if not target.exists():
+            shutil.copytree(model_folder(out, objective, config.seeds[0], lr), target)
+    print(f"lr pilot: the adaptation rule chose lr {lr:g} (lr_pilot.csv)")
+    return lr
 
 
 class GroupEvaluator:
@@ -231,7 +291,7 @@ def accuracy_table(config: TableConfig, out: Path) -> pd.DataFrame:
                         weights_only=False,
                     )
                     logits, labels = unit["layer_label_logits"], unit["labels"]
-                    correct = (logits.argmax(dim=-1) == labels[:, None]).float().mean(dim=0)
+                    correct = layer_accuracy(logits, labels)
                     n_layers = correct.shape[0]
                     for layer, value in enumerate(correct.tolist()):
                         rows.append(
@@ -684,7 +744,7 @@ def _run_table(config: TableConfig, out: Path) -> dict[str, Any]:
     try:
         _check_out(out, config)  # again under the lock
         claimed = not (out / "config.json").exists()
-        write_config(out, config)
+        write_config(out, config, command="adapt-table")
         try:
             return _run_claimed(config, out, started, deadline)
         except UserError:
@@ -707,9 +767,13 @@ def _run_claimed(
 ) -> dict[str, Any]:
     """The three stages, each a set of units on the run kernel, then the report."""
     backend = backend_for(config.backend, config.workers, config.threads, out)
+    lr = config.lr if not config.lr_grid else run_pilot(config, out, deadline, backend)
+    if lr is None:
+        print("time is up during the lr pilot; rerun the same command to resume")
+        return {"finished": False}
     roles = ("base", *OBJECTIVES)
     stages: list[tuple[str, Any, list[tuple[int, str]]]] = [
-        ("adapting", partial(adapt_unit, config, out, deadline),
+        ("adapting", partial(adapt_unit, config, out, deadline, lr=lr),
          [(s, o) for s in config.seeds for o in OBJECTIVES]),
         ("evaluating", GroupEvaluator(config, out, deadline),
          [(s, r) for s in config.seeds for r in roles]),
@@ -724,11 +788,11 @@ def _run_claimed(
             return {"finished": False}
         train_seconds = train_seconds or time.time() - started
     return write_report(
-        config, out, session_seconds=time.time() - started, train_seconds=train_seconds
+        config, out, lr, session_seconds=time.time() - started, train_seconds=train_seconds
     )
 
 
-def write_report(config: TableConfig, out: Path, **timing: float) -> dict[str, Any]:
+def write_report(config: TableConfig, out: Path, lr: float, **timing: float) -> dict[str, Any]:
     """Tables, figures and ``report.md`` from the units on disk."""
     from icl_interp.results import write_figure
 
@@ -746,7 +810,7 @@ def write_report(config: TableConfig, out: Path, **timing: float) -> dict[str, A
         "# PrefixLM vs causalLM adaptation: Table 2 analog",
         "",
         f"Base {config.base}; mixture {', '.join(config.mixture)}; held out "
-        f"{', '.join(config.heldout)}; {config.steps} steps, lr {config.lr:g}, params "
+        f"{', '.join(config.heldout)}; {config.steps} steps, lr {lr:g}, params "
         f"{config.params}, train k {config.train_k} with {config.train_queries} queries per "
         f"episode; seeds {list(config.seeds)}; "
         f"{config.n_test} test queries per data set and seed"
@@ -772,6 +836,18 @@ def write_report(config: TableConfig, out: Path, **timing: float) -> dict[str, A
         name: card["validation"][-1] if card and card["validation"] else None
         for name, card in cards.items()
     }
+    if config.lr_grid:
+        from icl_interp.lm.report import markdown_table
+
+        pilot = read_csv(out / "lr_pilot.csv")
+        pilot["lr"] = pilot["lr"].map(lambda lr: f"{lr:g}")
+        parts += [
+            "",
+            "## lr pilot (seed 0; lowest mean validation loss over the objectives, ties: the "
+            "smaller lr)",
+            "",
+            markdown_table(pilot),
+        ]
     parts += [
         "",
         "## Adaptation (mixture validation episodes, own mask, after the last step)",

@@ -32,7 +32,8 @@ class TableConfig:
     train_queries: int = 8
     train_max_len: int = 512
     steps: int = 100
-    lr: float = 3e-4  # scripts/adapt_lr_pilot.sh: the lower mean validation loss of 1e-4, 3e-4
+    lr: float | None = 3e-4  # the adaptation lr rule's choice from (1e-4, 3e-4), --lr-grid
+    lr_grid: tuple[float, ...] = ()  # choose lr by the rule first (lr None)
     warmup: int = 10
     params: str = "lora"
     lora_rank: int = 16
@@ -56,9 +57,21 @@ class TableConfig:
     workers: int = 1
 
     def __post_init__(self) -> None:
-        for name in ("mixture", "heldout", "ks", "seeds", "layer_seeds", "layer_methods"):
+        if (self.lr is None) == (not self.lr_grid):
+            raise UserError("give adapt-table one of --lr and --lr-grid")
+        if any(not lr > 0 for lr in self.lr_grid) or len(set(self.lr_grid)) < len(self.lr_grid):
+            raise UserError(f"--lr-grid needs distinct lrs > 0, got {list(self.lr_grid)}")
+        for name in (
+            "mixture",
+            "heldout",
+            "ks",
+            "seeds",
+            "layer_seeds",
+            "layer_methods",
+            "lr_grid",
+        ):
             object.__setattr__(self, name, tuple(getattr(self, name)))
-            if name != "layer_seeds" and not getattr(self, name):
+            if name not in ("layer_seeds", "lr_grid") and not getattr(self, name):
                 raise UserError(f"--{name.replace('_', '-')} needs at least one value")
         overlap = sorted(set(self.mixture) & set(self.heldout))
         if overlap:
@@ -83,7 +96,8 @@ class TableConfig:
         check_backend_options(self.backend, self.workers, self.threads)
         if self.max_minutes is not None and not self.max_minutes > 0:
             raise UserError(f"--max-minutes must be > 0, got {self.max_minutes}")
-        self.adapt_config("causal", self.seeds[0], Path("unused"))  # validates the training part
+        lr = self.lr if self.lr is not None else self.lr_grid[0]
+        self.adapt_config("causal", self.seeds[0], Path("unused"), lr)  # the training part
 
     def to_dict(self) -> dict[str, Any]:
         from icl_interp.results import to_jsonable
@@ -94,7 +108,13 @@ class TableConfig:
     def from_dict(cls, values: dict[str, Any]) -> TableConfig:
         return cls(**values)
 
-    def adapt_config(self, objective: str, seed: int, out: Path) -> AdaptConfig:
+    def adapt_config(
+        self, objective: str, seed: int, out: Path, lr: float | None = None
+    ) -> AdaptConfig:
+        """The training settings of one adapted model (``lr``: this lr instead of the table's)."""
+        lr = self.lr if lr is None else lr
+        if lr is None:
+            raise UserError("the table's lr is not chosen yet (--lr-grid runs the pilot first)")
         return AdaptConfig(
             base=self.base,
             objective=objective,
@@ -103,7 +123,7 @@ class TableConfig:
             queries=self.train_queries,
             max_len=self.train_max_len,
             steps=self.steps,
-            lr=self.lr,
+            lr=lr,
             warmup=self.warmup,
             params=self.params,
             lora_rank=self.lora_rank,
@@ -182,7 +202,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--n-test", type=int, default=None, help="test queries per data set")
     parser.add_argument("--steps", type=int, default=None, help="adaptation steps")
-    parser.add_argument("--lr", type=float, default=None, help="adaptation learning rate")
+    lr = parser.add_mutually_exclusive_group()
+    lr.add_argument("--lr", type=float, default=None, help="adaptation learning rate")
+    lr.add_argument(
+        "--lr-grid",
+        nargs="+",
+        type=float,
+        default=None,
+        help="choose the lr by the adaptation rule first: seed 0 adapted with each objective at "
+        "each lr, the lowest mean validation loss (ties: the smaller lr)",
+    )
     parser.add_argument("--params", default=None, help="blocks, attn or lora")
     parser.add_argument("--train-k", type=int, default=None, help="demonstrations per episode")
     parser.add_argument("--train-queries", type=int, default=None, help="queries per episode")
@@ -235,6 +264,9 @@ def config_from_args(args: argparse.Namespace) -> TableConfig:
         value = getattr(args, name)
         if value is not None:
             values[name] = value
+    values = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
+    if args.lr_grid is not None:
+        values.update(lr=None, lr_grid=tuple(args.lr_grid))
     for name in ("mixture", "heldout"):
         if name in values:
             values[name] = tuple(get_dataset(n).name for n in values[name])

@@ -206,6 +206,86 @@ def _check_inputs(
         )
 
 
+def _examples_to_run(
+    model: Any,
+    prefix_ids: Tensor,
+    query_ids: Sequence[Tensor],
+    labels: Tensor,
+    label_token_ids: Tensor,
+    batch_size: int,
+    limit: int | None,
+) -> int:
+    """How many examples ``capture`` runs, after checking its arguments."""
+    if batch_size < 1:
+        raise UserError(f"batch_size must be >= 1, got {batch_size}")
+    if limit is not None and limit < 1:
+        raise UserError(f"limit must be >= 1, got {limit}")
+    if len(query_ids) != len(labels):
+        raise ValueError(f"{len(query_ids)} queries but {len(labels)} labels")
+    if prefix_ids.ndim != 1 or prefix_ids.shape[0] < 1:
+        raise ValueError("prefix_ids must be a non-empty 1D tensor starting with BOS")
+    n_examples = len(query_ids) if limit is None else min(limit, len(query_ids))
+    if any(len(ids) == 0 for ids in query_ids[:n_examples]):
+        raise ValueError("every query needs at least one token")
+    _check_inputs(model, prefix_ids, query_ids[:n_examples], labels, label_token_ids)
+    return n_examples
+
+
+def _forward_batch(
+    model: Any,
+    recorder: Any,
+    prefix_ids: Tensor,
+    prefix_kv: Any,
+    queries: list[Tensor],
+    mask: str,
+    label_token_ids: Tensor,
+) -> list[dict[str, Tensor]]:
+    """One right-padded batch of queries after the prefix (its cached K/V, or the prefix's
+    tokens in front of each query); per query, what ``capture`` records."""
+    device = prefix_ids.device
+    n_prefix = prefix_ids.shape[0]
+    lengths = [len(ids) for ids in queries]
+    width = max(lengths)
+    padded = torch.full((len(queries), width), int(prefix_ids[0]), dtype=torch.long)
+    for row, ids in enumerate(queries):
+        padded[row, : lengths[row]] = ids
+    padded = padded.to(device)
+    if prefix_kv is not None:
+        offset = 0
+        input_ids = padded
+        cache = _batched_cache(prefix_kv, len(queries))
+    else:
+        offset = n_prefix
+        input_ids = torch.cat([prefix_ids[None].expand(len(queries), -1), padded], dim=1)
+        cache = None
+    seq_len = n_prefix + width
+    last = torch.tensor(lengths, device=device) - 1 + offset
+    recorder.start(last, key_start=offset, key_len=width)
+    model.original_model.base_model(
+        input_ids=input_ids,
+        attention_mask=attention_mask_for(
+            model, mask, seq_len, n_prefix=n_prefix, first_row=n_prefix - offset, device=device
+        ),
+        position_ids=torch.arange(n_prefix - offset, seq_len, device=device)[None],
+        past_key_values=cache,
+        use_cache=cache is not None,
+    )
+    resid = recorder.stacked("resid")
+    logits = attention_logits(model, recorder.stacked("q"), recorder.stacked("k")).float()
+    lens = logit_lens(model, resid, label_token_ids).cpu()
+    resid, attn_out = resid.float().cpu(), recorder.stacked("attn_out").float().cpu()
+    logits = logits.cpu()
+    return [
+        {
+            "resid": resid[row],
+            "attn_out": attn_out[row],
+            "attn_logits": logits[row, :, :, : lengths[row]],
+            "lens": lens[row],
+        }
+        for row in range(len(queries))
+    ]
+
+
 def capture(
     model: Any,
     prefix_ids: Int[Tensor, " prefix"],
@@ -231,19 +311,9 @@ def capture(
     """
     if reuse_prefix and not MASKS.get(mask).reuses_prefix:
         reuse_prefix = False
-    if batch_size < 1:
-        raise UserError(f"batch_size must be >= 1, got {batch_size}")
-    if limit is not None and limit < 1:
-        raise UserError(f"limit must be >= 1, got {limit}")
-    if len(query_ids) != len(labels):
-        raise ValueError(f"{len(query_ids)} queries but {len(labels)} labels")
-    if prefix_ids.ndim != 1 or prefix_ids.shape[0] < 1:
-        raise ValueError("prefix_ids must be a non-empty 1D tensor starting with BOS")
-    n_examples = len(query_ids) if limit is None else min(limit, len(query_ids))
-    if any(len(ids) == 0 for ids in query_ids[:n_examples]):
-        raise ValueError("every query needs at least one token")
-    _check_inputs(model, prefix_ids, query_ids[:n_examples], labels, label_token_ids)
-
+    n_examples = _examples_to_run(
+        model, prefix_ids, query_ids, labels, label_token_ids, batch_size, limit
+    )
     device = torch.device(model.cfg.device)
     prefix_ids = prefix_ids.to(device)
     n_prefix = prefix_ids.shape[0]
@@ -259,49 +329,11 @@ def capture(
     with torch.no_grad(), model.hooks(fwd_hooks=recorder.hooks):
         progress = progress_bar(total=n_examples, desc=desc, unit="example", leave=False)
         for batch in batches:
-            lengths = [len(query_ids[e]) for e in batch]
-            width = max(lengths)
-            padded = torch.full((len(batch), width), int(prefix_ids[0]), dtype=torch.long)
-            for row, e in enumerate(batch):
-                padded[row, : lengths[row]] = query_ids[e]
-            padded = padded.to(device)
-            if prefix_kv is not None:
-                offset = 0
-                input_ids = padded
-                cache = _batched_cache(prefix_kv, len(batch))
-            else:
-                offset = n_prefix
-                input_ids = torch.cat([prefix_ids[None].expand(len(batch), -1), padded], dim=1)
-                cache = None
-            seq_len = n_prefix + width
-            last = torch.tensor(lengths, device=device) - 1 + offset
-            recorder.start(last, key_start=offset, key_len=width)
-            model.original_model.base_model(
-                input_ids=input_ids,
-                attention_mask=attention_mask_for(
-                    model,
-                    mask,
-                    seq_len,
-                    n_prefix=n_prefix,
-                    first_row=n_prefix - offset,
-                    device=device,
-                ),
-                position_ids=torch.arange(n_prefix - offset, seq_len, device=device)[None],
-                past_key_values=cache,
-                use_cache=cache is not None,
-            )
-            resid = recorder.stacked("resid")
-            logits = attention_logits(model, recorder.stacked("q"), recorder.stacked("k")).float()
-            lens = logit_lens(model, resid, label_token_ids).cpu()
-            resid, attn_out = resid.float().cpu(), recorder.stacked("attn_out").float().cpu()
-            logits = logits.cpu()
-            for row, e in enumerate(batch):
-                per_example[e] = {
-                    "resid": resid[row],
-                    "attn_out": attn_out[row],
-                    "attn_logits": logits[row, :, :, : lengths[row]],
-                    "lens": lens[row],
-                }
+            rows = _forward_batch(
+                model, recorder, prefix_ids, prefix_kv, [query_ids[e] for e in batch], mask,
+                label_token_ids,
+            )  # fmt: skip
+            per_example.update(zip(batch, rows, strict=True))
             progress.update(len(batch))
         progress.close()
 

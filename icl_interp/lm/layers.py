@@ -21,11 +21,12 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from jaxtyping import Float, Int
+from jaxtyping import Float
 from torch import Tensor
 
 from icl_interp.lm.conditions import conditions
 from icl_interp.lm.layers_config import LayerAccuracyConfig, config_from_args
+from icl_interp.lm.metrics.accuracy import layer_accuracy
 from icl_interp.masks import MASKS
 from icl_interp.results import (
     ResultFolder,
@@ -37,17 +38,6 @@ from icl_interp.results import (
     write_torch,
 )
 from icl_interp.threads import torch_threads
-
-
-def layer_accuracy(
-    layer_label_logits: Float[Tensor, "example layer label"], labels: Int[Tensor, " example"]
-) -> Float[Tensor, " layer"]:
-    """Fraction of examples whose true label word has the highest logit, per layer.
-
-    Ties go to the lowest label index (``argmax``).
-    """
-    predictions = layer_label_logits.argmax(dim=-1)
-    return (predictions == labels[:, None]).float().mean(dim=0)
 
 
 def tidy_table(

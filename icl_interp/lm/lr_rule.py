@@ -17,6 +17,12 @@ any lr helps.
 The packaged table ``chosen_lrs.csv`` (``compare --lr chosen``, the default) holds one lr per
 model x data set x finetuning, chosen by the same rule from sweeps over several seeds: the lr
 with the highest validation accuracy averaged over the seeds (``chosen_table``).
+
+Adaptation (``adapt-table --lr-grid``) has its own rule, for a different quantity (a model
+adapted for hundreds of steps, not a finetuning on k demonstrations): adapt seed 0 with each
+objective at every lr of the grid and take the lowest validation loss averaged over the
+objectives, on episodes from the mixture data sets' test splits (never a held-out data set);
+ties go to the smaller lr (``choose_adaptation_lr``).
 """
 
 from __future__ import annotations
@@ -294,3 +300,17 @@ def chosen_lrs(model: str, data: str, table: Path = CHOSEN_LRS) -> dict[str, flo
         return {}
     rows = rows[(rows["model"] == model) & (rows["data"] == data)]
     return {str(r.finetuning): float(r.lr) for r in rows.itertuples()}
+
+
+def choose_adaptation_lr(losses: dict[float, list[float]]) -> float:
+    """The adaptation rule: the lr whose validation losses (one per objective) have the lowest
+    mean; ties go to the smaller lr. A non-finite loss (a diverged run) never wins."""
+    if not losses:
+        raise UserError("no adaptation lr to choose from")
+
+    def mean(lr: float) -> float:
+        values = losses[lr]
+        total = sum(values) / len(values)
+        return total if math.isfinite(total) else math.inf
+
+    return min(sorted(losses), key=mean)

@@ -39,6 +39,7 @@ from torch import Tensor
 from icl_interp.errors import UserError
 from icl_interp.lm.capture import capture
 from icl_interp.lm.data import Example, PromptSet, build_prompts
+from icl_interp.lm.metrics.accuracy import layer_accuracy
 from icl_interp.lm.patching import Patch, run_patched
 from icl_interp.lm.record import Capture
 from icl_interp.masks import MASKS
@@ -77,7 +78,8 @@ def rotate_labels(tokenizer: Any, spec: Any, prompts: PromptSet) -> PromptSet:
 
 
 def _accuracy(result: Capture) -> float:
-    return float((result.label_logits.argmax(dim=-1) == result.labels).double().mean())
+    """The model's own (last-layer) accuracy."""
+    return float(layer_accuracy(result.layer_label_logits, result.labels)[-1])
 
 
 def source_vectors(

@@ -55,20 +55,21 @@ def test_a_plugin_mask_kind_reaches_synthetic_process_workers(plugin: str, tmp_p
     assert "my_plugin.py" in config and "sha256:" in config, "the plugin is part of the identity"
 
 
-def test_a_plugin_metric_reaches_ray_workers(
-    plugin: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("backend", ["processes", "ray", "submitit"])
+def test_a_plugin_metric_and_mask_reach_every_backends_workers(
+    plugin: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, backend: str
 ) -> None:
-    ray = pytest.importorskip("ray")
+    if backend != "processes":
+        pytest.importorskip(backend)
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
     out = tmp_path / "compare"
     argv = ["compare", "--models", "tiny-gemma3", "--datasets", "mr", "--seeds", "0", "1",
             "--n-test", "2", "--k", "2", "--methods", "gd", "--masks", "plugin_hidden",
             "--metrics", "plugin_norm_ratio", "simaou", "--lr", "0.05", "--bootstrap", "0",
             "--heatmap-examples", "0", "--source", "package", "--finetune-dtype", "float32",
-            "--backend", "ray", "--workers", "2", "--no-figures", "--plugins", plugin,
+            "--backend", backend, "--workers", "2", "--no-figures", "--plugins", plugin,
             "--out", str(out)]  # fmt: skip
     assert main(argv) == 0
-    assert not ray.is_initialized()
     table = pd.read_csv(out / "metrics.csv")
     assert set(table["mask"]) == {"plugin_hidden"} and set(table["seed"]) == {0, 1}
     assert "plugin_norm_ratio" in set(table["metric"])

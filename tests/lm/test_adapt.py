@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
 from pathlib import Path
 
 import pandas as pd
@@ -12,6 +13,7 @@ import torch
 from safetensors.torch import load_file
 
 import icl_interp.lm.adapt as adapt_module
+from analyses import adapt_table2
 from icl_interp.cli import main as cli_main
 from icl_interp.errors import UserError
 from icl_interp.lm.adapt import (
@@ -477,6 +479,15 @@ def test_adapt_table_tiny_end_to_end(tmp_path):
     ]
     for name in ("accuracy.csv", "table2.csv", "paired.csv", "layers.csv", "table2.md"):
         assert (parallel / name).read_bytes() == (out / name).read_bytes(), name
+    archive, doc = tmp_path / "docs" / "table2", tmp_path / "docs" / "table2.md"
+    pages = ["--archive", str(archive), "--doc", str(doc)]
+    assert adapt_table2._main(["--archive-from", str(out), *pages]) == 0
+    page = doc.read_text()
+    assert "](table2/figures/table2.png)" in page and "](table2/figures/layers.png)" in page
+    assert "prefix − causal" in page and "## Layer by layer" in page
+    shutil.rmtree(out)  # a fresh clone: the page comes back from the archive
+    assert adapt_table2._main(["--report-only", *pages]) == 0
+    assert doc.read_text() == page
 
 
 @needs_data
@@ -488,3 +499,51 @@ def test_adapt_table_refuses_a_model_folder_made_with_other_settings(tmp_path):
     adapt(dataclasses.replace(config.adapt_config("causal", 0, folder), lr=config.lr / 2))
     with pytest.raises(UserError, match=r"other settings \(differs in: lr\)"):
         run_table(config, tmp_path / "table")
+
+
+# --------------------------------------------------------------------------- lr pilot
+
+
+def test_the_adaptation_lr_rule_by_hand():
+    from icl_interp.lm.lr_rule import choose_adaptation_lr
+
+    assert choose_adaptation_lr({1e-4: [0.5, 0.4], 3e-4: [0.3, 0.4]}) == 3e-4
+    assert choose_adaptation_lr({3e-4: [0.4, 0.4], 1e-4: [0.3, 0.5]}) == 1e-4, "tie: smaller lr"
+    assert choose_adaptation_lr({1e-3: [float("nan"), 0.1], 1e-4: [9.0, 9.0]}) == 1e-4
+    with pytest.raises(UserError):
+        choose_adaptation_lr({})
+
+
+def test_lr_and_lr_grid_are_one_or_the_other():
+    base = {**PRESETS["tiny"], "data_dir": str(SHARED_DATA)}
+    with pytest.raises(UserError, match="one of --lr and --lr-grid"):
+        TableConfig(**{**base, "lr": None})
+    with pytest.raises(UserError, match="one of --lr and --lr-grid"):
+        TableConfig(**{**base, "lr_grid": (1e-3,)})
+    with pytest.raises(UserError, match="distinct lrs > 0"):
+        TableConfig(**{**base, "lr": None, "lr_grid": (1e-3, 1e-3)})
+
+
+@needs_data
+def test_the_lr_pilot_chooses_by_the_rule_and_its_models_are_the_tables(tmp_path):
+    from icl_interp.lm.lr_rule import choose_adaptation_lr
+
+    config = TableConfig(
+        **{**PRESETS["tiny"], "ks": (2,), "seeds": (0,), "layer_seeds": (), "steps": 2,
+           "lr": None, "lr_grid": (1e-3, 3e-2), "data_dir": str(SHARED_DATA)}
+    )  # fmt: skip
+    out = tmp_path / "table"
+    assert run_table(config, out)["finished"]
+    pilot = pd.read_csv(out / "lr_pilot.csv")
+    losses = {lr: group["val_loss"].tolist() for lr, group in pilot.groupby("lr")}
+    chosen = choose_adaptation_lr(losses)
+    assert pilot.loc[pilot["chosen"], "lr"].unique().tolist() == [chosen]
+    for objective in ("causal", "prefix"):
+        table_model = out / "models" / f"{objective}_seed0"
+        pilot_model = out / "pilot" / f"{objective}_seed0_lr{chosen:g}"
+        assert read_card(table_model)["config"]["lr"] == chosen
+        assert (table_model / "model.safetensors").read_bytes() == (
+            pilot_model / "model.safetensors"
+        ).read_bytes()
+    report = (out / "report.md").read_text()
+    assert "## lr pilot" in report and f"lr {chosen:g}, params" in report

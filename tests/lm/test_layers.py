@@ -10,7 +10,8 @@ import torch
 
 from icl_interp.cli import main as cli_main
 from icl_interp.errors import UserError
-from icl_interp.lm.layers import LayerAccuracyConfig, layer_accuracy
+from icl_interp.lm.layers import LayerAccuracyConfig
+from icl_interp.lm.metrics.accuracy import layer_accuracy
 from tests.helpers import SHARED_DATA, assert_close
 
 

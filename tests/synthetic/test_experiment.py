@@ -252,3 +252,24 @@ def test_preset_overrides_reach_the_train_config() -> None:
     )
     assert (train_cfg.seed, train_cfg.n_train, train_cfg.lr) == (4, 64_000, 1e-4)
 
+
+def test_the_table1_page_is_rebuilt_from_its_archive_alone(tmp_path, capsys) -> None:
+    run, archive, doc = tmp_path / "run", tmp_path / "docs" / "table1", tmp_path / "docs" / "t1.md"
+    assert _main([*TINY, "--seeds", "0", "1", "--out", str(run)]) == 0
+    pages = ["--archive", str(archive), "--doc", str(doc)]
+    assert _main(["--archive-from", str(run), *pages]) == 0
+    page = doc.read_text()
+    assert "| PrefixLM-SL |" in page and "## The paper" in page
+    assert "](table1/figure3.png)" in page and (archive / "figure3.png").exists()
+    assert "LR, SL: " in page and " 2 seeds " in page
+    assert "*" not in page.split("## The paper")[1].split("## What the paired")[0].replace(
+        "**", ""
+    ), "no significance stars"
+    shutil.rmtree(run)  # a fresh clone: the page comes back from the archive
+    assert _main(["--report-only", *pages]) == 0
+    assert doc.read_text() == page
+    (archive / "paired.csv").unlink()
+    capsys.readouterr()
+    assert _main(["--report-only", *pages]) == 2
+    err = capsys.readouterr().err
+    assert "lacks paired.csv" in err and err.count("\n") == 1

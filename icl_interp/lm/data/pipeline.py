@@ -81,13 +81,11 @@ def make_prompt_sets(
     """Build one run's prompts for ``dataset``; ``k=None`` takes the data set's k.
 
     ``context`` (the model's context length) caps ``max_len``; ``exclude`` keeps further
-    examples out of the evaluation set. With ``other_draw``, a second demonstration set B of
-    the same size, disjoint from the first (A), is drawn from the rest of the train split and
-    packed to A's ``k_used``; the evaluation examples then avoid both, and the second
-    ``PromptSet`` (same queries, B's demonstrations) is returned instead of None.
-    ``eval_split="train"`` draws the queries from the train split instead (validation data
-    that never touches the test split). Adjustments are passed to ``log`` and recorded in the
-    provenance's ``notes``.
+    examples out of the evaluation set. With ``other_draw``, a second draw B disjoint from A
+    (``_demonstrations``), packed to A's ``k_used``, gives the second ``PromptSet`` (same
+    queries, which avoid both draws) returned instead of None.
+    ``eval_split="train"`` draws the queries from the train split (validation data that never
+    touches the test split). Adjustments go to ``log`` and the provenance's ``notes``.
     """
     spec = get_dataset(dataset)
     notes: list[str] = []
@@ -96,12 +94,7 @@ def make_prompt_sets(
         for split in dict.fromkeys(("train", eval_split))
     }
     k_requested = spec.k if k is None else k
-    demonstrations = sample_demonstrations(splits["train"], k_requested, seed=seed)
-    others: list[Example] = []
-    if other_draw:
-        taken = {example.content_key for example in demonstrations}
-        rest = [example for example in splits["train"] if example.content_key not in taken]
-        others = sample_demonstrations(rest, k_requested, seed=seed)
+    demonstrations, others = _demonstrations(splits["train"], k_requested, seed, other_draw)
     queries = select_eval(
         splits[eval_split],
         n_test,
@@ -149,3 +142,16 @@ def make_prompt_sets(
         other_k_used=None if other is None else other.k_used,
     )
     return spec, prompts, other, provenance
+
+
+def _demonstrations(
+    train: Sequence[Example], k: int, seed: int, other_draw: bool
+) -> tuple[list[Example], list[Example]]:
+    """The demonstrations (draw A) and, with ``other_draw``, a disjoint draw B of the same
+    size from the rest of the train split (else empty)."""
+    demonstrations = sample_demonstrations(train, k, seed=seed)
+    if not other_draw:
+        return demonstrations, []
+    taken = {example.content_key for example in demonstrations}
+    rest = [example for example in train if example.content_key not in taken]
+    return demonstrations, sample_demonstrations(rest, k, seed=seed)

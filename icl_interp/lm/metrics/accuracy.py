@@ -7,7 +7,7 @@ model's own prediction, which is what the summary table reports (``over_layers="
 
 from __future__ import annotations
 
-from jaxtyping import Bool, Float
+from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
 from icl_interp.lm.metrics.core import Conditions, register_metric
@@ -17,6 +17,14 @@ from icl_interp.lm.record import Capture
 def correct(capture: Capture) -> Bool[Tensor, "example layer"]:
     """Whether each layer's label-word argmax equals the example's label."""
     return capture.layer_label_logits.argmax(dim=-1) == capture.labels[:, None]
+
+
+def layer_accuracy(
+    layer_label_logits: Float[Tensor, "example layer label"], labels: Int[Tensor, " example"]
+) -> Float[Tensor, " layer"]:
+    """The toolkit's one argmax accuracy: per layer, the fraction of examples whose true label
+    word has the highest logit (ties go to the lowest label index)."""
+    return (layer_label_logits.argmax(dim=-1) == labels[:, None]).float().mean(dim=0)
 
 
 @register_metric("accuracy_zsl", label="acc ZSL", over_layers="last", uses=("zsl",))
