@@ -9,6 +9,7 @@ or all of it in one call, with the adjustments recorded (what every command uses
 spec, prompts, provenance = make_prompts(tokenizer, "sst2", n_test=200, seed=0, context=n_ctx)
 """
 
+from icl_interp.lm.data import catalog  # noqa: F401  (registers the packaged data sets)
 from icl_interp.lm.data.examples import Example, clean_text, heldout_split
 from icl_interp.lm.data.pipeline import (
     PromptProvenance,
