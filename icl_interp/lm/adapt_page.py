@@ -18,7 +18,7 @@ from pathlib import Path
 
 from icl_interp.errors import UserError
 from icl_interp.results import archive_run as archive_files
-from icl_interp.results import read_config, write_text
+from icl_interp.results import read_run, write_text
 
 ALWAYS = (
     "report.md",
@@ -50,10 +50,8 @@ def _files(config: dict) -> tuple[str, ...]:
 
 def archive_run(run: Path, archive: Path) -> None:
     """Copy a finished run's page inputs into ``archive`` (a one-line error if any is missing)."""
-    recorded = read_config(run / "config.json")
-    if recorded is None or not isinstance(recorded.get("config"), dict):
-        raise UserError(f"{run} is not an icl-interp adapt-table folder (no readable config.json)")
-    archive_files(run, archive, "adapt-table", _files(recorded["config"]))
+    config = read_run(run, "adapt-table")["config"]
+    archive_files(run, archive, "adapt-table", _files(config))
 
 
 def _command(config: dict) -> str:

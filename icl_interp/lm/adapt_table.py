@@ -199,11 +199,17 @@ def run_pilot(config: TableConfig, out: Path, deadline: float | None, backend: A
 class GroupEvaluator:
     """The run kernel's worker for the evaluation: captures every (mask, data, k) unit of one
     ``(seed, role)`` group not yet on disk, until ``deadline`` (a ``time.time()``); whether the
-    group finished. Keeps the held-out pools and the last model it loaded."""
+    group finished. ``pools`` are the held-out examples (``heldout_pools``, loaded once by the
+    driver); keeps the last model it loaded."""
 
-    def __init__(self, config: TableConfig, out: Path, deadline: float | None) -> None:
-        self.config, self.out, self.deadline = config, out, deadline
-        self.pools: dict[tuple[str, str], Any] = {}
+    def __init__(
+        self,
+        config: TableConfig,
+        out: Path,
+        deadline: float | None,
+        pools: dict[tuple[str, str], Any],
+    ) -> None:
+        self.config, self.out, self.deadline, self.pools = config, out, deadline, pools
         self.loaded: tuple[str, Any] | None = None
 
     def __call__(self, group: tuple[int, str]) -> bool:
@@ -222,7 +228,7 @@ class GroupEvaluator:
             return True
         model = self._model(model_path(config, self.out, role, seed))
         prompts_by_data = {
-            data: _seed_prompts(model.tokenizer, config, data, seed, self._pools())
+            data: _seed_prompts(model.tokenizer, config, data, seed, self.pools)
             for data in {d for d, _, _ in todo}
         }
         for data, k, mask in todo:
@@ -259,11 +265,6 @@ class GroupEvaluator:
             self.loaded = None  # free the previous model before loading the next
             self.loaded = (path, load_model(path, device=self.config.device))
         return self.loaded[1]
-
-    def _pools(self) -> dict[tuple[str, str], Any]:
-        if not self.pools:
-            self.pools = heldout_pools(self.config)
-        return self.pools
 
 
 def heldout_pools(config: TableConfig) -> dict[tuple[str, str], Any]:
@@ -709,8 +710,9 @@ def _check_out(out: Path, config: TableConfig) -> None:
         )
 
 
-def _validate(config: TableConfig) -> None:
-    """Load every pool and check every label word against the base tokenizer (nothing written)."""
+def _validate(config: TableConfig) -> dict[tuple[str, str], Any]:
+    """Load every pool and check every label word against the base tokenizer (nothing
+    written); the held-out pools."""
     from icl_interp.lm.data import get_dataset, label_token_ids
     from icl_interp.lm.models import load_model
 
@@ -728,6 +730,7 @@ def _validate(config: TableConfig) -> None:
     for name in config.heldout:
         if max(config.ks) > len(pools[(name, "train")]):
             raise UserError(f"{name}: k={max(config.ks)} exceeds its train pool")
+    return pools
 
 
 def run_table(config: TableConfig, out: Path) -> dict[str, Any]:
@@ -739,14 +742,14 @@ def _run_table(config: TableConfig, out: Path) -> dict[str, Any]:
     started = time.time()
     deadline = None if config.max_minutes is None else started + 60 * config.max_minutes
     _check_out(out, config)
-    _validate(config)
+    pools = _validate(config)
     lock_folder(out)
     try:
         _check_out(out, config)  # again under the lock
         claimed = not (out / "config.json").exists()
         write_config(out, config, command="adapt-table")
         try:
-            return _run_claimed(config, out, started, deadline)
+            return _run_claimed(config, out, pools, started, deadline)
         except UserError:
             if claimed and not _has_results(out):
                 (out / "config.json").unlink(missing_ok=True)  # the corrected command claims it
@@ -763,9 +766,14 @@ def _has_results(out: Path) -> bool:
 
 
 def _run_claimed(
-    config: TableConfig, out: Path, started: float, deadline: float | None
+    config: TableConfig,
+    out: Path,
+    pools: dict[tuple[str, str], Any],
+    started: float,
+    deadline: float | None,
 ) -> dict[str, Any]:
-    """The three stages, each a set of units on the run kernel, then the report."""
+    """The lr pilot (with ``--lr-grid``) and three stages, each a set of units on the run
+    kernel, then the report."""
     backend = backend_for(config.backend, config.workers, config.threads, out)
     lr = config.lr if not config.lr_grid else run_pilot(config, out, deadline, backend)
     if lr is None:
@@ -775,7 +783,7 @@ def _run_claimed(
     stages: list[tuple[str, Any, list[tuple[int, str]]]] = [
         ("adapting", partial(adapt_unit, config, out, deadline, lr=lr),
          [(s, o) for s in config.seeds for o in OBJECTIVES]),
-        ("evaluating", GroupEvaluator(config, out, deadline),
+        ("evaluating", GroupEvaluator(config, out, deadline, pools),
          [(s, r) for s in config.seeds for r in roles]),
         ("layer comparisons", partial(layer_unit, config, out, deadline),
          [(s, r) for s in config.layer_seeds for r in layer_roles(config)]),
