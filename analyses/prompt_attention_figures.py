@@ -3,7 +3,7 @@
 Reads ``<results>/prompt_attention.csv`` and writes, per model x data x seed, the segment-mass,
 role-mass, difference-map and per-head figures (``icl_interp.lm.attention_plots``) as PNG.
 
-    .venv/bin/python analyses/prompt_attention_figures.py runs/attn_mr --layer 14 --out docs/figures
+    .venv/bin/python analyses/prompt_attention_figures.py runs/attn_mr --layer 14   # runs/attn_mr/figures
 """
 
 from __future__ import annotations

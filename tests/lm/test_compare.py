@@ -318,3 +318,38 @@ def test_attention_explorer_notebook_runs_on_a_results_folder(
     run_notebook(
         ROOT / "notebooks" / "attention_explorer.ipynb", cwd=ROOT / "notebooks", timeout=300
     )
+
+
+def test_attention_findings_page_is_rebuilt_from_its_archive(
+    tiny_results: Path, tmp_path: Path
+) -> None:
+    """``analyses/attention_findings.py``: the archive holds summaries, figures and settings,
+    the page's numbers come from it, and the same run gives the same archive and page."""
+    from analyses import attention_findings
+
+    pages = []
+    for name in ("a", "b"):
+        archive, doc = tmp_path / name / "attention", tmp_path / name / "attention.md"
+        argv = ["--archive", str(archive), "--doc", str(doc)]
+        assert attention_findings._main(["--archive-from", str(tiny_results), *argv]) == 0
+        pages.append(doc.read_text())
+        files = sorted(p.relative_to(archive) for p in archive.rglob("*") if p.is_file())
+    assert pages[0] == pages[1]
+    for path in files:
+        assert (tmp_path / "a/attention" / path).read_bytes() == (
+            tmp_path / "b/attention" / path
+        ).read_bytes(), path
+    assert {"role_mass.csv", "demonstration_mass.csv", "query_logit_change.csv"} <= {
+        p.name for p in files
+    }
+    roles = pd.read_csv(tmp_path / "a/attention/role_mass.csv")
+    per_layer = roles.groupby(["condition", "layer"])["mass"].sum()
+    assert per_layer.to_numpy() == pytest.approx(1.0, abs=1e-5), "roles partition the keys"
+    page = pages[0]
+    assert "2 of 3 layers are local" in page and "layer 1 reads the whole prompt" in page
+    assert "](attention/figures/prompt_attention_segment_mass__tiny-gemma3__mr__seed0.png)" in page
+    assert "| 2 | window |" in page
+    (tmp_path / "a/attention/role_mass.csv").unlink()
+    argv = ["--report-only", "--archive", str(tmp_path / "a/attention")]
+    assert attention_findings._main([*argv, "--doc", str(tmp_path / "c.md")]) == 2
+    assert not (tmp_path / "c.md").exists()
