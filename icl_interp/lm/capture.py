@@ -145,7 +145,7 @@ class _LastPositionRecorder:
         return torch.stack(self.values[name], dim=1)  # type: ignore[arg-type]
 
 
-def _prefix_cache(
+def prefix_cache(
     model: Any, prefix_ids: Int[Tensor, " prefix"], mask: str
 ) -> list[tuple[Tensor, Tensor]]:
     """Keys and values of every layer for the prefix, computed under ``mask``."""
@@ -170,7 +170,7 @@ def _prefix_cache(
     return [(layer.keys, layer.values) for layer in cache.layers]  # type: ignore[union-attr,misc]
 
 
-def _batched_cache(prefix_kv: list[tuple[Tensor, Tensor]], batch: int) -> Any:
+def batched_cache(prefix_kv: list[tuple[Tensor, Tensor]], batch: int) -> Any:
     """A fresh cache holding the prefix for ``batch`` rows (HF caches grow in place)."""
     from transformers import DynamicCache
 
@@ -253,7 +253,7 @@ def _forward_batch(
     if prefix_kv is not None:
         offset = 0
         input_ids = padded
-        cache = _batched_cache(prefix_kv, len(queries))
+        cache = batched_cache(prefix_kv, len(queries))
     else:
         offset = n_prefix
         input_ids = torch.cat([prefix_ids[None].expand(len(queries), -1), padded], dim=1)
@@ -325,7 +325,7 @@ def capture(
     per_example: dict[int, dict[str, Tensor]] = {}
 
     with torch.no_grad():
-        prefix_kv = _prefix_cache(model, prefix_ids, mask) if reuse_prefix else None
+        prefix_kv = prefix_cache(model, prefix_ids, mask) if reuse_prefix else None
     with torch.no_grad(), model.hooks(fwd_hooks=recorder.hooks):
         progress = progress_bar(total=n_examples, desc=desc, unit="example", leave=False)
         for batch in batches:

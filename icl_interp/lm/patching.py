@@ -13,6 +13,11 @@ path for every architecture family, under any registered mask kind::
 A patch replaces the residual of every batch row at ``position`` after block ``layer``;
 blocks above it read the patched value, positions before it are untouched under causal and
 prefix masks when ``position`` is after the prefix.
+
+``patched_last_logits(model, ids, layers, values)`` is the fast form for many patches of one
+causal prompt's last position: the keys and values of the earlier positions do not depend on
+such a patch, so they are computed once and every patch costs one forward of the last token
+(one batch row per patch) instead of a forward of the whole prompt.
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ from jaxtyping import Float, Int
 from torch import Tensor
 
 from icl_interp.errors import UserError
-from icl_interp.lm.capture import run_with_mask
+from icl_interp.lm.capture import attention_mask_for, batched_cache, prefix_cache, run_with_mask
 
 
 def resid_hook(layer: int) -> str:
@@ -113,6 +118,56 @@ def _writer(patch: Patch) -> Callable[..., Tensor]:
     def hook(activation: Tensor, hook: Any) -> Tensor:
         patched = activation.clone()
         patched[:, patch.position] = patch.value.to(activation.device, activation.dtype)
+        return patched
+
+    return hook
+
+
+def patched_last_logits(
+    model: Any,
+    input_ids: Int[Tensor, " pos"],
+    layers: Sequence[int],
+    values: Float[Tensor, "row d_model"],
+) -> Float[Tensor, "row vocab"]:
+    """The last position's logits of the causal prompt ``input_ids``, one row per patch: row r
+    has the residual after block ``layers[r]`` at the last position replaced by ``values[r]``.
+    The earlier positions' keys/values are computed once and reused (they do not depend on a
+    patch of the last position); equal to ``run_patched`` per patch up to float rounding."""
+    if len(layers) != values.shape[0] or values.shape[1:] != (model.cfg.d_model,):
+        raise UserError(
+            f"values must have shape [{len(layers)}, {model.cfg.d_model}] (one row per layer), "
+            f"got {list(values.shape)}"
+        )
+    for layer in set(layers):
+        _check_layer(model, layer)
+    seq_len = input_ids.shape[0]
+    device = input_ids.device
+    rows = len(layers)
+    order = torch.tensor(list(layers), device=device)
+    hooks = [
+        (resid_hook(layer), _row_writer(order == layer, values[order.cpu() == layer]))
+        for layer in sorted(set(layers))
+    ]
+    cache = (
+        batched_cache(prefix_cache(model, input_ids[:-1], "causal"), rows) if seq_len > 1 else None
+    )
+    with torch.no_grad(), model.hooks(fwd_hooks=hooks):
+        output = model.original_model(
+            input_ids=input_ids[-1:].expand(rows, 1),
+            attention_mask=attention_mask_for(
+                model, "causal", seq_len, first_row=seq_len - 1, device=device
+            ),
+            position_ids=torch.tensor([[seq_len - 1]], device=device),
+            past_key_values=cache,
+            use_cache=cache is not None,
+        )
+    return output.logits[:, -1]
+
+
+def _row_writer(rows: Tensor, value: Tensor) -> Callable[..., Tensor]:
+    def hook(activation: Tensor, hook: Any) -> Tensor:
+        patched = activation.clone()
+        patched[rows, -1] = value.to(activation.device, activation.dtype)
         return patched
 
     return hook

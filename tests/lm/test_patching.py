@@ -10,7 +10,7 @@ import torch
 from icl_interp.errors import UserError
 from icl_interp.lm.capture import run_with_mask
 from icl_interp.lm.models import TINY_ARCHS, tiny_random_model
-from icl_interp.lm.patching import Patch, read_residuals, run_patched
+from icl_interp.lm.patching import Patch, patched_last_logits, read_residuals, run_patched
 from tests.helpers import assert_close
 
 ARCHS = list(TINY_ARCHS)
@@ -62,6 +62,25 @@ def test_other_prompts_residual_at_the_last_block_gives_its_logits(arch: str) ->
     assert_close(patched[:, :-1], target_logits[:, :-1], atol=0.0, what=f"{arch} earlier")
     early = run_patched(model, target, [Patch(0, -1, resid[:, 0])])
     assert (early[:, -1] - target_logits[:, -1]).abs().max() > 1e-3, "a patch must take effect"
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_last_position_patches_with_reused_keys_equal_full_patched_forwards(arch: str) -> None:
+    """``patched_last_logits``: one batched forward of the last token over the earlier
+    positions' cached keys/values gives each patch's full ``run_patched`` logits."""
+    model = tiny_random_model(arch)
+    target, source = _prompts()
+    resid = read_residuals(model, source)[0]
+    layers = [layer for layer in range(model.cfg.n_layers) for _ in range(2)]
+    values = torch.stack(
+        [resid[layer] * (1 + copy) for layer, copy in zip(layers, [0, 1] * 3, strict=True)]
+    )
+    fast = patched_last_logits(model, target[0], layers, values)
+    for row, (layer, value) in enumerate(zip(layers, values, strict=True)):
+        full = run_patched(model, target, [Patch(layer, -1, value[None])])[0, -1]
+        assert_close(fast[row], full, atol=1e-5, what=f"{arch} layer {layer} row {row}")
+    with pytest.raises(UserError, match="one row per layer"):
+        patched_last_logits(model, target[0], layers[:-1], values)
 
 
 def test_bad_patches_are_user_errors() -> None:
