@@ -1,0 +1,395 @@
+"""The real-LM order-sensitivity and task-vector page, rebuilt from the committed runs.
+
+The two runs write straight into the archive (``docs/results/lm_order_tv/``): ``task_vectors/``
+(``analyses/task_vectors.py``) and ``order/`` (``analyses/lm_order_sensitivity.py``), each with
+its ``config.json`` and one CSV per finished unit in ``units/``. ``write_page(archive, doc)``
+reads the finished units (a partial run gives a partial page that says so), applies the
+analysis plan (``docs/analysis_plan_order_tv.md``), draws the figures into
+``archive/figures/`` and writes the page: the same archive gives the same page and figures,
+byte for byte.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from icl_interp.errors import UserError
+from icl_interp.results import read_csv, write_figure, write_text
+from icl_interp.stats import Estimate, describe, estimate, format_p, holm, verdict
+
+MASKS = ("causal", "prefix")
+ORDER_MARGIN = 0.05
+
+
+def _units(archive: Path, run: str) -> tuple[dict, pd.DataFrame]:
+    folder = archive / run
+    if not (folder / "config.json").is_file():
+        raise UserError(f"the archive {archive} lacks {run}/config.json")
+    config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    paths = sorted((folder / "units").glob("*.csv"))
+    if not paths:
+        raise UserError(f"the archive {archive} has no finished {run} units yet")
+    return config, pd.concat([read_csv(path) for path in paths], ignore_index=True)
+
+
+def _complete(table: pd.DataFrame, keys: Sequence[str]) -> pd.DataFrame:
+    """Rows of the draws finished for every data set and mask of their model."""
+    cells = table.groupby(["model", "seed"])[list(keys)].apply(
+        lambda rows: len(rows.drop_duplicates())
+    )
+    full = cells.groupby("model").transform("max")
+    kept = cells[cells == full].reset_index()[["model", "seed"]]
+    return table.merge(kept, on=["model", "seed"])
+
+
+# --------------------------------------------------------------------------- task vectors
+
+
+def chosen_layers(table: pd.DataFrame) -> pd.DataFrame:
+    """L*(model, mask, data): the layer with the best mean task-vector accuracy over draws on
+    the model's *other* data sets (leave one data set out)."""
+    tv = table[table["condition"] == "task_vector"]
+    curve = tv.groupby(["model", "mask", "data", "layer"])["value"].mean()
+    rows = []
+    for (model, mask), cell in curve.groupby(["model", "mask"]):
+        per_data = cell.droplevel(["model", "mask"]).unstack("layer")
+        for data in per_data.index:
+            others = per_data.drop(index=data)
+            source = others if len(others) else per_data
+            rows.append(
+                {"model": model, "mask": mask, "data": data, "layer": int(source.mean().idxmax())}
+            )
+    return pd.DataFrame(rows)
+
+
+def _at_chosen(table: pd.DataFrame, layers: pd.DataFrame) -> pd.DataFrame:
+    """Per model x mask x data x seed: zero-shot, ICL and each source's accuracy at L*."""
+    flat = table[table["layer"].isna()].pivot_table(
+        index=["model", "mask", "data", "seed"], columns="condition", values="value"
+    )
+    patched = table.merge(layers, on=["model", "mask", "data", "layer"])
+    at = patched.pivot_table(
+        index=["model", "mask", "data", "seed"], columns="condition", values="value"
+    )
+    wide = flat.join(at).reset_index()
+    return wide.merge(layers.rename(columns={"layer": "chosen_layer"}))
+
+
+def tv_endpoints(wide: pd.DataFrame) -> list[dict[str, Any]]:
+    """Family T of the plan, per model: estimates over draws of the per-draw means over data
+    sets, Holm-adjusted within the model."""
+    per_seed = wide.groupby(["model", "mask", "seed"]).mean(numeric_only=True)
+    rows = []
+    for model, cell in per_seed.groupby("model"):
+        cell = cell.droplevel("model")
+        family = []
+        for mask in MASKS:
+            if mask not in cell.index.get_level_values("mask"):
+                continue
+            m = cell.xs(mask, level="mask")
+            family += [
+                (mask, "TV - ZS", m["task_vector"] - m["zero_shot"], ("TV", "ZS")),
+                (mask, "ICL - TV", m["icl"] - m["task_vector"], ("ICL", "TV")),
+                (mask, "TV - rotated TV", m["task_vector"] - m["rotated_labels"],
+                 ("TV", "rotated TV")),
+            ]  # fmt: skip
+        if set(MASKS) <= set(cell.index.get_level_values("mask")):
+            diff = (
+                cell.xs("prefix", level="mask")["task_vector"]
+                - cell.xs("causal", level="mask")["task_vector"]
+            )
+            family.append(("prefix vs causal", "TV prefix - causal", diff, ("prefix", "causal")))
+        rows += _tested(model, family, margin=0.05)
+    return rows
+
+
+def _tested(model: str, family: list[tuple], margin: float) -> list[dict[str, Any]]:
+    estimates = [estimate(values.dropna().tolist(), margin=margin) for *_, values, _ in family]
+    adjusted = holm([e.p for e in estimates])
+    return [
+        {"model": model, "mask": mask, "endpoint": name, "estimate": e, "p_holm": p,
+         "verdict": verdict(e, p, names)}
+        for (mask, name, _, names), e, p in zip(family, estimates, adjusted, strict=True)
+    ]  # fmt: skip
+
+
+# --------------------------------------------------------------------------- order
+
+
+def order_ratios(table: pd.DataFrame) -> pd.DataFrame:
+    """Per model x data x seed x mask x layer: across-orders / across-sets variance."""
+    icl = table[table["method"] == "icl"]
+    wide = icl.pivot_table(
+        index=["model", "data", "seed", "mask", "layer"], columns="statistic", values="value"
+    )
+    return (wide["across_orders"] / wide["across_sets"]).rename("ratio").reset_index()
+
+
+def order_endpoints(ratios: pd.DataFrame) -> list[dict[str, Any]]:
+    """Family O of the plan, per model: causal - prefix order ratio at the last layer and over
+    all layers (paired by draw, mean over data sets), Holm within the model."""
+    rows = []
+    for model, cell in ratios.groupby("model"):
+        last = cell["layer"].max()
+        wide = cell.pivot_table(index=["seed", "data", "layer"], columns="mask", values="ratio")
+        if not set(MASKS) <= set(wide.columns):
+            continue
+        diff = (wide["causal"] - wide["prefix"]).rename("diff").reset_index()
+        at_last = diff[diff["layer"] == last].groupby("seed")["diff"].mean()
+        overall = diff.groupby("seed")["diff"].mean()
+        family = [
+            ("causal vs prefix", f"ratio causal - prefix, layer {last}", at_last,
+             ("causal", "prefix")),
+            ("causal vs prefix", "ratio causal - prefix, all layers", overall,
+             ("causal", "prefix")),
+        ]  # fmt: skip
+        rows += _tested(model, family, margin=ORDER_MARGIN)
+    return rows
+
+
+# --------------------------------------------------------------------------- figures
+
+
+def _t_band(values: Any) -> tuple[float, float]:
+    found = estimate(list(values))
+    if found.low is None or found.high is None:
+        return found.mean, found.mean
+    return found.low, found.high
+
+
+def _tv_figure(table: pd.DataFrame, model: str) -> Any:
+    import seaborn as sns
+
+    from icl_interp.lm.task_vectors import TV_CONDITIONS
+
+    shown = table[table["model"] == model]
+    layers = sorted(shown["layer"].dropna().unique())
+    flat = shown[shown["layer"].isna()]
+    expanded = pd.concat([flat.assign(layer=layer) for layer in layers], ignore_index=True)
+    shown = pd.concat([shown[shown["layer"].notna()], expanded], ignore_index=True)
+    labels = {name: TV_CONDITIONS.get(name).label for name in TV_CONDITIONS.registered()}
+    shown = shown.assign(condition=shown["condition"].map(labels))
+    with sns.axes_style("whitegrid"), sns.plotting_context("paper"):
+        grid = sns.relplot(
+            data=shown, x="layer", y="value", hue="condition", row="data", col="mask",
+            kind="line", errorbar=_t_band, height=2.4, aspect=1.5,
+        )  # fmt: skip
+    grid.set_axis_labels("patched layer", "accuracy")
+    grid.set(ylim=(0, 1))
+    grid.figure.suptitle(f"{model}: task vectors (mean, 95% t-interval over draws)", y=1.02)
+    return grid.figure
+
+
+def _order_figure(ratios: pd.DataFrame) -> Any:
+    import seaborn as sns
+
+    with sns.axes_style("whitegrid"), sns.plotting_context("paper"):
+        grid = sns.relplot(
+            data=ratios, x="layer", y="ratio", hue="mask", row="model", col="data",
+            kind="line", errorbar=_t_band, height=2.4, aspect=1.3,
+            facet_kws={"sharex": False},
+        )  # fmt: skip
+    grid.set_axis_labels("layer", "order variance / set variance")
+    grid.figure.suptitle("order ratio per layer (mean, 95% t-interval over draws)", y=1.02)
+    return grid.figure
+
+
+def _write_figures(archive: Path, table: pd.DataFrame, ratios: pd.DataFrame) -> list[str]:
+    import matplotlib.pyplot as plt
+
+    from icl_interp.results import file_stem
+
+    figures: dict[str, tuple[Any, tuple]] = {
+        f"task_vectors__{file_stem(m)}": (_tv_figure, (table, m))
+        for m in sorted(table["model"].unique())
+    }
+    figures["order_ratio"] = (_order_figure, (ratios,))
+    for stem, (draw, arguments) in figures.items():
+        figure = draw(*arguments)
+        write_figure(archive / "figures" / stem, figure, formats=("png",))
+        plt.close(figure)
+    return [f"{stem}.png" for stem in figures]
+
+
+# --------------------------------------------------------------------------- the page
+
+
+def _endpoint_table(rows: list[dict[str, Any]]) -> list[str]:
+    lines = [
+        "| model | mask | endpoint | mean [95% interval] over draws | n | Holm p | claim |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for row in rows:
+        found: Estimate = row["estimate"]
+        lines.append(
+            f"| {row['model']} | {row['mask']} | {row['endpoint']} | {describe(found)} | "
+            f"{found.n} | {format_p(row['p_holm'])} | {row['verdict']} |"
+        )
+    return lines
+
+
+def _means_table(wide: pd.DataFrame) -> list[str]:
+    columns = ["zero_shot", "icl", "task_vector", "rotated_labels", "other_data"]
+    present = [c for c in columns if c in wide.columns]
+    means = wide.groupby(["model", "data", "mask"])[[*present, "chosen_layer"]].mean()
+    draws = wide.groupby(["model", "data", "mask"])["seed"].nunique()
+    header = ["model", "data", "mask", "draws", "L*", *present]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for (model, data, mask), row in means.iterrows():
+        cells = [f"{row[c]:.3f}" for c in present]
+        lines.append(
+            f"| {model} | {data} | {mask} | {draws[(model, data, mask)]} | "
+            f"{int(row['chosen_layer'])} | " + " | ".join(cells) + " |"
+        )
+    return lines
+
+
+def _ratio_table(ratios: pd.DataFrame) -> list[str]:
+    lines = ["| model | mask | order ratio at the last layer [95% interval] | draws |",
+             "|---|---|---|---|"]  # fmt: skip
+    for (model, mask), cell in ratios.groupby(["model", "mask"]):
+        last = cell[cell["layer"] == cell["layer"].max()]
+        found = estimate(last.groupby("seed")["ratio"].mean().tolist())
+        lines.append(f"| {model} | {mask} | {describe(found)} | {found.n} |")
+    return lines
+
+
+def _tv_sentence(model: str, rows: list[dict[str, Any]]) -> str:
+    parts = []
+    for mask in MASKS:
+        claims = {r["endpoint"]: r for r in rows if r["model"] == model and r["mask"] == mask}
+        if not claims:
+            continue
+        carries = claims["TV - ZS"]["verdict"] == "TV higher"
+        short = claims["ICL - TV"]["verdict"]
+        if not carries:
+            reading = "does not show a vector that carries the task at L*"
+        elif short.startswith("equivalent"):
+            reading = "favours the task-vector account (the vector carries ICL's accuracy)"
+        elif short == "ICL higher":
+            reading = (
+                "favours it only in part (the vector carries some of the task, not all of ICL)"
+            )
+        else:
+            reading = "shows a vector that carries the task; whether it carries all of ICL is open"
+        parts.append(
+            f"under the {mask} mask it {reading}: TV - ZS {describe(claims['TV - ZS']['estimate'])}, "
+            f"ICL - TV {describe(claims['ICL - TV']['estimate'])} ({short})"
+        )
+    return f"- **{model}**: " + "; ".join(parts) + "." if parts else ""
+
+
+def _order_sentence(model: str, rows: list[dict[str, Any]]) -> str:
+    found = [r for r in rows if r["model"] == model]
+    if not found:
+        return ""
+    last = found[0]
+    claim = last["verdict"]
+    if claim == "causal higher":
+        reading = "as the GD account predicts, ICL under the causal mask is more order-sensitive"
+    elif claim == "prefix higher":
+        reading = "against the GD account's prediction, the prefix mask is the more order-sensitive"
+    elif claim.startswith("equivalent"):
+        reading = "the two masks are equally order-sensitive within ±0.05, which the GD account does not predict"
+    else:
+        reading = "the data cannot say whether the masks differ"
+    return f"- **{model}**: {reading} ({last['endpoint']}: {describe(last['estimate'])}, {claim})."
+
+
+def _command(config: dict, run: str) -> str:
+    settings = config["config"]
+    skip = {"data_dir", "k", "max_len", "source", "masks", "sources", "methods", "lr"}
+    options = [
+        f"--{key.replace('_', '-')} " + (" ".join(map(str, v)) if isinstance(v, list) else str(v))
+        for key, v in sorted(settings.items())
+        if key not in skip and v is not None
+    ]
+    return (
+        f"OMP_NUM_THREADS=1 python {config['command']} {' '.join(options)} --threads 1 "
+        f"--data-dir ../shared/data --out docs/results/lm_order_tv/{run}"
+    )
+
+
+def write_page(archive: Path, doc: Path) -> str:
+    """The page from ``archive`` alone (figures into ``archive/figures``), written to ``doc``."""
+    tv_config, tv_table = _units(archive, "task_vectors")
+    order_config, order_table = _units(archive, "order")
+    tv_table = _complete(tv_table, ["data", "mask"])
+    order_table = _complete(order_table, ["data", "mask"])
+    wide = _at_chosen(tv_table, chosen_layers(tv_table))
+    tv_rows = tv_endpoints(wide)
+    ratios = order_ratios(order_table)
+    order_rows = order_endpoints(ratios)
+    figures = _write_figures(archive, tv_table, ratios)
+    data = Path(os.path.relpath(archive, doc.parent)).as_posix()
+    models = sorted(set(tv_table["model"]) | set(order_table["model"]))
+    draws = {
+        run: ", ".join(
+            f"{m} {t[t['model'] == m]['seed'].nunique()}" for m in sorted(set(t["model"]))
+        )
+        for run, t in (("task vectors", tv_table), ("order", order_table))
+    }
+    parts = [
+        "# Order sensitivity and task vectors: pretrained LMs",
+        "",
+        "<!-- generated by analyses/lm_order_tv_report.py; edit the generator -->",
+        "",
+        "Definitions, the LSA and synthetic levels and the patching API: [Order sensitivity and "
+        "task vectors](../order_and_task_vectors.md). Endpoints, the layer rule and the families "
+        "were fixed before these runs in the [analysis plan](../analysis_plan_order_tv.md). "
+        f"This page is rebuilt from the units committed in [`{data}/`]({data}/task_vectors/config.json) "
+        "by `python analyses/lm_order_tv_report.py`; the runs write their units there as they "
+        "finish and resume from them:",
+        "",
+        "```bash",
+        _command(tv_config, "task_vectors"),
+        _command(order_config, "order"),
+        "```",
+        "",
+        f"Draws finished for every data set and mask (partial draws are left out): task vectors "
+        f"{draws['task vectors']}; order {draws['order']} (the plan asks for 5).",
+        "",
+        "## What the two observables say",
+        "",
+        "Task vectors (the vector at L*, chosen on the other data sets):",
+        "",
+        *[s for s in (_tv_sentence(m, tv_rows) for m in models) if s],
+        "",
+        "Order sensitivity (causal - prefix order ratio at the last layer, paired by draw):",
+        "",
+        *[s for s in (_order_sentence(m, order_rows) for m in models) if s],
+        "",
+        "What they cannot say: a vector that carries the task does not show that ICL uses it; "
+        "an order effect under both masks is expected from position embeddings alone; the "
+        "adapt-table models are not measured here.",
+        "",
+        "## Task vectors",
+        "",
+        *[f"![{name.removesuffix('.png')}]({data}/figures/{name})\n" for name in figures[:-1]],
+        "Endpoints (family T, Holm within each model; each draw's value is the mean over data sets):",
+        "",
+        *_endpoint_table(tv_rows),
+        "",
+        "Mean accuracy over draws at L* per data set (zero-shot and ICL are the model's output):",
+        "",
+        *_means_table(wide),
+        "",
+        "## Order sensitivity",
+        "",
+        f"![order ratio per layer]({data}/figures/{figures[-1]})",
+        "",
+        *_ratio_table(ratios),
+        "",
+        "Endpoints (family O, Holm within each model):",
+        "",
+        *_endpoint_table(order_rows),
+    ]
+    markdown = "\n".join(parts) + "\n"
+    write_text(doc, markdown)
+    return markdown

@@ -1,0 +1,134 @@
+"""The real-LM order / task-vector page on hand-made units: the leave-one-data-set-out layer,
+the endpoints' values, partial draws left out, and the same archive giving the same page."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from analyses import lm_order_tv_report
+from icl_interp.lm.order_tv_page import (
+    _at_chosen,
+    chosen_layers,
+    order_endpoints,
+    order_ratios,
+    tv_endpoints,
+)
+from icl_interp.results import write_csv
+
+DATA = ("sst2", "mr", "agnews")
+LAYERS = 3
+# per data set, the task-vector accuracy per layer: each data set's own best layer differs
+# from the best layer of the other two
+CURVES = {"sst2": [0.5, 0.9, 0.7], "mr": [0.5, 0.6, 0.95], "agnews": [0.4, 0.8, 0.7]}
+
+
+def _tv_unit(data: str, seed: int, mask: str) -> pd.DataFrame:
+    rows = [
+        {"condition": "zero_shot", "layer": None, "value": 0.5},
+        {"condition": "icl", "layer": None, "value": 0.8 + 0.01 * seed},
+    ]
+    for layer in range(LAYERS):
+        tv = CURVES[data][layer] + (0.05 if mask == "prefix" else 0.0) + 0.01 * seed
+        rows += [
+            {"condition": "task_vector", "layer": layer, "value": tv},
+            {"condition": "rotated_labels", "layer": layer, "value": 0.3},
+        ]
+    frame = pd.DataFrame(rows)
+    return frame.assign(model="m", data=data, seed=seed, mask=mask, n=32)[
+        ["model", "data", "seed", "mask", "condition", "layer", "value", "n"]
+    ]
+
+
+def _order_unit(data: str, seed: int, mask: str) -> pd.DataFrame:
+    rows = []
+    for layer in range(LAYERS):
+        ratio = (0.4 if mask == "causal" else 0.1) + 0.01 * seed + 0.1 * layer
+        rows += [
+            {"layer": layer, "statistic": "across_orders", "value": ratio * 2.0},
+            {"layer": layer, "statistic": "across_sets", "value": 2.0},
+        ]
+    frame = pd.DataFrame(rows).assign(model="m", data=data, seed=seed, method="icl", mask=mask)
+    return frame[["model", "data", "seed", "method", "mask", "layer", "statistic", "value"]]
+
+
+def _archive(folder: Path, seeds: range, partial_seed: int | None = None) -> Path:
+    for run, make, command in (
+        ("task_vectors", _tv_unit, "analyses/task_vectors.py"),
+        ("order", _order_unit, "analyses/lm_order_sensitivity.py"),
+    ):
+        (folder / run / "units").mkdir(parents=True)
+        config = {"command": command, "config": {"models": ["m"], "seeds": list(seeds)}}
+        (folder / run / "config.json").write_text(json.dumps(config))
+        for data in DATA:
+            for seed in seeds:
+                for mask in ("causal", "prefix"):
+                    write_csv(folder / run / "units" / f"m_{data}_seed{seed}_{mask}.csv",
+                              make(data, seed, mask))  # fmt: skip
+        if partial_seed is not None:  # one unit of a draw that is not finished
+            write_csv(folder / run / "units" / f"m_sst2_seed{partial_seed}_causal.csv",
+                      make("sst2", partial_seed, "causal"))  # fmt: skip
+    return folder
+
+
+def _tv_table(seeds: range) -> pd.DataFrame:
+    frames = [_tv_unit(d, s, m) for d in DATA for s in seeds for m in ("causal", "prefix")]
+    return pd.concat(frames, ignore_index=True)
+
+
+def test_the_task_vector_layer_is_chosen_on_the_other_data_sets() -> None:
+    layers = chosen_layers(_tv_table(range(3)))
+    chosen = layers[layers["mask"] == "causal"].set_index("data")["layer"]
+    # sst2: mr + agnews mean per layer = [0.45, 0.70, 0.825] -> 2, though sst2's own best is 1
+    assert chosen.to_dict() == {"agnews": 2, "mr": 1, "sst2": 2}
+
+
+def test_task_vector_endpoints_have_the_hand_computed_means() -> None:
+    table = _tv_table(range(5))
+    rows = {
+        (r["mask"], r["endpoint"]): r for r in tv_endpoints(_at_chosen(table, chosen_layers(table)))
+    }
+    # causal, at L*: sst2 0.7, mr 0.6, agnews 0.7 (+0.01 seed): mean 2/3 + 0.01 seed
+    tv = (0.7 + 0.6 + 0.7) / 3 + 0.02
+    assert rows[("causal", "TV - ZS")]["estimate"].mean == pytest.approx(tv - 0.5)
+    assert rows[("causal", "ICL - TV")]["estimate"].mean == pytest.approx(0.82 - tv)
+    assert rows[("causal", "TV - rotated TV")]["estimate"].mean == pytest.approx(tv - 0.3)
+    prefix = rows[("prefix vs causal", "TV prefix - causal")]
+    assert prefix["estimate"].mean == pytest.approx(0.05)
+    assert prefix["verdict"] == "prefix higher"
+    assert rows[("causal", "TV - ZS")]["verdict"] == "TV higher"
+
+
+def test_order_endpoints_pair_masks_by_draw() -> None:
+    frames = [_order_unit(d, s, m) for d in DATA for s in range(5) for m in ("causal", "prefix")]
+    ratios = order_ratios(pd.concat(frames, ignore_index=True))
+    assert ratios["ratio"].max() == pytest.approx(0.4 + 0.04 + 0.2)
+    rows = order_endpoints(ratios)
+    assert [r["estimate"].mean for r in rows] == pytest.approx([0.3, 0.3])
+    assert rows[0]["endpoint"] == "ratio causal - prefix, layer 2"
+    assert all(r["verdict"] == "causal higher" for r in rows)
+
+
+def test_page_leaves_partial_draws_out_and_is_byte_identical(tmp_path: Path) -> None:
+    pages, figures = [], []
+    for name in ("a", "b"):
+        archive = _archive(tmp_path / name, range(3), partial_seed=3)
+        doc = tmp_path / name / "page.md"
+        assert lm_order_tv_report._main(["--archive", str(archive), "--doc", str(doc)]) == 0
+        pages.append(doc.read_text())
+        figures.append({p.name: p.read_bytes() for p in (archive / "figures").glob("*.png")})
+    assert pages[0] == pages[1] and figures[0] == figures[1]
+    assert set(figures[0]) == {"task_vectors__m.png", "order_ratio.png"}
+    assert "task vectors m 3; order m 3" in pages[0]
+    assert "under the causal mask it" in pages[0] and "as the GD account predicts" in pages[0]
+
+
+def test_an_archive_without_units_is_a_one_line_error(tmp_path: Path) -> None:
+    archive = tmp_path / "empty"
+    assert (
+        lm_order_tv_report._main(["--archive", str(archive), "--doc", str(tmp_path / "p.md")]) == 2
+    )
+    assert not (tmp_path / "p.md").exists()
