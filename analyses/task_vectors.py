@@ -7,8 +7,7 @@ per model x data set x demonstration draw x mask kind.
 Each (model, data, seed, mask) unit is written to ``units/`` as it finishes and reused on a
 rerun. ``task_vectors.csv`` is tidy (one row per model x data x seed x mask x condition x
 layer; ``layer`` empty for zero-shot and ICL, the model's output); ``figure_<model>.png``
-shows mean accuracy per layer with a band of one standard error over the draws, masks side by
-side. The ``other_data`` control takes its vector from the next data set of ``--datasets``
+shows mean accuracy per layer with its 95% t-interval over the draws, masks side by side. The ``other_data`` control takes its vector from the next data set of ``--datasets``
 (cyclically; skipped with one data set). Definitions and costs: ``icl_interp.lm.task_vectors``.
 """
 
@@ -21,7 +20,6 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 import torch
@@ -111,27 +109,6 @@ def run_model(args: argparse.Namespace, name: str, timings: dict[str, float]) ->
     return frames
 
 
-def plot(table: pd.DataFrame, model: str) -> Any:
-    import seaborn as sns
-
-    shown = table[table["model"] == model]
-    layers = sorted(shown["layer"].dropna().unique())
-    flat = shown[shown["layer"].isna()]
-    expanded = pd.concat([flat.assign(layer=layer) for layer in layers], ignore_index=True)
-    shown = pd.concat([shown[shown["layer"].notna()], expanded], ignore_index=True)
-    labels = {name: TV_CONDITIONS.get(name).label for name in TV_CONDITIONS.registered()}
-    shown = shown.assign(condition=shown["condition"].map(labels))
-    with sns.axes_style("whitegrid"), sns.plotting_context("paper"):
-        grid = sns.relplot(
-            data=shown, x="layer", y="value", hue="condition", row="data", col="mask",
-            kind="line", errorbar="se", height=2.8, aspect=1.4,
-        )  # fmt: skip
-    grid.set_axis_labels("patched layer", "accuracy")
-    grid.set(ylim=(0, 1))
-    grid.figure.suptitle(f"{model}: task vectors (mean ± SE over draws)", y=1.02)
-    return grid.figure
-
-
 def main(args: argparse.Namespace) -> pd.DataFrame:
     if args.threads is not None:
         torch.set_num_threads(args.threads)
@@ -147,9 +124,11 @@ def main(args: argparse.Namespace) -> pd.DataFrame:
     if not args.no_figures:
         import matplotlib.pyplot as plt
 
+        from icl_interp.lm.order_tv_page import task_vector_figure
+
         for name in args.models:
             safe = re.sub(r"[^A-Za-z0-9._-]", "_", name)
-            figure = plot(table, name)
+            figure = task_vector_figure(table, name)
             write_figure(args.out / f"figure_{safe}", figure)
             plt.close(figure)
     summary = table.groupby(["model", "data", "mask", "condition"], dropna=False)["value"]

@@ -163,7 +163,10 @@ def _t_band(values: Any) -> tuple[float, float]:
     return found.low, found.high
 
 
-def _tv_figure(table: pd.DataFrame, model: str) -> Any:
+def task_vector_figure(table: pd.DataFrame, model: str) -> Any:
+    """Accuracy per patched layer of every task-vector condition of ``model`` (zero-shot and
+    ICL drawn flat), data sets as rows and masks as columns, mean and 95% t-interval over
+    draws."""
     import seaborn as sns
 
     from icl_interp.lm.task_vectors import TV_CONDITIONS
@@ -206,7 +209,7 @@ def _write_figures(archive: Path, table: pd.DataFrame, ratios: pd.DataFrame) -> 
     from icl_interp.results import file_stem
 
     figures: dict[str, tuple[Any, tuple]] = {
-        f"task_vectors__{file_stem(m)}": (_tv_figure, (table, m))
+        f"task_vectors__{file_stem(m)}": (task_vector_figure, (table, m))
         for m in sorted(table["model"].unique())
     }
     figures["order_ratio"] = (_order_figure, (ratios,))
