@@ -24,6 +24,7 @@ import errno
 import fcntl
 import gzip
 import hashlib
+import io
 import json
 import os
 import pickle
@@ -111,8 +112,12 @@ def write_text(path: str | Path, text: str) -> Path:
 
 
 def write_torch(path: str | Path, obj: Any) -> Path:
-    """``torch.save`` atomically (checkpoints, captured tensors)."""
-    return write_atomic(path, lambda p: torch.save(obj, p))
+    """``torch.save`` atomically (checkpoints, captured tensors); the same object gives the
+    same bytes (saved through memory, so the archive inside does not take the temporary file's
+    random name)."""
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    return write_atomic(path, lambda p: p.write_bytes(buffer.getvalue()))
 
 
 def write_csv(path: str | Path, table: pd.DataFrame) -> Path:

@@ -7,7 +7,9 @@ true label's word scores highest. One k-shot prompt (seeded demonstrations, from
 ``make_prompts``) is shared by all test examples, and its keys/values are computed once per
 mask where the mask kind allows it.
 
-Writes to ``--out`` (owned by this command and its settings): ``config.json`` (with the
+The conditions are the run kernel's units (``icl_interp.runs``: ``--backend``, ``--workers``),
+each captured by a ``ConditionCapturer``. Writes to ``--out`` (owned by this command and its
+settings): ``config.json`` (with the
 data provenance), ``layer_accuracy.csv`` (one row per condition x layer x metric),
 ``layer_accuracy.png/.pdf``, and per-condition logit-lens logits (``logits_<condition>.pt``)
 so an interrupted run resumes where it stopped.
@@ -37,6 +39,7 @@ from icl_interp.results import (
     write_figure,
     write_torch,
 )
+from icl_interp.runs import backend_for, map_units
 from icl_interp.threads import torch_threads
 
 
@@ -82,6 +85,32 @@ def plot(table: pd.DataFrame, chance: float, title: str) -> Any:
     return fig
 
 
+class ConditionCapturer:
+    """The run kernel's worker: one condition's per-layer logit-lens label logits and its
+    capture seconds. Sent to another process it leaves the driver's model behind and loads
+    its own, once."""
+
+    def __init__(self, config: LayerAccuracyConfig, prompts: Any, model: Any) -> None:
+        self.config, self.prompts, self.model = config, prompts, model
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "model": None}
+
+    def __call__(self, name: str) -> tuple[Tensor, float]:
+        from icl_interp.lm.capture import capture_condition
+        from icl_interp.lm.models import load_model
+
+        if self.model is None:
+            self.model = load_model(self.config.model, device=self.config.device)
+        condition = {c.name: c for c in conditions(self.config.masks)}[name]
+        start = time.perf_counter()
+        result = capture_condition(
+            self.model, self.prompts, condition,
+            limit=self.config.limit, batch_size=self.config.batch_size,
+        )  # fmt: skip
+        return result.layer_label_logits, time.perf_counter() - start
+
+
 def run_config(config: LayerAccuracyConfig) -> pd.DataFrame:
     """Run (or resume) one configuration; ``threads`` applies for the run's duration only."""
     with torch_threads(config.threads):
@@ -89,9 +118,6 @@ def run_config(config: LayerAccuracyConfig) -> pd.DataFrame:
 
 
 def _run_config(config: LayerAccuracyConfig) -> pd.DataFrame:
-    import matplotlib.pyplot as plt
-
-    from icl_interp.lm.capture import capture_condition
     from icl_interp.lm.data import make_prompts
     from icl_interp.lm.models import check_device, load_model, model_identity
 
@@ -102,7 +128,7 @@ def _run_config(config: LayerAccuracyConfig) -> pd.DataFrame:
         "layers",
         config,
         {"model": model_identity(config.model)},
-        ignore=frozenset({"threads", "device", "out"}),
+        ignore=frozenset({"backend", "workers", "threads", "device", "out"}),
     )
     folder.check()
     seed_everything(config.seed)
@@ -121,23 +147,34 @@ def _run_config(config: LayerAccuracyConfig) -> pd.DataFrame:
     folder.inputs["data"] = provenance.fingerprint
     folder.claim(prompts=provenance.to_dict(), k_used=prompts.k_used)
 
-    accuracies: dict[str, Tensor] = {}
+    names = [condition.name for condition in conditions(config.masks)]
+    todo = [name for name in names if not done(out / f"logits_{name}.pt")]
+    backend = backend_for(config.backend, config.workers, config.threads, out)
     seconds: dict[str, float] = {}
+    worker = ConditionCapturer(config, prompts, model)
+    for name, (logits, took) in map_units(worker, todo, backend, desc="conditions"):
+        write_torch(out / f"logits_{name}.pt", logits)
+        seconds[name] = took
     labels = prompts.labels[: config.limit]
-    for condition in conditions(config.masks):
-        unit = out / f"logits_{condition.name}.pt"
-        if not done(unit):
-            start = time.perf_counter()
-            result = capture_condition(
-                model, prompts, condition, limit=config.limit, batch_size=config.batch_size
-            )
-            seconds[condition.name] = time.perf_counter() - start
-            write_torch(unit, result.layer_label_logits)
-        accuracies[condition.name] = layer_accuracy(read_torch(unit), labels)
+    accuracies = {name: layer_accuracy(read_torch(out / f"logits_{name}.pt"), labels)
+                  for name in names}  # fmt: skip
+    return _write_results(config, accuracies, seconds, spec, prompts.k_used, len(labels))
 
-    table = tidy_table(accuracies, config, prompts.k_used, len(labels))
+
+def _write_results(
+    config: LayerAccuracyConfig,
+    accuracies: dict[str, Tensor],
+    seconds: dict[str, float],
+    spec: Any,
+    k_used: int,
+    n: int,
+) -> pd.DataFrame:
+    import matplotlib.pyplot as plt
+
+    out = Path(config.out)
+    table = tidy_table(accuracies, config, k_used, n)
     write_csv(out / "layer_accuracy.csv", table)
-    title = f"{config.model}, {spec.name}, k={prompts.k_used}, n={len(labels)}"
+    title = f"{config.model}, {spec.name}, k={k_used}, n={n}"
     fig = plot(table, 1.0 / len(spec.label_words), title)
     write_figure(out / "layer_accuracy", fig)
     plt.close(fig)

@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 from icl_interp.errors import UserError
-from icl_interp.options import Distinct, seed
+from icl_interp.options import Distinct, add_backend_arguments, check_backend_options, seed
 
 
 @dataclass
@@ -27,6 +27,8 @@ class LayerAccuracyConfig:
     limit: int | None = None
     max_len: int = 2048
     batch_size: int = 8
+    backend: str = "auto"
+    workers: int = 1
     threads: int | None = None
     device: str = "cpu"
     out: str = "results/layers"
@@ -48,8 +50,7 @@ class LayerAccuracyConfig:
             raise UserError(f"--batch-size must be >= 1, got {self.batch_size}")
         if self.seed < 0:
             raise UserError(f"--seed must be >= 0, got {self.seed}")
-        if self.threads is not None and self.threads < 1:
-            raise UserError(f"--threads must be >= 1, got {self.threads}")
+        check_backend_options(self.backend, self.workers, self.threads)
         if len(set(self.masks)) != len(self.masks):
             raise UserError(f"--masks needs distinct mask kinds, got {list(self.masks)}")
         for mask in self.masks:
@@ -96,12 +97,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--batch-size", type=int, default=defaults["batch_size"], help="prompts per forward pass"
     )
-    parser.add_argument(
-        "--threads",
-        type=int,
-        default=None,
-        help="torch CPU threads for this run (default: torch's; 1 is fastest on a busy machine)",
-    )
+    add_backend_arguments(parser, "conditions (zero-shot, ICL under each mask)")
     parser.add_argument("--device", default=defaults["device"], help="cpu, cuda or cuda:N")
     parser.add_argument("--out", default=defaults["out"], help="results folder")
 
@@ -124,6 +120,8 @@ def config_from_args(args: argparse.Namespace) -> LayerAccuracyConfig:
         limit=args.limit,
         max_len=args.max_len,
         batch_size=args.batch_size,
+        backend=args.backend,
+        workers=args.workers,
         threads=args.threads,
         device=args.device,
         out=args.out,

@@ -29,7 +29,9 @@ def test_layer_accuracy_by_hand() -> None:
 
 
 def test_config_validation() -> None:
-    for bad in ({"k": -1}, {"n_test": 0}, {"limit": 0}, {"batch_size": 0}, {"threads": 0}):
+    bad_values = ({"k": -1}, {"n_test": 0}, {"limit": 0}, {"batch_size": 0}, {"threads": 0},
+                  {"workers": 0}, {"backend": "mpi"})  # fmt: skip
+    for bad in bad_values:
         with pytest.raises(UserError):
             LayerAccuracyConfig(**bad)
 
@@ -66,6 +68,26 @@ def test_layers_end_to_end_and_resume(tmp_path, capsys) -> None:
     assert cli_main(_args(out, "--seed", "1")) == 2
     assert "other settings (seed: 0 -> 1)" in capsys.readouterr().err
     assert cli_main(_args(tmp_path / "bad", "--n-test", "0")) == 2
+
+
+def test_layers_on_two_processes_writes_the_serial_runs_files(tmp_path) -> None:
+    """The conditions are run-kernel units: 2 local processes (each loading its own model)
+    give the serial run's logits and table byte for byte, and resume the serial folder."""
+    serial, parallel = tmp_path / "serial", tmp_path / "parallel"
+    assert cli_main(_args(serial, "--threads", "1")) == 0
+    assert cli_main(_args(parallel, "--workers", "2")) == 0
+    for name in (
+        "layer_accuracy.csv",
+        "logits_zsl.pt",
+        "logits_icl_causal.pt",
+        "logits_icl_prefix.pt",
+    ):
+        assert (serial / name).read_bytes() == (parallel / name).read_bytes(), name
+    (serial / "logits_icl_prefix.pt").unlink()
+    assert cli_main(_args(serial, "--backend", "processes", "--workers", "2")) == 0
+    assert (serial / "layer_accuracy.csv").read_bytes() == (
+        parallel / "layer_accuracy.csv"
+    ).read_bytes()
 
 
 @pytest.mark.skipif(not (SHARED_DATA / "cb").is_dir(), reason="needs ../shared/data (CB)")
