@@ -6,7 +6,7 @@
 
 ``--archive-from RUN`` copies the finished run's report, tables and figures into the committed
 archive (``docs/results/table2/``) and rebuilds the page ``docs/results/table2.md`` from it;
-``--report-only`` rebuilds the page alone (``icl_interp.lm.adapt_page``).
+``--report-only`` rebuilds the page alone (``icl_interp.lm.adapt.page``).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from icl_interp.cli import page_script_exit_code
 
 def _main(argv: Sequence[str] | None = None) -> int:
     return page_script_exit_code(
-        "adapt_table2.py", __doc__.splitlines()[0], "icl_interp.lm.adapt_page",
+        "adapt_table2.py", __doc__.splitlines()[0], "icl_interp.lm.adapt.page",
         "docs/results/table2", "docs/results/table2.md", argv,
     )  # fmt: skip
 

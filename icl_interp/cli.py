@@ -74,14 +74,14 @@ SUBCOMMANDS: dict[str, Subcommand] = {
         arguments="icl_interp.lm.compare_config",
     ),
     "adapt": Subcommand(
-        "icl_interp.lm.adapt",
+        "icl_interp.lm.adapt.run",
         "continue training a model on ICL episodes under a prefix or causal mask",
-        arguments="icl_interp.lm.adapt_config",
+        arguments="icl_interp.lm.adapt.config",
     ),
     "adapt-table": Subcommand(
-        "icl_interp.lm.adapt_table",
+        "icl_interp.lm.adapt.table",
         "prefixLM vs causalLM adaptation: Table 2 analog and the layer-by-layer comparison",
-        arguments="icl_interp.lm.adapt_table_config",
+        arguments="icl_interp.lm.adapt.table_config",
     ),
 }
 

@@ -357,12 +357,12 @@ def test_a_moved_lr_table_resumes_by_content(tmp_path: Path) -> None:
 def test_a_parameter_group_the_architecture_lacks_is_refused_before_claiming(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from icl_interp.lm import adapt as adapt_module
-    from icl_interp.lm.adapt_table import run_table
-    from icl_interp.lm.adapt_table_config import PRESETS, TableConfig
+    from icl_interp.lm.adapt import training
+    from icl_interp.lm.adapt.table import run_table
+    from icl_interp.lm.adapt.table_config import PRESETS, TableConfig
 
     # an architecture whose adapter finds no q/k/v/o projections to put LoRA on
-    monkeypatch.setattr(adapt_module, "projection_modules", lambda model: [])
+    monkeypatch.setattr(training, "projection_modules", lambda model: [])
     config = TableConfig(
         **{**PRESETS["tiny"], "base": "tiny-gpt2", "data_dir": str(SHARED_DATA), "params": "lora"}
     )
@@ -375,8 +375,8 @@ def test_a_parameter_group_the_architecture_lacks_is_refused_before_claiming(
 
 
 def test_every_parameter_group_exists_on_every_tiny_architecture() -> None:
-    from icl_interp.lm.adapt import check_params
-    from icl_interp.lm.adapt_config import PARAM_CHOICES
+    from icl_interp.lm.adapt.config import PARAM_CHOICES
+    from icl_interp.lm.adapt.training import check_params
     from icl_interp.lm.models import TINY_ARCHS, tiny_random_model
 
     for arch in TINY_ARCHS:  # GPT-2 (blocks transformer.h.*, fused c_attn) included
@@ -390,8 +390,8 @@ def test_every_parameter_group_exists_on_every_tiny_architecture() -> None:
 def test_a_failure_after_claiming_leaves_the_folder_claimable_by_the_corrected_command(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, has_results: bool
 ) -> None:
-    import icl_interp.lm.adapt_table as adapt_table
-    from icl_interp.lm.adapt_table_config import PRESETS, TableConfig
+    import icl_interp.lm.adapt.table as adapt_table
+    from icl_interp.lm.adapt.table_config import PRESETS, TableConfig
 
     config = TableConfig(**{**PRESETS["tiny"], "data_dir": str(SHARED_DATA)})
     out = tmp_path / "table"
@@ -415,7 +415,7 @@ def test_a_failure_after_claiming_leaves_the_folder_claimable_by_the_corrected_c
 
 
 def _adapt_config(out: Path, **overrides):
-    from icl_interp.lm.adapt import AdaptConfig
+    from icl_interp.lm.adapt.config import AdaptConfig
 
     values = dict(
         base="tiny-gemma3",
@@ -477,7 +477,7 @@ def _nan_gradient(model, hf_model, episode, objective):
 def test_adaptation_stops_on_collapse_naming_the_step_and_can_be_corrected(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, loss, fragments: list[str]
 ) -> None:
-    import icl_interp.lm.adapt as adapt_module
+    import icl_interp.lm.adapt.run as adapt_module
 
     out = tmp_path / "adapted"
     monkeypatch.setattr(adapt_module, "episode_loss", loss)
@@ -490,7 +490,8 @@ def test_adaptation_stops_on_collapse_naming_the_step_and_can_be_corrected(
 
 
 def test_validation_back_at_chance_after_being_above_it_stops_the_run() -> None:
-    from icl_interp.lm.adapt import AdaptConfig, Collapsed, _Watch
+    from icl_interp.lm.adapt.config import AdaptConfig
+    from icl_interp.lm.adapt.run import Collapsed, _Watch
 
     watch = _Watch(AdaptConfig(), Path("x"), 256, chance=(0.5, 0.05))
     watch.validation(0, 0.55)  # within noise of chance: nothing to lose yet
@@ -511,7 +512,7 @@ def test_validation_back_at_chance_after_being_above_it_stops_the_run() -> None:
 def test_an_adaptation_that_loses_its_validation_accuracy_stops(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import icl_interp.lm.adapt as adapt_module
+    import icl_interp.lm.adapt.run as adapt_module
 
     accuracies = iter([1.0, 0.0, 0.0])  # step 0 (before training), then each validation
     real = adapt_module.validation_metrics
@@ -529,7 +530,8 @@ def test_an_adaptation_that_loses_its_validation_accuracy_stops(
 
 
 def test_an_ordinary_random_model_is_not_mistaken_for_a_collapse() -> None:
-    from icl_interp.lm.adapt import AdaptConfig, _Watch
+    from icl_interp.lm.adapt.config import AdaptConfig
+    from icl_interp.lm.adapt.run import _Watch
 
     watch = _Watch(AdaptConfig(), Path("x"), 256)
     for step, loss in enumerate([5.55, 5.549, 5.53, 5.5], start=1):  # near ln 256 = 5.545
@@ -547,7 +549,7 @@ def small_data(tmp_path: Path) -> Path:
 
 
 def _stopped_run(out: Path, data: Path, **overrides) -> object:
-    from icl_interp.lm.adapt import adapt
+    from icl_interp.lm.adapt.run import adapt
 
     config = _adapt_config(out, data_dir=str(data), **overrides)
     adapt(dataclasses.replace(config, max_minutes=1e-9))  # stops at step 0 with a checkpoint
@@ -556,7 +558,7 @@ def _stopped_run(out: Path, data: Path, **overrides) -> object:
 
 
 def test_a_resume_on_changed_training_data_is_refused(tmp_path: Path, small_data: Path) -> None:
-    from icl_interp.lm.adapt import adapt
+    from icl_interp.lm.adapt.run import adapt
 
     out = tmp_path / "run"
     config = _stopped_run(out, small_data)
@@ -571,7 +573,7 @@ def test_a_resume_on_changed_training_data_is_refused(tmp_path: Path, small_data
 def test_a_resume_on_changed_base_weights_is_refused(
     tmp_path: Path, small_data: Path, tiny_model_folder: Path, fingerprint_cache
 ) -> None:
-    from icl_interp.lm.adapt import adapt
+    from icl_interp.lm.adapt.run import adapt
 
     base = tmp_path / "base"
     shutil.copytree(tiny_model_folder, base)
@@ -611,7 +613,7 @@ def _empty(path: Path) -> None:
     ids=["garbage", "truncated", "not-a-dict", "other-parameters", "empty"],
 )
 def test_a_corrupt_checkpoint_is_named(tmp_path: Path, small_data: Path, damage) -> None:
-    from icl_interp.lm.adapt import adapt
+    from icl_interp.lm.adapt.run import adapt
 
     out = tmp_path / "run"
     config = _stopped_run(out, small_data)
@@ -623,7 +625,7 @@ def test_a_corrupt_checkpoint_is_named(tmp_path: Path, small_data: Path, damage)
 
 @pytest.mark.parametrize("card", ["{corrupt", "[]", '{"no": "config"}'])
 def test_a_corrupt_card_is_named(tmp_path: Path, card: str) -> None:
-    from icl_interp.lm.adapt import adapt
+    from icl_interp.lm.adapt.run import adapt
 
     out = tmp_path / "run"
     out.mkdir()
@@ -634,7 +636,7 @@ def test_a_corrupt_card_is_named(tmp_path: Path, card: str) -> None:
 
 
 def test_adapt_out_that_is_a_file_is_one_line(tmp_path: Path) -> None:
-    from icl_interp.lm.adapt import adapt
+    from icl_interp.lm.adapt.run import adapt
 
     (tmp_path / "f").write_text("x")
     with pytest.raises(UserError) as error:
@@ -861,7 +863,7 @@ def test_a_table_lacking_some_finetunings_is_named_not_misreported(tmp_path: Pat
 
 
 def _final(seeds: list[int]) -> pd.DataFrame:
-    from icl_interp.lm.adapt_table import CONDITIONS
+    from icl_interp.lm.adapt.table import CONDITIONS
 
     rows = []
     for seed in seeds:
@@ -894,12 +896,12 @@ def test_too_few_bootstrap_replicates_for_an_interval_are_refused(
 
 @pytest.mark.parametrize("seeds", [[0], [0, 1]])
 def test_one_seed_says_no_interval_instead_of_nan(seeds: list[int]) -> None:
-    from icl_interp.lm.adapt_table import (
+    from icl_interp.lm.adapt.table import (
         paired_differences,
         table2,
         table2_markdown,
     )
-    from icl_interp.lm.adapt_table_config import PRESETS, TableConfig
+    from icl_interp.lm.adapt.table_config import PRESETS, TableConfig
 
     final = _final(seeds)
     paired = paired_differences(final)
@@ -1309,7 +1311,7 @@ def test_leaving_a_pool_by_an_exception_terminates_its_workers() -> None:
 def test_a_finished_adaptation_on_changed_data_is_not_reused(
     tmp_path: Path, small_data: Path
 ) -> None:
-    from icl_interp.lm.adapt import adapt
+    from icl_interp.lm.adapt.run import adapt
 
     out = tmp_path / "run"
     config = _adapt_config(out, data_dir=str(small_data), steps=2)

@@ -12,24 +12,22 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-import icl_interp.lm.adapt as adapt_module
+import icl_interp.lm.adapt.run as adapt_module
 from analyses import adapt_table2
 from icl_interp.cli import main as cli_main
 from icl_interp.errors import UserError
-from icl_interp.lm.adapt import (
-    AdaptConfig,
-    Episode,
-    EpisodeStream,
-    adapt,
+from icl_interp.lm.adapt.config import AdaptConfig
+from icl_interp.lm.adapt.episodes import Episode, EpisodeStream
+from icl_interp.lm.adapt.run import adapt, read_card
+from icl_interp.lm.adapt.table import paired_differences, run_table
+from icl_interp.lm.adapt.table_config import PRESETS, TableConfig
+from icl_interp.lm.adapt.training import (
     add_lora,
     episode_hidden,
     hf_state_dict,
     learning_rate,
-    read_card,
     trainable_parameters,
 )
-from icl_interp.lm.adapt_table import paired_differences, run_table
-from icl_interp.lm.adapt_table_config import PRESETS, TableConfig
 from icl_interp.lm.models import TINY_ARCHS, load_model, tiny_random_model
 from tests.helpers import SHARED_DATA
 

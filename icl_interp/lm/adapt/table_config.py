@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from icl_interp.errors import UserError
-from icl_interp.lm.adapt_config import DEFAULT_MIXTURE, AdaptConfig
+from icl_interp.lm.adapt.config import DEFAULT_MIXTURE, AdaptConfig
 from icl_interp.options import add_backend_arguments, check_backend_options
 
 

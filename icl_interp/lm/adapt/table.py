@@ -4,7 +4,7 @@ The open, small analog of Ding et al.'s Table 2 (PaLM2 finetuned on FLAN with ea
 5-shot MMLU), connected to the ICL-vs-GD metrics:
 
 1. **Adapt**: for every seed, one copy of the base model per objective (``causal``, ``prefix``)
-   with ``icl_interp.lm.adapt`` (same episodes, steps, lr and loss positions; only the mask
+   with ``icl_interp.lm.adapt.run`` (same episodes, steps, lr and loss positions; only the mask
    differs), into ``models/<objective>_seed<seed>/`` (HF folders with ``adapt_card.json``).
 2. **Evaluate** (Table 2 analog): k-shot ICL accuracy on held-out data sets that never appear
    in the training mixture, for every k, under these (model, mask) conditions: base/causal,
@@ -47,8 +47,9 @@ import pandas as pd
 import torch
 
 from icl_interp.errors import UserError
-from icl_interp.lm.adapt import adapt, check_params, read_card
-from icl_interp.lm.adapt_table_config import TableConfig, config_from_args
+from icl_interp.lm.adapt.run import adapt, read_card
+from icl_interp.lm.adapt.table_config import TableConfig, config_from_args
+from icl_interp.lm.adapt.training import check_params
 from icl_interp.lm.metrics.accuracy import layer_accuracy
 from icl_interp.results import (
     JOB_FILES,

@@ -40,27 +40,31 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import random
 import sys
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import torch
-import torch.nn.functional as F
-from jaxtyping import Float, Int
-from torch import Tensor
 
 from icl_interp.errors import UserError
-from icl_interp.lm.adapt_config import (
+from icl_interp.lm.adapt.config import (
     RESUME_IGNORES,
     AdaptConfig,
     config_from_args,
 )
-from icl_interp.lm.arch import projection_modules
+from icl_interp.lm.adapt.episodes import EpisodeStream
+from icl_interp.lm.adapt.training import (
+    _causal_lm,
+    add_lora,
+    episode_loss,
+    hf_state_dict,
+    learning_rate,
+    trainable_parameters,
+    validation_chance,
+    validation_metrics,
+)
 from icl_interp.progress import progress as progress_bar
 from icl_interp.results import (
     LOCK_NAME,
@@ -84,299 +88,6 @@ UNIFORM_TOLERANCE = 1e-3
 VANISHING_GRADIENT = 1e-8
 # or validation accuracy back at chance after having been this many guessing SEs above it
 ABOVE_CHANCE_SE = 3.0
-
-
-# --------------------------------------------------------------------------- episodes
-
-
-@dataclass(frozen=True)
-class Episode:
-    """One training sequence: token ids, their position ids, their segment (0 for ``[bos] +
-    demonstrations``, ``j`` for query ``j``), the prefix length and the loss positions (position
-    ``p`` predicts token ``ids[p + 1]``; the last ``n_queries`` are the queries' answers)."""
-
-    ids: Int[Tensor, " seq"]
-    positions: Int[Tensor, " seq"]
-    segments: Int[Tensor, " seq"]
-    n_prefix: int
-    loss_positions: Int[Tensor, " n_loss"]
-    dataset: str
-    k_used: int
-    n_queries: int
-
-    @property
-    def targets(self) -> Int[Tensor, " n_loss"]:
-        return self.ids[self.loss_positions + 1]
-
-    @property
-    def answer_positions(self) -> Int[Tensor, " n_queries"]:
-        return self.loss_positions[-self.n_queries :]
-
-
-@dataclass
-class EpisodeStream:
-    """Episodes of a mixture, episode ``i`` a pure function of ``(seed, split, i)``.
-
-    Each episode picks a data set uniformly, draws ``k`` label-balanced demonstrations and
-    ``queries`` queries with other inputs from that data set's ``split`` pool, and packs them so
-    that the demonstrations plus the longest query fit ``max_len`` tokens (demonstrations
-    dropped from the end; ``k_used`` says how many remain).
-    """
-
-    tokenizer: Any
-    mixture: tuple[str, ...]
-    k: int
-    max_len: int
-    seed: int
-    queries: int = 1
-    loss_on: str = "answer"
-    split: str = "train"
-    data_dir: str | None = None
-    source: str = "auto"
-    pools: dict[str, list[Any]] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        from icl_interp.lm.data import get_dataset, label_token_ids, load_examples
-
-        self.specs = {name: get_dataset(name) for name in self.mixture}
-        for name, spec in self.specs.items():
-            label_token_ids(self.tokenizer, spec.label_words)
-            if name not in self.pools:
-                self.pools[name] = load_examples(
-                    name, self.split, self.data_dir, source=self.source
-                )
-            if len(self.pools[name]) < self.k + self.queries:
-                raise UserError(
-                    f"{name} {self.split} split has {len(self.pools[name])} examples; an episode "
-                    f"needs k + queries = {self.k + self.queries}"
-                )
-
-    def __getitem__(self, index: int) -> Episode:
-        from icl_interp.lm.data import build_prompts, sample_demonstrations, select_eval
-
-        rng = random.Random(f"icl_interp-adapt-{self.split}-{self.seed}-{index}")
-        name = self.mixture[rng.randrange(len(self.mixture))]
-        spec, pool = self.specs[name], self.pools[name]
-        demos = sample_demonstrations(pool, self.k, seed=rng.randrange(2**31))
-        queries = select_eval(pool, self.queries, seed=rng.randrange(2**31), exclude=demos)
-        prompts = build_prompts(self.tokenizer, spec, demos, queries, max_len=self.max_len - 1)
-        n_prefix = len(prompts.prefix_ids)
-        pieces, positions, segments, answers = (
-            [prompts.prefix_ids],
-            [torch.arange(n_prefix)],
-            [torch.zeros(n_prefix, dtype=torch.long)],
-            [],
-        )
-        start = n_prefix
-        for j, (query, label) in enumerate(zip(prompts.query_ids, prompts.labels, strict=True)):
-            segment = torch.cat([query, prompts.label_token_ids[label : label + 1]])
-            pieces.append(segment)
-            positions.append(torch.arange(n_prefix, n_prefix + len(segment)))
-            segments.append(torch.full((len(segment),), j + 1, dtype=torch.long))
-            start += len(segment)
-            answers.append(start - 2)
-        loss_positions = answers
-        if self.loss_on == "labels" and prompts.k_used:
-            # prefix = [bos] + sum(input_i + [label_i] + separator); demo_ids[i] = [bos] + input_i + [label_i]
-            inputs = [len(demo) - 2 for demo in prompts.demo_ids]
-            separator = (n_prefix - 1 - sum(n + 1 for n in inputs)) // prompts.k_used
-            label_positions, at = [], 1
-            for n in inputs:
-                label_positions.append(at + n)
-                at += n + 1 + separator
-            loss_positions = [p - 1 for p in label_positions] + answers
-        return Episode(
-            ids=torch.cat(pieces),
-            positions=torch.cat(positions),
-            segments=torch.cat(segments),
-            n_prefix=n_prefix,
-            loss_positions=torch.tensor(loss_positions, dtype=torch.long),
-            dataset=name,
-            k_used=prompts.k_used,
-            n_queries=len(answers),
-        )
-
-
-# --------------------------------------------------------------------------- model pieces
-
-
-def trainable_parameters(
-    model: Any, trained_model: Any, params: str
-) -> list[tuple[str, torch.nn.Parameter]]:
-    """(name, parameter) pairs of ``trained_model`` (the bridge's HF model, LoRA-wrapped for
-    ``lora``) to train, in its own order: the LoRA matrices, or the parameters of every block
-    of the bridge ``model`` (``blocks``) or of every block's attention (``attn``), so the groups
-    are the same for every architecture family."""
-    named = list(trained_model.named_parameters())
-    if params == "lora":
-        chosen = [(n, p) for n, p in named if "lora_" in n]
-    else:
-        parts = [block.attn if params == "attn" else block for block in model.blocks]
-        group = {id(p) for part in parts for p in part.parameters()}
-        chosen = [(n, p) for n, p in named if id(p) in group]
-    if not chosen:
-        raise UserError(f"--params {params}: no such parameters in {type(trained_model).__name__}")
-    return chosen
-
-
-def _lora_targets(model: Any) -> list[str]:
-    """The HF module names of every layer's q/k/v/o projection (``arch.projection_modules``)."""
-    projections = {id(module) for module in projection_modules(model)}
-    targets = [n for n, m in model.original_model.named_modules() if id(m) in projections]
-    if not targets:
-        raise UserError(
-            f"--params lora: no q/k/v/o projections in {type(model.original_model).__name__}; "
-            "use --params blocks or attn"
-        )
-    return targets
-
-
-def check_params(model: Any, params: str) -> None:
-    """A one-line ``UserError`` unless ``params`` names parameters the bridge ``model`` has
-    (checked before anything is written; nothing is changed)."""
-    if params == "lora":
-        _lora_targets(model)
-    else:
-        trainable_parameters(model, model.original_model, params)
-
-
-def add_lora(model: Any, rank: int) -> Any:
-    """The bridge ``model``'s HF model wrapped with rank-``rank`` LoRA on every q/k/v/o
-    projection (``peft``)."""
-    try:
-        from peft import LoraConfig, get_peft_model
-    except ImportError:
-        raise UserError("--params lora needs the package peft: pip install peft") from None
-    targets = _lora_targets(model)
-    config = LoraConfig(r=rank, lora_alpha=2 * rank, lora_dropout=0.0, target_modules=targets)
-    return get_peft_model(model.original_model, config)
-
-
-def hf_state_dict(hf_model: Any) -> dict[str, Tensor]:
-    """The model's weights under plain Hugging Face names (the bridge wraps modules, adding
-    ``_original_component`` and alias names); keys a fresh model of the same config has."""
-    from transformers import AutoModelForCausalLM
-
-    with torch.device("meta"):
-        expected = set(AutoModelForCausalLM.from_config(hf_model.config).state_dict())
-    clean: dict[str, Tensor] = {}
-    for name, tensor in hf_model.state_dict().items():
-        plain = name.replace("._original_component", "")
-        if plain in expected and plain not in clean:
-            clean[plain] = tensor
-    missing = expected - set(clean)
-    if missing:
-        raise RuntimeError(f"could not map weights {sorted(missing)[:5]} to Hugging Face names")
-    return clean
-
-
-def episode_mask(model: Any, episode: Episode, objective: str) -> Tensor | dict[str, Tensor]:
-    """``objective``'s additive mask(s) for a multi-query episode: the single-query mask (with
-    sliding windows) looked up at the position ids, and nothing across query segments."""
-    from icl_interp.lm.capture import attention_mask_for
-
-    positions, segments = episode.positions, episode.segments
-    single = attention_mask_for(
-        model, objective, int(positions.max()) + 1, n_prefix=episode.n_prefix
-    )
-    crossing = (segments[:, None] != segments[None, :]) & (segments[None, :] != 0)
-
-    def expand(mask: Tensor) -> Tensor:
-        full = mask[0, 0][positions[:, None], positions[None, :]]
-        return full.masked_fill(crossing, float("-inf"))[None, None]
-
-    if isinstance(single, dict):
-        return {layer_type: expand(mask) for layer_type, mask in single.items()}
-    return expand(single)
-
-
-def episode_hidden(
-    model: Any, hf_model: Any, episode: Episode, objective: str
-) -> Float[Tensor, "seq d_model"]:
-    """The last block's (normed) hidden states of one episode under ``objective``'s mask."""
-    device = next(hf_model.parameters()).device
-    mask = episode_mask(model, episode, objective)
-    if isinstance(mask, dict):
-        mask = {layer_type: m.to(device) for layer_type, m in mask.items()}
-    else:
-        mask = mask.to(device)
-    return hf_model.base_model(
-        input_ids=episode.ids.to(device)[None],
-        attention_mask=mask,
-        position_ids=episode.positions.to(device)[None],
-        use_cache=False,
-    ).last_hidden_state[0]
-
-
-def _logits_at(hf_model: Any, hidden: Tensor, rows: Tensor | None = None) -> Tensor:
-    """Unembedding (all rows, or ``rows`` only) of ``hidden``, soft-capped like the model."""
-    weight = hf_model.lm_head.weight if rows is None else hf_model.lm_head.weight[rows]
-    logits = F.linear(hidden, weight).float()
-    softcap = getattr(hf_model.config, "final_logit_softcapping", None)
-    if softcap is not None:
-        logits = torch.tanh(logits / softcap) * softcap
-    return logits
-
-
-def episode_loss(model: Any, hf_model: Any, episode: Episode, objective: str) -> Tensor:
-    """Mean next-token cross-entropy (full vocabulary) at the episode's loss positions, under
-    ``objective``'s mask; logits only at those positions."""
-    hidden = episode_hidden(model, hf_model, episode, objective)
-    positions = episode.loss_positions.to(hidden.device)
-    logits = _logits_at(hf_model, hidden[positions])
-    return F.cross_entropy(logits, episode.targets.to(hidden.device))
-
-
-def _causal_lm(hf_model: Any) -> Any:
-    """The causal-LM module under a peft wrapper (or the model itself)."""
-    return hf_model.get_base_model() if hasattr(hf_model, "get_base_model") else hf_model
-
-
-def validation_metrics(
-    model: Any, hf_model: Any, episodes: Sequence[Episode], objective: str
-) -> dict[str, float]:
-    """Mean answer loss and label-word accuracy (argmax over the data set's label tokens) over
-    every query of the validation episodes (answer positions only)."""
-    if not episodes:
-        return {}
-    from icl_interp.lm.data import get_dataset, label_token_ids
-
-    losses, correct = [], []
-    with torch.no_grad():
-        for episode in episodes:
-            hidden = episode_hidden(model, hf_model, episode, objective)
-            positions = episode.answer_positions.to(hidden.device)
-            logits = _logits_at(hf_model, hidden[positions])
-            answers = episode.ids.to(hidden.device)[positions + 1]
-            losses += F.cross_entropy(logits, answers, reduction="none").tolist()
-            labels = label_token_ids(model.tokenizer, get_dataset(episode.dataset).label_words)
-            labels = labels.to(logits.device)
-            correct += (labels[logits[:, labels].argmax(-1)] == answers).float().tolist()
-    return {"val_loss": sum(losses) / len(losses), "val_acc": sum(correct) / len(correct)}
-
-
-def validation_chance(episodes: Sequence[Episode]) -> tuple[float, float]:
-    """The validation accuracy of guessing uniformly among each query's label words, and its
-    binomial standard error over the validation queries."""
-    from icl_interp.lm.data import get_dataset
-
-    guesses = [
-        1 / len(get_dataset(episode.dataset).label_words)
-        for episode in episodes
-        for _ in range(len(episode.answer_positions))
-    ]
-    if not guesses:
-        return 0.0, 0.0
-    spread = math.sqrt(sum(p * (1 - p) for p in guesses)) / len(guesses)
-    return sum(guesses) / len(guesses), spread
-
-
-def learning_rate(config: AdaptConfig, step: int) -> float:
-    """lr at 0-based ``step``: linear warm-up, then linear decay to 0 at ``config.steps``."""
-    if step < config.warmup:
-        return config.lr * (step + 1) / config.warmup
-    remaining = config.steps - step
-    return config.lr * remaining / max(1, config.steps - config.warmup)
 
 
 # --------------------------------------------------------------------------- the run
