@@ -38,13 +38,18 @@ def _units(archive: Path, run: str) -> tuple[dict, pd.DataFrame]:
     return config, pd.concat([read_csv(path) for path in paths], ignore_index=True)
 
 
-def _complete(table: pd.DataFrame, keys: Sequence[str]) -> pd.DataFrame:
-    """Rows of the draws finished for every data set and mask of their model."""
-    cells = table.groupby(["model", "seed"])[list(keys)].apply(
-        lambda rows: len(rows.drop_duplicates())
-    )
-    full = cells.groupby("model").transform("max")
-    kept = cells[cells == full].reset_index()[["model", "seed"]]
+def finished_cells(table: pd.DataFrame, masks: Sequence[str]) -> pd.DataFrame:
+    """Rows of the (model, data set, draw) cells finished under every mask of the plan."""
+    found = table.groupby(["model", "data", "seed"])["mask"].agg(lambda m: set(m) >= set(masks))
+    kept = found[found].reset_index()[["model", "data", "seed"]]
+    return table.merge(kept, on=["model", "data", "seed"])
+
+
+def complete_draws(table: pd.DataFrame, datasets: Sequence[str]) -> pd.DataFrame:
+    """Rows of the (model, draw) pairs finished on every data set of the plan: the draws the
+    pooled endpoints use (a mean over data sets must not change with which ones are done)."""
+    found = table.groupby(["model", "seed"])["data"].agg(lambda d: set(d) >= set(datasets))
+    kept = found[found].reset_index()[["model", "seed"]]
     return table.merge(kept, on=["model", "seed"])
 
 
@@ -61,11 +66,10 @@ def chosen_layers(table: pd.DataFrame) -> pd.DataFrame:
         per_data = cell.droplevel(["model", "mask"]).unstack("layer")
         for data in per_data.index:
             others = per_data.drop(index=data)
-            source = others if len(others) else per_data
-            rows.append(
-                {"model": model, "mask": mask, "data": data, "layer": int(source.mean().idxmax())}
-            )
-    return pd.DataFrame(rows)
+            if len(others):  # no other data set finished yet: no L* for this one
+                layer = int(others.mean().idxmax())
+                rows.append({"model": model, "mask": mask, "data": data, "layer": layer})
+    return pd.DataFrame(rows, columns=["model", "mask", "data", "layer"])
 
 
 def _at_chosen(table: pd.DataFrame, layers: pd.DataFrame) -> pd.DataFrame:
@@ -78,12 +82,14 @@ def _at_chosen(table: pd.DataFrame, layers: pd.DataFrame) -> pd.DataFrame:
         index=["model", "mask", "data", "seed"], columns="condition", values="value"
     )
     wide = flat.join(at).reset_index()
-    return wide.merge(layers.rename(columns={"layer": "chosen_layer"}))
+    return wide.merge(layers.rename(columns={"layer": "chosen_layer"}), how="left")
 
 
 def tv_endpoints(wide: pd.DataFrame) -> list[dict[str, Any]]:
     """Family T of the plan, per model: estimates over draws of the per-draw means over data
     sets, Holm-adjusted within the model."""
+    if "task_vector" not in wide.columns:
+        return []
     per_seed = wide.groupby(["model", "mask", "seed"]).mean(numeric_only=True)
     rows = []
     for model, cell in per_seed.groupby("model"):
@@ -245,10 +251,12 @@ def _means_table(wide: pd.DataFrame) -> list[str]:
     header = ["model", "data", "mask", "draws", "L*", *present]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for (model, data, mask), row in means.iterrows():
-        cells = [f"{row[c]:.3f}" for c in present]
+        layer = "–" if pd.isna(row["chosen_layer"]) else str(int(row["chosen_layer"]))
+        cells = ["–" if pd.isna(row[c]) else f"{row[c]:.3f}" for c in present]
         lines.append(
-            f"| {model} | {data} | {mask} | {draws[(model, data, mask)]} | "
-            f"{int(row['chosen_layer'])} | " + " | ".join(cells) + " |"
+            f"| {model} | {data} | {mask} | {draws[(model, data, mask)]} | {layer} | "
+            + " | ".join(cells)
+            + " |"
         )
     return lines
 
@@ -305,6 +313,20 @@ def _order_sentence(model: str, rows: list[dict[str, Any]]) -> str:
     return f"- **{model}**: {reading} ({last['endpoint']}: {describe(last['estimate'])}, {claim})."
 
 
+def _draw_table(tables: dict[str, tuple[pd.DataFrame, dict]]) -> list[str]:
+    """Draws finished under every mask, per run x model x data set, and the complete ones."""
+    datasets = list(dict.fromkeys(d for _, plan in tables.values() for d in plan["datasets"]))
+    lines = ["| run | model | " + " | ".join(datasets) + " | complete |",
+             "|---|---|" + "---|" * (len(datasets) + 1)]  # fmt: skip
+    for run, (table, plan) in tables.items():
+        for model in plan["models"]:
+            rows = table[table["model"] == model]
+            counts = [str(rows[rows["data"] == d]["seed"].nunique()) for d in datasets]
+            complete = complete_draws(rows, plan["datasets"])["seed"].nunique() if len(rows) else 0
+            lines.append(f"| {run} | {model} | " + " | ".join(counts) + f" | {complete} |")
+    return lines
+
+
 def _command(config: dict, run: str) -> str:
     settings = config["config"]
     skip = {"data_dir", "k", "max_len", "source", "masks", "sources", "methods", "lr"}
@@ -323,21 +345,20 @@ def write_page(archive: Path, doc: Path) -> str:
     """The page from ``archive`` alone (figures into ``archive/figures``), written to ``doc``."""
     tv_config, tv_table = _units(archive, "task_vectors")
     order_config, order_table = _units(archive, "order")
-    tv_table = _complete(tv_table, ["data", "mask"])
-    order_table = _complete(order_table, ["data", "mask"])
+    plan = {"tv": tv_config["config"], "order": order_config["config"]}
+    tv_table = finished_cells(tv_table, plan["tv"]["masks"])
+    order_table = order_table[order_table["method"] == "icl"]
+    order_table = finished_cells(order_table, plan["order"]["masks"])
     wide = _at_chosen(tv_table, chosen_layers(tv_table))
-    tv_rows = tv_endpoints(wide)
+    tv_rows = tv_endpoints(complete_draws(wide, plan["tv"]["datasets"]))
     ratios = order_ratios(order_table)
-    order_rows = order_endpoints(ratios)
+    order_rows = order_endpoints(complete_draws(ratios, plan["order"]["datasets"]))
     figures = _write_figures(archive, tv_table, ratios)
     data = Path(os.path.relpath(archive, doc.parent)).as_posix()
     models = sorted(set(tv_table["model"]) | set(order_table["model"]))
-    draws = {
-        run: ", ".join(
-            f"{m} {t[t['model'] == m]['seed'].nunique()}" for m in sorted(set(t["model"]))
-        )
-        for run, t in (("task vectors", tv_table), ("order", order_table))
-    }
+    draws = _draw_table({"task vectors": (tv_table, plan["tv"]),
+                         "order": (order_table, plan["order"])})  # fmt: skip
+    none = ["- No draw is complete on every data set yet: no pooled endpoint."]
     parts = [
         "# Order sensitivity and task vectors: pretrained LMs",
         "",
@@ -355,18 +376,20 @@ def write_page(archive: Path, doc: Path) -> str:
         _command(order_config, "order"),
         "```",
         "",
-        f"Draws finished for every data set and mask (partial draws are left out): task vectors "
-        f"{draws['task vectors']}; order {draws['order']} (the plan asks for 5).",
+        "Draws finished under both masks, per data set, and complete draws (finished on every "
+        "data set: the draws the pooled endpoints use; the plan asks for 5):",
+        "",
+        *draws,
         "",
         "## What the two observables say",
         "",
         "Task vectors (the vector at L*, chosen on the other data sets):",
         "",
-        *[s for s in (_tv_sentence(m, tv_rows) for m in models) if s],
+        *([s for s in (_tv_sentence(m, tv_rows) for m in models) if s] or none),
         "",
         "Order sensitivity (causal - prefix order ratio at the last layer, paired by draw):",
         "",
-        *[s for s in (_order_sentence(m, order_rows) for m in models) if s],
+        *([s for s in (_order_sentence(m, order_rows) for m in models) if s] or none),
         "",
         "What they cannot say: a vector that carries the task does not show that ICL uses it; "
         "an order effect under both masks is expected from position embeddings alone; the "
@@ -379,7 +402,8 @@ def write_page(archive: Path, doc: Path) -> str:
         "",
         *_endpoint_table(tv_rows),
         "",
-        "Mean accuracy over draws at L* per data set (zero-shot and ICL are the model's output):",
+        "Mean accuracy over draws at L* per data set (zero-shot and ICL are the model's output; "
+        "– where L* waits for another data set):",
         "",
         *_means_table(wide),
         "",

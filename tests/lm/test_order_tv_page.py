@@ -61,7 +61,9 @@ def _archive(folder: Path, seeds: range, partial_seed: int | None = None) -> Pat
         ("order", _order_unit, "analyses/lm_order_sensitivity.py"),
     ):
         (folder / run / "units").mkdir(parents=True)
-        config = {"command": command, "config": {"models": ["m"], "seeds": list(seeds)}}
+        plan = {"models": ["m"], "seeds": list(seeds), "datasets": list(DATA),
+                "masks": ["causal", "prefix"]}  # fmt: skip
+        config = {"command": command, "config": plan}
         (folder / run / "config.json").write_text(json.dumps(config))
         for data in DATA:
             for seed in seeds:
@@ -122,8 +124,22 @@ def test_page_leaves_partial_draws_out_and_is_byte_identical(tmp_path: Path) -> 
         figures.append({p.name: p.read_bytes() for p in (archive / "figures").glob("*.png")})
     assert pages[0] == pages[1] and figures[0] == figures[1]
     assert set(figures[0]) == {"task_vectors__m.png", "order_ratio.png"}
-    assert "task vectors m 3; order m 3" in pages[0]
+    assert (
+        "| task vectors | m | 3 | 3 | 3 | 3 |" in pages[0]
+        and "| order | m | 3 | 3 | 3 | 3 |" in pages[0]
+    )
     assert "under the causal mask it" in pages[0] and "as the GD account predicts" in pages[0]
+
+
+def test_without_a_complete_draw_the_page_says_so(tmp_path: Path) -> None:
+    archive = _archive(tmp_path / "a", range(2))
+    for unit in archive.glob("*/units/m_agnews_*"):
+        unit.unlink()  # agnews not run yet: no complete draw, no pooled endpoint
+    doc = tmp_path / "page.md"
+    assert lm_order_tv_report._main(["--archive", str(archive), "--doc", str(doc)]) == 0
+    page = doc.read_text()
+    assert page.count("No draw is complete on every data set yet") == 2
+    assert "| task vectors | m | 2 | 2 | 0 | 0 |" in page
 
 
 def test_an_archive_without_units_is_a_one_line_error(tmp_path: Path) -> None:
