@@ -22,6 +22,7 @@ import contextlib
 import dataclasses
 import errno
 import fcntl
+import fnmatch
 import gzip
 import hashlib
 import io
@@ -391,7 +392,8 @@ class ResultFolder:
     plan's list of units, say) may change between runs because every unit records its own.
     ``inputs`` maps an input's name to its fingerprint (``file_fingerprint``, a model's
     identity); an input not known yet (data read after the model loads) is compared once it
-    is added. ``check()`` only reads; ``claim()`` checks, then writes ``config.json`` with
+    is added. ``tolerated`` names (glob patterns) may stand in the folder before it is claimed
+    (adapt-table's ``models``, where finished adaptations may be placed). ``check()`` only reads; ``claim()`` checks, then writes ``config.json`` with
     ``argv``, the command line of the process that made the folder object (so a worker that
     claims it records its driver's).
 
@@ -406,6 +408,7 @@ class ResultFolder:
     inputs: dict[str, Any] = dataclasses.field(default_factory=dict)
     ignore: frozenset[str] = frozenset()
     may_differ: frozenset[str] = frozenset()
+    tolerated: tuple[str, ...] = ()
     argv: list[str] = dataclasses.field(default_factory=lambda: list(sys.argv))
     owner_pid: int = dataclasses.field(default_factory=os.getpid)
 
@@ -447,8 +450,10 @@ class ResultFolder:
         where = self.path
         recorded = self.recorded()
         if recorded is None:
+            allowed = (LOCK_NAME, JOB_FILES, *self.tolerated)
             if where.exists() and any(
-                p.name not in (LOCK_NAME, JOB_FILES) for p in where.iterdir()
+                not any(fnmatch.fnmatch(p.name, pattern) for pattern in allowed)
+                for p in where.iterdir()
             ):
                 raise UserError(
                     f"--out {where} is not empty and was not made by icl-interp {self.command}; "

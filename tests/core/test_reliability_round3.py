@@ -408,7 +408,8 @@ def test_a_failure_after_claiming_leaves_the_folder_claimable_by_the_corrected_c
     release_locks()
     assert (out / "config.json").exists() == has_results
     if not has_results:  # the corrected command (another lr) is not refused
-        adapt_table._check_out(out, dataclasses.replace(config, lr=config.lr / 10))
+        adapt_table.result_folder(out, dataclasses.replace(config, lr=config.lr / 10)).check()
+        release_locks()
 
 
 # --------------------------------------------------------------------------- 4. adaptation

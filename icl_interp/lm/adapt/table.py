@@ -52,12 +52,10 @@ from icl_interp.lm.adapt.table_config import TableConfig, config_from_args
 from icl_interp.lm.adapt.training import check_params
 from icl_interp.lm.metrics.accuracy import layer_accuracy
 from icl_interp.results import (
-    JOB_FILES,
+    ResultFolder,
     done,
-    lock_folder,
     read_csv,
     release_locks,
-    write_config,
     write_csv,
     write_text,
     write_torch,
@@ -684,31 +682,12 @@ def layers_figure(layers: pd.DataFrame) -> Any:
 # --------------------------------------------------------------------------- driver
 
 
-def _check_out(out: Path, config: TableConfig) -> None:
-    previous = out / "config.json"
-    if out.exists() and not out.is_dir():
-        raise UserError(f"--out {out} is a file, not a folder; pass a folder path")
-    if not previous.exists():
-        if out.exists() and any(
-            p.name not in ("models", JOB_FILES) and p.suffix not in (".log", ".lock")
-            for p in out.iterdir()
-        ):
-            raise UserError(f"{out} exists and is not an adapt-table folder; choose another --out")
-        return
-    try:
-        stored = json.loads(previous.read_text(encoding="utf-8"))["config"]
-        stored.get("lr")
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
-        raise UserError(
-            f"{previous} is unreadable or corrupt; move the folder aside or pass a new --out"
-        ) from None
-    current = config.to_dict()
-    differs = sorted(k for k in current if k not in RESUME_IGNORES and stored.get(k) != current[k])
-    if differs:
-        raise UserError(
-            f"{out} holds results made with other settings (differs in: {', '.join(differs)}); "
-            "rerun with the same options to resume, or pass a new --out"
-        )
+def result_folder(out: Path, config: TableConfig) -> ResultFolder:
+    """``--out`` as owned by ``adapt-table`` with ``config``; finished adaptations may be placed
+    in its ``models/`` before the first run (each is checked against the table's settings)."""
+    return ResultFolder(
+        out, "adapt-table", config, ignore=RESUME_IGNORES, tolerated=("models", "*.log")
+    )
 
 
 def _validate(config: TableConfig) -> dict[tuple[str, str], Any]:
@@ -742,13 +721,12 @@ def run_table(config: TableConfig, out: Path) -> dict[str, Any]:
 def _run_table(config: TableConfig, out: Path) -> dict[str, Any]:
     started = time.time()
     deadline = None if config.max_minutes is None else started + 60 * config.max_minutes
-    _check_out(out, config)
+    folder = result_folder(out, config)
+    folder.check()
     pools = _validate(config)
-    lock_folder(out)
+    claimed = folder.recorded() is None
+    folder.claim()
     try:
-        _check_out(out, config)  # again under the lock
-        claimed = not (out / "config.json").exists()
-        write_config(out, config, command="adapt-table")
         try:
             return _run_claimed(config, out, pools, started, deadline)
         except UserError:
