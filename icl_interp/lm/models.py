@@ -20,6 +20,7 @@ import contextlib
 import importlib
 import importlib.metadata
 import importlib.util
+import json
 import os
 import shutil
 import tempfile
@@ -336,12 +337,19 @@ def model_identity(name_or_path: str) -> str:
 def _load_hf_dir(
     name_or_path: str | Path, *, local_only: bool, **tokenizer_options: Any
 ) -> tuple[Any, Any]:
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerFast
 
     local = Path(name_or_path).exists()
+    loader: Any = AutoTokenizer
+    if local and _generic_tokenizer(Path(name_or_path)):
+        # AutoTokenizer would take the model family's class from config.json (Qwen2Tokenizer
+        # for a qwen2 model) and tokenize differently; with add_bos_token set, transformer-lens
+        # keeps the tokenizer instead of reloading it through AutoTokenizer
+        loader = PreTrainedTokenizerFast
+        tokenizer_options = {"add_bos_token": True, **tokenizer_options}
     try:
         with _reading(f"model {str(name_or_path)!r}", "is the folder a complete HF model?"):
-            tokenizer = AutoTokenizer.from_pretrained(
+            tokenizer = loader.from_pretrained(
                 str(name_or_path), local_files_only=local_only, **tokenizer_options
             )
             hf_model = AutoModelForCausalLM.from_pretrained(
@@ -358,6 +366,17 @@ def _load_hf_dir(
             ) from None
         raise
     return hf_model, tokenizer
+
+
+def _generic_tokenizer(folder: Path) -> bool:
+    """Whether ``folder`` holds a tokenizer saved as the generic fast class (the tiny
+    word-level tokenizer), not a model family's own."""
+    try:
+        saved = json.loads((folder / "tokenizer_config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    generic = ("TokenizersBackend", "PreTrainedTokenizerFast")
+    return isinstance(saved, dict) and saved.get("tokenizer_class") in generic
 
 
 def bridge_from_hf(

@@ -1,6 +1,5 @@
 """Every tiny architecture x every pretrained-LM command: each cell runs to the end from the
-command line (the architecture adapters serve every consumer), except the known defect marked
-``KNOWN_DEFECTS`` (a strict xfail: it fails the suite the day it is fixed, so the mark goes)."""
+command line (the architecture adapters serve every consumer)."""
 
 from __future__ import annotations
 
@@ -34,11 +33,6 @@ def _argv(command: str, model: str, out: Path) -> list[str]:
     }[command]  # fmt: skip
 
 
-# An adapted tiny-qwen2 model, loaded back from its folder, gets a Qwen2Tokenizer (chosen from
-# config.json) instead of the tiny model's own tokenizer it saved, so label words tokenize
-# differently and adapt-table stops at evaluation with a one-line error. Real Qwen models save
-# a Qwen2Tokenizer and are not affected.
-KNOWN_DEFECTS = {("qwen2", "adapt-table")}
 WRITES = {
     "layers": "layer_accuracy.csv",
     "compare": "metrics.csv",
@@ -47,18 +41,8 @@ WRITES = {
 }
 
 
-def _cells() -> list:
-    return [
-        pytest.param(
-            arch,
-            command,
-            marks=[pytest.mark.xfail(strict=True, reason="adapted tiny-qwen2 tokenizer reload")]
-            if (arch, command) in KNOWN_DEFECTS
-            else [],
-        )
-        for arch in TINY_ARCHS
-        for command in WRITES
-    ]
+def _cells() -> list[tuple[str, str]]:
+    return [(arch, command) for arch in TINY_ARCHS for command in WRITES]
 
 
 @needs_data
