@@ -11,7 +11,6 @@ byte for byte.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -20,18 +19,19 @@ from typing import Any
 import pandas as pd
 
 from icl_interp.errors import UserError
-from icl_interp.results import read_csv, write_figure, write_text
+from icl_interp.results import read_config, read_csv, write_figure, write_text
 from icl_interp.stats import Estimate, describe, estimate, format_p, holm, verdict
 
 MASKS = ("causal", "prefix")
-ORDER_MARGIN = 0.05
+TV_MARGIN = 0.05  # accuracy: the equivalence margin of the task-vector endpoints
+ORDER_MARGIN = 0.05  # order ratio: the equivalence margin of the order endpoints
 
 
 def _units(archive: Path, run: str) -> tuple[dict, pd.DataFrame]:
     folder = archive / run
-    if not (folder / "config.json").is_file():
+    config = read_config(folder / "config.json")
+    if config is None:
         raise UserError(f"the archive {archive} lacks {run}/config.json")
-    config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
     paths = sorted((folder / "units").glob("*.csv"))
     if not paths:
         raise UserError(f"the archive {archive} has no finished {run} units yet")
@@ -111,7 +111,7 @@ def tv_endpoints(wide: pd.DataFrame) -> list[dict[str, Any]]:
                 - cell.xs("causal", level="mask")["task_vector"]
             )
             family.append(("prefix vs causal", "TV prefix - causal", diff, ("prefix", "causal")))
-        rows += _tested(model, family, margin=0.05)
+        rows += _tested(model, family, margin=TV_MARGIN)
     return rows
 
 
