@@ -271,29 +271,37 @@ def _ratio_table(ratios: pd.DataFrame) -> list[str]:
     return lines
 
 
+def _tv_reading(claims: dict[str, dict[str, Any]]) -> str:
+    """What endpoints 1-3 of one model and mask say about the task-vector account."""
+    carries = claims["TV - ZS"]["verdict"] == "TV higher"
+    labels = claims["TV - rotated TV"]["verdict"]
+    versus_icl = claims["ICL - TV"]["verdict"]
+    if not carries:
+        return "the data do not show a vector at L* that carries the task (TV not above zero-shot)"
+    if labels != "TV higher":
+        return (
+            "the vector moves the output above zero-shot but not through the demonstrated "
+            "labels (rotated labels do as well): no support for the task-vector account"
+        )
+    if versus_icl.startswith("equivalent"):
+        return "the vector carries the labels and ICL's accuracy: the task-vector account fits"
+    if versus_icl == "ICL higher":
+        return "the vector carries the labels and part of ICL's accuracy: the account fits in part"
+    return "the vector carries the labels; how it compares with ICL is open"
+
+
 def _tv_sentence(model: str, rows: list[dict[str, Any]]) -> str:
     parts = []
     for mask in MASKS:
         claims = {r["endpoint"]: r for r in rows if r["model"] == model and r["mask"] == mask}
         if not claims:
             continue
-        carries = claims["TV - ZS"]["verdict"] == "TV higher"
-        short = claims["ICL - TV"]["verdict"]
-        if not carries:
-            reading = "does not show a vector that carries the task at L*"
-        elif short.startswith("equivalent"):
-            reading = "favours the task-vector account (the vector carries ICL's accuracy)"
-        elif short == "ICL higher":
-            reading = (
-                "favours it only in part (the vector carries some of the task, not all of ICL)"
-            )
-        else:
-            reading = "shows a vector that carries the task; whether it carries all of ICL is open"
-        parts.append(
-            f"under the {mask} mask it {reading}: TV - ZS {describe(claims['TV - ZS']['estimate'])}, "
-            f"ICL - TV {describe(claims['ICL - TV']['estimate'])} ({short})"
+        numbers = ", ".join(
+            f"{name} {describe(claims[name]['estimate'])} ({claims[name]['verdict']})"
+            for name in ("TV - ZS", "TV - rotated TV", "ICL - TV")
         )
-    return f"- **{model}**: " + "; ".join(parts) + "." if parts else ""
+        parts.append(f"{mask} mask: {_tv_reading(claims)}; {numbers}")
+    return f"- **{model}**, " + "; ".join(parts) + "." if parts else ""
 
 
 def _order_sentence(model: str, rows: list[dict[str, Any]]) -> str:

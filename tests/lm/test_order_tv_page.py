@@ -128,7 +128,8 @@ def test_page_leaves_partial_draws_out_and_is_byte_identical(tmp_path: Path) -> 
         "| task vectors | m | 3 | 3 | 3 | 3 |" in pages[0]
         and "| order | m | 3 | 3 | 3 | 3 |" in pages[0]
     )
-    assert "under the causal mask it" in pages[0] and "as the GD account predicts" in pages[0]
+    assert "causal mask: the vector carries the labels and part of ICL" in pages[0]
+    assert "as the GD account predicts" in pages[0]
 
 
 def test_without_a_complete_draw_the_page_says_so(tmp_path: Path) -> None:
