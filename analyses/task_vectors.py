@@ -7,7 +7,8 @@ per model x data set x demonstration draw x mask kind.
 Each (model, data, seed, mask) unit is written to ``units/`` as it finishes and reused on a
 rerun. ``task_vectors.csv`` is tidy (one row per model x data x seed x mask x condition x
 layer; ``layer`` empty for zero-shot and ICL, the model's output); ``figure_<model>.png``
-shows mean accuracy per layer with its 95% t-interval over the draws, masks side by side. The ``other_data`` control takes its vector from the next data set of ``--datasets``
+shows mean accuracy per layer with its 95% t-interval over the draws, masks side by side.
+The ``other_data`` control takes its vector from the next data set of ``--datasets``
 (cyclically; skipped with one data set). Definitions and costs: ``icl_interp.lm.task_vectors``.
 """
 

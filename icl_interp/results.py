@@ -393,9 +393,9 @@ class ResultFolder:
     ``inputs`` maps an input's name to its fingerprint (``file_fingerprint``, a model's
     identity); an input not known yet (data read after the model loads) is compared once it
     is added. ``tolerated`` names (glob patterns) may stand in the folder before it is claimed
-    (adapt-table's ``models``, where finished adaptations may be placed). ``check()`` only reads; ``claim()`` checks, then writes ``config.json`` with
-    ``argv``, the command line of the process that made the folder object (so a worker that
-    claims it records its driver's).
+    (adapt-table's ``models``, where finished adaptations may be placed). ``check()`` only
+    reads; ``claim()`` checks, then writes ``config.json`` with ``argv``, the command line of
+    the process that made the folder object (so a worker that claims it records its driver's).
 
     The process that made the object (``owner_pid``) locks the folder (``lock_folder``) once
     ``check()`` finds an existing folder it may use, or at ``claim()``, and holds it until it

@@ -38,19 +38,23 @@ def _units(archive: Path, run: str) -> tuple[dict, pd.DataFrame]:
     return config, pd.concat([read_csv(path) for path in paths], ignore_index=True)
 
 
+def _covering(
+    table: pd.DataFrame, by: list[str], column: str, needed: Sequence[str]
+) -> pd.DataFrame:
+    """Rows of the ``by`` groups whose ``column`` takes every value of ``needed``."""
+    found = table.groupby(by)[column].agg(lambda values: set(values) >= set(needed))
+    return table.merge(found[found].reset_index()[by], on=by)
+
+
 def finished_cells(table: pd.DataFrame, masks: Sequence[str]) -> pd.DataFrame:
     """Rows of the (model, data set, draw) cells finished under every mask of the plan."""
-    found = table.groupby(["model", "data", "seed"])["mask"].agg(lambda m: set(m) >= set(masks))
-    kept = found[found].reset_index()[["model", "data", "seed"]]
-    return table.merge(kept, on=["model", "data", "seed"])
+    return _covering(table, ["model", "data", "seed"], "mask", masks)
 
 
 def complete_draws(table: pd.DataFrame, datasets: Sequence[str]) -> pd.DataFrame:
     """Rows of the (model, draw) pairs finished on every data set of the plan: the draws the
     pooled endpoints use (a mean over data sets must not change with which ones are done)."""
-    found = table.groupby(["model", "seed"])["data"].agg(lambda d: set(d) >= set(datasets))
-    kept = found[found].reset_index()[["model", "seed"]]
-    return table.merge(kept, on=["model", "seed"])
+    return _covering(table, ["model", "seed"], "data", datasets)
 
 
 # --------------------------------------------------------------------------- task vectors

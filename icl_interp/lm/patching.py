@@ -109,15 +109,18 @@ def run_patched(
                 f"a patch value must have shape [{batch}, {model.cfg.d_model}] (batch, d_model), "
                 f"got {list(patch.value.shape)}"
             )
-        hooks.append((resid_hook(patch.layer), _writer(patch)))
+        hooks.append((resid_hook(patch.layer), _writer(slice(None), patch.position, patch.value)))
     with torch.no_grad():
         return run_with_mask(model, input_ids, mask=mask, n_prefix=n_prefix, fwd_hooks=hooks)
 
 
-def _writer(patch: Patch) -> Callable[..., Tensor]:
+def _writer(rows: Tensor | slice, position: int, value: Tensor) -> Callable[..., Tensor]:
+    """A hook writing ``value`` into the residual of batch ``rows`` at ``position``."""
+
     def hook(activation: Tensor, hook: Any) -> Tensor:
         patched = activation.clone()
-        patched[:, patch.position] = patch.value.to(activation.device, activation.dtype)
+        where = rows.to(activation.device) if isinstance(rows, Tensor) else rows
+        patched[where, position] = value.to(activation.device, activation.dtype)
         return patched
 
     return hook
@@ -143,9 +146,9 @@ def patched_last_logits(
     seq_len = input_ids.shape[0]
     device = input_ids.device
     rows = len(layers)
-    order = torch.tensor(list(layers), device=device)
+    row_layers = torch.tensor(list(layers), device=values.device)
     hooks = [
-        (resid_hook(layer), _row_writer(order == layer, values[order.cpu() == layer]))
+        (resid_hook(layer), _writer(row_layers == layer, -1, values[row_layers == layer]))
         for layer in sorted(set(layers))
     ]
     cache = (
@@ -162,12 +165,3 @@ def patched_last_logits(
             use_cache=cache is not None,
         )
     return output.logits[:, -1]
-
-
-def _row_writer(rows: Tensor, value: Tensor) -> Callable[..., Tensor]:
-    def hook(activation: Tensor, hook: Any) -> Tensor:
-        patched = activation.clone()
-        patched[rows, -1] = value.to(activation.device, activation.dtype)
-        return patched
-
-    return hook

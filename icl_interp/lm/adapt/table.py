@@ -95,7 +95,7 @@ def unit_name(role: str, mask: str, data: str, k: int, seed: int) -> str:
 
 
 def model_path(config: TableConfig, out: Path, role: str, seed: int) -> str:
-    return config.base if role == "base" else str(out / "models" / f"{role}_seed{seed}")
+    return config.base if role == "base" else str(model_folder(out, role, seed))
 
 
 def _seed_prompts(
