@@ -27,10 +27,21 @@ import torch
 from icl_interp.cli import OneLineParser, script_exit_code
 from icl_interp.errors import UserError
 from icl_interp.lm.data import load_examples, make_prompts, sample_demonstrations
+from icl_interp.lm.lr_rule import chosen_lrs
 from icl_interp.lm.models import load_model
 from icl_interp.lm.order import finetune_order_sensitivity, lm_order_sensitivity
 from icl_interp.masks import MASKS, mask_names
 from icl_interp.results import ResultFolder, done, read_csv, write_csv
+
+
+def lr_option(text: str) -> float | str:
+    """``--lr``'s value: "chosen", or a number."""
+    if text == "chosen":
+        return text
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number or 'chosen', got {text!r}") from None
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -42,7 +53,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--methods", nargs="+", default=["icl"], help="icl (under each mask), gd, lcgd"
     )
-    parser.add_argument("--lr", type=float, default=1e-4, help="learning rate of gd / lcgd")
+    parser.add_argument(
+        "--lr",
+        type=lr_option,
+        default=1e-4,
+        help="learning rate of gd / lcgd: a number, or 'chosen' (the packaged chosen lr per "
+        "model, data set and method)",
+    )
     parser.add_argument("--n-orders", type=int, default=8, help="P orders (and P sets)")
     parser.add_argument("--k", type=int, default=None, help="demonstrations (default: data set's)")
     parser.add_argument("--n-test", type=int, default=50)
@@ -61,7 +78,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     if args.n_orders < 2 or args.n_test < 1:
         parser.error("--n-orders must be >= 2 and --n-test >= 1")
     unknown = sorted(set(args.methods) - {"icl", "gd", "lcgd"})
-    if unknown or not args.lr > 0:
+    if unknown or not (args.lr == "chosen" or args.lr > 0):
         parser.error(f"--methods are icl, gd, lcgd (got {unknown}) and --lr must be > 0")
     return args
 
@@ -85,10 +102,10 @@ def run_unit(args: argparse.Namespace, model: object, name: str, data: str, seed
             continue
         common = dict(n_orders=args.n_orders, order_seed=seed, batch_size=args.batch_size)
         if kind in ("gd", "lcgd"):
+            lr = finetune_lr(args.lr, name, data, kind)
             rows = finetune_order_sensitivity(
-                model, tokenizer, spec, prompts, others, method=kind, lr=args.lr, seed=seed,
-                **common,
-            )  # fmt: skip
+                model, tokenizer, spec, prompts, others, method=kind, lr=lr, seed=seed, **common
+            )
         else:
             rows = lm_order_sensitivity(
                 model, tokenizer, spec, prompts, others, mask=kind, **common
@@ -99,7 +116,19 @@ def run_unit(args: argparse.Namespace, model: object, name: str, data: str, seed
         ):
             frame.insert(position, column, value)
         frame["k_used"] = prompts.k_used
+        if kind in ("gd", "lcgd"):
+            frame["lr"] = finetune_lr(args.lr, name, data, kind)
         write_csv(path, frame)
+
+
+def finetune_lr(lr: float | str, model: str, data: str, method: str) -> float:
+    """``lr``, or with "chosen" the packaged chosen lr of ``method`` for ``model`` on ``data``."""
+    if lr != "chosen":
+        return float(lr)
+    chosen = chosen_lrs(model, data)
+    if method not in chosen:
+        raise UserError(f"no chosen lr for {method} on {model} / {data}; pass a number as --lr")
+    return chosen[method]
 
 
 def unit_kinds(args: argparse.Namespace) -> list[str]:
@@ -116,6 +145,10 @@ def unit_path(out: Path, model: str, data: str, seed: int, kind: str) -> Path:
 def main(args: argparse.Namespace) -> pd.DataFrame:
     if args.threads is not None:
         torch.set_num_threads(args.threads)
+    for name in args.models:  # every lr is known before the folder is claimed
+        for data in args.datasets:
+            for method in set(unit_kinds(args)) & {"gd", "lcgd"}:
+                finetune_lr(args.lr, name, data, method)
     settings = {k: v for k, v in vars(args).items() if k not in ("threads", "out", "batch_size")}
     ResultFolder(args.out, "analyses/lm_order_sensitivity.py", settings).claim()
     for name in args.models:
