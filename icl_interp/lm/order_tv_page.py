@@ -280,6 +280,11 @@ def _tv_reading(claims: dict[str, dict[str, Any]]) -> str:
     carries = claims["TV - ZS"]["verdict"] == "TV higher"
     labels = claims["TV - rotated TV"]["verdict"]
     versus_icl = claims["ICL - TV"]["verdict"]
+    if claims["TV - ZS"]["verdict"].startswith("equivalent"):
+        return (
+            "the vector at L* does as well as zero-shot and no better (equivalent within the "
+            "margin): no support for the task-vector account"
+        )
     if not carries:
         return "the data do not show a vector at L* that carries the task (TV not above zero-shot)"
     if labels != "TV higher":

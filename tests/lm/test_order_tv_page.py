@@ -149,3 +149,19 @@ def test_an_archive_without_units_is_a_one_line_error(tmp_path: Path) -> None:
         lm_order_tv_report._main(["--archive", str(archive), "--doc", str(tmp_path / "p.md")]) == 2
     )
     assert not (tmp_path / "p.md").exists()
+
+
+def test_each_reading_of_the_task_vector_endpoints() -> None:
+    def reading(zs: str, rotated: str = "inconclusive", icl: str = "inconclusive") -> str:
+        names = ("TV - ZS", "TV - rotated TV", "ICL - TV")
+        claims = {n: {"verdict": v} for n, v in zip(names, (zs, rotated, icl), strict=True)}
+        from icl_interp.lm import order_tv_page
+
+        return order_tv_page._tv_reading(claims)  # noqa: SLF001
+
+    assert "no better" in reading("equivalent within ±0.05")
+    assert "do not show" in reading("inconclusive (detectable effect ±0.1)")
+    assert "not through the demonstrated labels" in reading("TV higher", "equivalent within ±0.05")
+    assert "account fits:" not in reading("TV higher", "TV higher", "ICL higher")
+    assert "fits in part" in reading("TV higher", "TV higher", "ICL higher")
+    assert "task-vector account fits" in reading("TV higher", "TV higher", "equivalent within ±0.05")
