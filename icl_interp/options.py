@@ -7,12 +7,15 @@
   would otherwise repeat every row it produces).
 - ``add_backend_arguments``: ``--backend``, ``--workers``, ``--threads``, the same for every
   command that runs units through the run kernel (``icl_interp.runs``).
+- ``option`` / ``add_config_arguments`` / ``config_values``: a command's settings are declared
+  once, as fields of its config dataclass; the parser is derived from them.
 """
 
 from __future__ import annotations
 
 import argparse
 from collections.abc import Sequence
+from dataclasses import Field, dataclass, field, fields
 from typing import Any
 
 MAX_SEED = 2**63 - 1
@@ -97,3 +100,79 @@ def check_backend_options(backend: str, workers: int, threads: int | None) -> No
         raise UserError(f"--workers must be >= 1, got {workers}")
     if threads is not None and threads < 1:
         raise UserError(f"--threads must be >= 1, got {threads}")
+
+
+@dataclass(frozen=True)
+class OptionSpec:
+    """How one config field appears on the command line (``option`` builds it)."""
+
+    help: str
+    flags: tuple[str, ...]
+    group: str | None
+    kwargs: dict[str, Any]
+
+
+def option(
+    default: Any,
+    help: str,
+    *,
+    flags: tuple[str, ...] = (),
+    group: str | None = None,
+    **kwargs: Any,
+) -> Any:
+    """A config field that is also a command-line option, declared once.
+
+    The flag is ``--`` and the field's name with dashes, unless ``flags`` names it (the first
+    is the flag, the rest aliases); ``group`` is a key of ``add_config_arguments``'s
+    ``groups``; ``kwargs`` go to ``add_argument`` (``type``, ``nargs``, ``choices``). A list
+    option (``nargs``) refuses repeated values (``Distinct``); a ``False`` default is a switch.
+    """
+    return field(default=default, metadata={"option": OptionSpec(help, flags, group, kwargs)})
+
+
+def declared_options(config: type) -> list[tuple[Field[Any], OptionSpec]]:
+    """The fields of the dataclass ``config`` declared with ``option``, in field order."""
+    return [(f, f.metadata["option"]) for f in fields(config) if "option" in f.metadata]
+
+
+def add_config_arguments(
+    parser: argparse.ArgumentParser | argparse._ArgumentGroup,
+    config: type,
+    groups: dict[str, str] | None = None,
+    presets: bool = False,
+) -> dict[str, argparse._ArgumentGroup]:
+    """Add one option per ``option`` field of ``config`` and return the argument groups made
+    from ``groups`` (key: title, in display order). ``presets``: an option not given is left out
+    of the namespace (a preset fills it) instead of taking the field's default."""
+    made = {key: parser.add_argument_group(title) for key, title in (groups or {}).items()}
+    for spec_field, spec in declared_options(config):
+        kwargs = dict(spec.kwargs)
+        default: Any = spec_field.default
+        if default is False:
+            kwargs.setdefault("action", "store_true")
+        elif kwargs.get("nargs") in ("+", "*"):
+            kwargs.setdefault("action", Distinct)
+            default = list(default)
+        if spec.flags and kwargs.get("action") != "store_true":
+            kwargs.setdefault("metavar", spec.flags[0].lstrip("-").replace("-", "_").upper())
+        flags = spec.flags or ("--" + spec_field.name.replace("_", "-"),)
+        target = parser if spec.group is None else made[spec.group]
+        target.add_argument(
+            *flags,
+            dest=spec_field.name,
+            default=argparse.SUPPRESS if presets else default,
+            help=spec.help,
+            **kwargs,
+        )
+    return made
+
+
+def config_values(config: type, args: argparse.Namespace) -> dict[str, Any]:
+    """The values in ``args`` of ``config``'s fields (lists as tuples), by field name; a field
+    absent from ``args`` is absent here."""
+    given = vars(args)
+    return {
+        f.name: tuple(given[f.name]) if isinstance(given[f.name], list) else given[f.name]
+        for f in fields(config)
+        if f.name in given
+    }

@@ -5,16 +5,35 @@ from __future__ import annotations
 
 import argparse
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from icl_interp.errors import UserError
-from icl_interp.options import Distinct, add_backend_arguments, check_backend_options, seed
+from icl_interp.options import (
+    add_backend_arguments,
+    add_config_arguments,
+    check_backend_options,
+    config_values,
+    option,
+    seed,
+)
 
 DEFAULT_OUT = Path("runs/compare")
 MIN_BOOTSTRAP = 40  # replicates: one beyond each bound of a 95% percentile interval
 LR_POLICIES = ("chosen", "reference")
+
+
+def lr_value(text: str) -> float | str:
+    """``--lr``'s value: a policy name kept as text, anything else a float (checked later)."""
+    if text in LR_POLICIES:
+        return text
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"must be a number, {' or '.join(LR_POLICIES)}; got {text!r}"
+        ) from None
 
 
 @dataclass(frozen=True)
@@ -34,28 +53,89 @@ class CompareConfig:
     they never change a number.
     """
 
-    models: tuple[str, ...] = ("gemma-3-270m",)
-    datasets: tuple[str, ...] = ("mr",)
-    seeds: tuple[int, ...] = (0,)
-    masks: tuple[str, ...] = ()
-    methods: tuple[str, ...] = ()
-    n_test: int = 24
-    k: int | None = None
-    lr: float | str = "chosen"
-    lr_grid: tuple[float, ...] = ()
-    lr_table: str | None = None
-    n_val: int = 128
-    lr_sensitivity: bool = False
-    params: str = "kv"
-    finetune_dtype: str = "auto"
-    max_len: int = 2048
-    batch_size: int = 8
-    heatmap_examples: int = 2
-    bootstrap: int = 100
-    data_dir: str | None = None
-    source: str = "auto"
-    device: str = "cpu"
-    metrics: tuple[str, ...] = ()
+    models: tuple[str, ...] = option(
+        ("gemma-3-270m",), "packaged name, tiny-<arch>, HF dir or .gguf", group="grid", nargs="+"
+    )
+    datasets: tuple[str, ...] = option(
+        ("mr",),
+        "registered data sets (icl-interp layers --help lists them)",
+        flags=("--datasets", "--data"),
+        group="grid",
+        nargs="+",
+    )
+    seeds: tuple[int, ...] = option(
+        (0,),
+        "demonstration draws (each seed draws the demonstrations and the test queries)",
+        group="grid",
+        nargs="+",
+        type=seed,
+    )
+    masks: tuple[str, ...] = option(
+        (), "ICL mask kinds (default: every registered one)", group="grid", nargs="+"
+    )
+    methods: tuple[str, ...] = option(
+        (),
+        "compared methods (default: every registered one: gd, lcgd, untrained, controls)",
+        group="grid",
+        nargs="+",
+    )
+    n_test: int = option(24, "test examples per data set", group="grid", type=int)
+    k: int | None = option(None, "demonstrations (default: per data set)", group="grid", type=int)
+    lr: float | str = option(
+        "chosen",
+        "GD/LCGD learning rate: a number, 'reference' (the paper's per data set) or 'chosen' "
+        "(default: the packaged table of lrs chosen by the --lr-grid rule, else the reference "
+        "value)",
+        group="finetuning",
+        type=lr_value,
+    )
+    lr_grid: tuple[float, ...] = option(
+        (),
+        "choose each finetuning's lr from these by validation accuracy on the train split "
+        "(e.g. 1e-5 1e-4 1e-3 1e-2 1e-1; see icl_interp/lm/lr_rule.py)",
+        group="finetuning",
+        nargs="+",
+        type=float,
+    )
+    lr_table: str | None = option(
+        None,
+        "with --lr chosen: read the lrs from this table (columns as in the packaged "
+        "icl_interp/lm/chosen_lrs.csv, e.g. one written by analyses/icl_gd_report.py)",
+        group="finetuning",
+    )
+    n_val: int = option(128, "validation examples for --lr-grid", group="finetuning", type=int)
+    lr_sensitivity: bool = option(
+        False,
+        "with --lr-grid: also compute GD's and LCGD's metrics on the test queries at every lr "
+        "the sweep scored (lr_sensitivity.csv; the choice still reads validation only)",
+        group="finetuning",
+    )
+    params: str = option("kv", "trained parameters: v, kv, attn, all", group="finetuning")
+    finetune_dtype: str = option(
+        "auto",
+        "auto, float32 or bfloat16 (GD/LCGD forward passes under bf16 autocast, ~2-3x faster on "
+        "CPUs with AVX512-BF16); auto = bfloat16 where the hardware supports it",
+        group="finetuning",
+    )
+    max_len: int = option(
+        2048, "prompt budget; demonstrations are dropped to fit", group="run", type=int
+    )
+    batch_size: int = option(8, "prompts per forward pass", group="run", type=int)
+    heatmap_examples: int = option(
+        2, "test queries whose attention is kept for the heatmaps (0: none)", group="run", type=int
+    )
+    bootstrap: int = option(
+        100,
+        "resamplings of the test examples for 95%% intervals (0: none; else >= 40)",
+        group="run",
+        type=int,
+    )
+    data_dir: str | None = option(
+        None, "folder of local data sets (default: packaged / hub)", group="run"
+    )
+    source: str = option("auto", "auto, folder, package or hub", group="run")
+    device: str = option("cpu", "cpu, cuda, cuda:1, ...", group="run")
+    metrics: tuple[str, ...] = option((), "default: every registered one", group="grid", nargs="+")
     backend: str = "auto"
     workers: int = 1
     threads: int | None = None
@@ -149,166 +229,17 @@ class CompareConfig:
         return cls(**fields)
 
 
-class _Defaults:
-    """CompareConfig's field defaults, read without constructing (and validating) one."""
-
-    def __getattr__(self, name: str) -> Any:
-        return {f.name: f.default for f in fields(CompareConfig)}[name]
+GROUPS = {"grid": "the grid", "finetuning": "finetuning", "run": "the run"}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """compare's options, in three groups: the grid, the finetuning, the run."""
-    defaults = _Defaults()
-    _grid_arguments(parser, defaults)
-    _finetuning_arguments(parser, defaults)
-    _run_arguments(parser, defaults)
-
-
-def _grid_arguments(parser: argparse.ArgumentParser, defaults: _Defaults) -> None:
-    """What is compared: models, data, draws, masks, methods, metrics."""
-    group = parser.add_argument_group("the grid")
-    group.add_argument(
-        "--models",
-        nargs="+",
-        action=Distinct,
-        default=list(defaults.models),
-        help="packaged name, tiny-<arch>, HF dir or .gguf",
-    )
-    group.add_argument(
-        "--datasets",
-        "--data",
-        nargs="+",
-        action=Distinct,
-        default=list(defaults.datasets),
-        help="registered data sets (icl-interp layers --help lists them)",
-    )
-    group.add_argument(
-        "--seeds",
-        nargs="+",
-        type=seed,
-        action=Distinct,
-        default=list(defaults.seeds),
-        help="demonstration draws (each seed draws the demonstrations and the test queries)",
-    )
-    group.add_argument(
-        "--masks",
-        nargs="+",
-        action=Distinct,
-        default=list(defaults.masks),
-        help="ICL mask kinds (default: every registered one)",
-    )
-    group.add_argument(
-        "--methods",
-        nargs="+",
-        action=Distinct,
-        default=list(defaults.methods),
-        help="compared methods (default: every registered one: gd, lcgd, untrained, controls)",
-    )
-    group.add_argument(
-        "--metrics",
-        nargs="+",
-        action=Distinct,
-        default=list(defaults.metrics),
-        help="default: every registered one",
-    )
-    group.add_argument(
-        "--n-test", type=int, default=defaults.n_test, help="test examples per data set"
-    )
-    group.add_argument("--k", type=int, default=None, help="demonstrations (default: per data set)")
-
-
-def _finetuning_arguments(parser: argparse.ArgumentParser, defaults: _Defaults) -> None:
-    """How GD and LCGD finetune: the lr (or its rule), parameters, dtype."""
-    group = parser.add_argument_group("finetuning")
-    group.add_argument(
-        "--lr",
-        type=lr_value,
-        default=None,
-        help="GD/LCGD learning rate: a number, 'reference' (the paper's per data set) or "
-        "'chosen' (default: the packaged table of lrs chosen by the --lr-grid rule, else "
-        "the reference value)",
-    )
-    group.add_argument(
-        "--lr-grid",
-        nargs="+",
-        type=float,
-        action=Distinct,
-        default=[],
-        help="choose each finetuning's lr from these by validation accuracy on the train split "
-        "(e.g. 1e-5 1e-4 1e-3 1e-2 1e-1; see icl_interp/lm/lr_rule.py)",
-    )
-    group.add_argument(
-        "--lr-table",
-        default=None,
-        help="with --lr chosen: read the lrs from this table (columns as in the packaged "
-        "icl_interp/lm/chosen_lrs.csv, e.g. one written by analyses/icl_gd_report.py)",
-    )
-    group.add_argument(
-        "--n-val", type=int, default=defaults.n_val, help="validation examples for --lr-grid"
-    )
-    group.add_argument(
-        "--lr-sensitivity",
-        action="store_true",
-        help="with --lr-grid: also compute GD's and LCGD's metrics on the test queries at every "
-        "lr the sweep scored (lr_sensitivity.csv; the choice still reads validation only)",
-    )
-    group.add_argument(
-        "--params", default=defaults.params, help="trained parameters: v, kv, attn, all"
-    )
-    group.add_argument(
-        "--finetune-dtype",
-        default=defaults.finetune_dtype,
-        help="auto, float32 or bfloat16 (GD/LCGD forward passes under bf16 autocast, ~2-3x "
-        "faster on CPUs with AVX512-BF16); auto = bfloat16 where the hardware supports it",
-    )
-
-
-def _run_arguments(parser: argparse.ArgumentParser, defaults: _Defaults) -> None:
-    """Prompts, outputs, data source, device and where units run."""
-    group = parser.add_argument_group("the run")
-    group.add_argument(
-        "--max-len",
-        type=int,
-        default=defaults.max_len,
-        help="prompt budget; demonstrations are dropped to fit",
-    )
-    group.add_argument(
-        "--batch-size", type=int, default=defaults.batch_size, help="prompts per forward pass"
-    )
-    group.add_argument(
-        "--heatmap-examples",
-        type=int,
-        default=defaults.heatmap_examples,
-        help="test queries whose attention is kept for the heatmaps (0: none)",
-    )
-    group.add_argument(
-        "--bootstrap",
-        type=int,
-        default=defaults.bootstrap,
-        help="resamplings of the test examples for 95%% intervals (0: none; else >= 40)",
-    )
-    group.add_argument(
-        "--data-dir", default=None, help="folder of local data sets (default: packaged / hub)"
-    )
-    group.add_argument("--source", default=defaults.source, help="auto, folder, package or hub")
-    group.add_argument("--device", default=defaults.device, help="cpu, cuda, cuda:1, ...")
-    add_backend_arguments(group, "units")
-    group.add_argument(
+    groups = add_config_arguments(parser, CompareConfig, GROUPS)
+    add_backend_arguments(groups["run"], "units")
+    groups["run"].add_argument(
         "--out", type=Path, default=DEFAULT_OUT, help="result folder (the same command resumes it)"
     )
-    group.add_argument("--no-figures", action="store_true", help="write tables only")
-
-
-def lr_value(text: str) -> float | str:
-    """``--lr``'s value: a policy name kept as text, anything else a float (checked later)."""
-    if text in LR_POLICIES:
-        return text
-    try:
-        return float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"must be a number, {' or '.join(LR_POLICIES)}; got {text!r}"
-        ) from None
+    groups["run"].add_argument("--no-figures", action="store_true", help="write tables only")
 
 
 def check_arguments(args: argparse.Namespace) -> None:
@@ -325,30 +256,8 @@ def config_from_args(args: argparse.Namespace) -> CompareConfig:
         )
     from icl_interp.lm.data import get_dataset
 
-    return CompareConfig(
-        models=tuple(args.models),
-        datasets=tuple(get_dataset(name).name for name in args.datasets),
-        seeds=tuple(args.seeds),
-        masks=tuple(args.masks),
-        methods=tuple(args.methods),
-        metrics=tuple(args.metrics),
-        n_test=args.n_test,
-        k=args.k,
-        lr="chosen" if args.lr is None else args.lr,
-        lr_grid=tuple(args.lr_grid),
-        lr_table=None if args.lr_table is None else str(Path(args.lr_table).resolve()),
-        n_val=args.n_val,
-        lr_sensitivity=args.lr_sensitivity,
-        params=args.params,
-        finetune_dtype=args.finetune_dtype,
-        max_len=args.max_len,
-        batch_size=args.batch_size,
-        heatmap_examples=args.heatmap_examples,
-        bootstrap=args.bootstrap,
-        data_dir=args.data_dir,
-        source=args.source,
-        device=args.device,
-        backend=args.backend,
-        workers=args.workers,
-        threads=args.threads,
-    )
+    values = config_values(CompareConfig, args)
+    values["datasets"] = tuple(get_dataset(name).name for name in values["datasets"])
+    if values["lr_table"] is not None:
+        values["lr_table"] = str(Path(values["lr_table"]).resolve())
+    return CompareConfig(**values)

@@ -4,11 +4,18 @@ validated), so a mistyped option is reported at once."""
 from __future__ import annotations
 
 import argparse
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from icl_interp.errors import UserError
-from icl_interp.options import Distinct, add_backend_arguments, check_backend_options, seed
+from icl_interp.options import (
+    add_backend_arguments,
+    add_config_arguments,
+    check_backend_options,
+    config_values,
+    option,
+    seed,
+)
 
 
 @dataclass
@@ -16,22 +23,22 @@ class LayerAccuracyConfig:
     """One ``icl-interp layers`` run. ``k=None`` takes the data set's k (docs/definitions.md);
     empty ``masks`` means every registered mask kind."""
 
-    model: str = "gemma-3-270m"
-    dataset: str = "mr"
-    data_dir: str | None = None
-    source: str = "auto"
-    masks: tuple[str, ...] = ()
-    k: int | None = None
-    n_test: int = 200
-    seed: int = 0
-    limit: int | None = None
-    max_len: int = 2048
-    batch_size: int = 8
+    model: str = option("gemma-3-270m", "packaged name, tiny-<arch>, HF dir or .gguf")
+    dataset: str = option("mr", "data set name (e.g. mr, sst2)")
+    data_dir: str | None = option(None, "folder holding the data sets")
+    source: str = option("auto", "auto, folder, package or hub")
+    masks: tuple[str, ...] = option((), "ICL mask kinds (default: every registered one)", nargs="+")
+    k: int | None = option(None, "demonstrations (default: data set's)", type=int)
+    n_test: int = option(200, "test examples", type=int)
+    seed: int = option(0, "draws the demonstrations and queries", type=seed)
+    limit: int | None = option(None, "use only the first N test examples", type=int)
+    max_len: int = option(2048, "prompt token budget", type=int)
+    batch_size: int = option(8, "prompts per forward pass", type=int)
     backend: str = "auto"
     workers: int = 1
     threads: int | None = None
-    device: str = "cpu"
-    out: str = "results/layers"
+    device: str = option("cpu", "cpu, cuda or cuda:N")
+    out: str = option("results/layers", "results folder")
 
     def __post_init__(self) -> None:
         from icl_interp.masks import MASKS, mask_names
@@ -69,37 +76,8 @@ class LayerAccuracyConfig:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    defaults: dict[str, Any] = {f.name: f.default for f in fields(LayerAccuracyConfig)}
-    parser.add_argument("--model", default=defaults["model"], help="packaged name, HF name or path")
-    parser.add_argument(
-        "--dataset", default=defaults["dataset"], help="data set name (e.g. mr, sst2)"
-    )
-    parser.add_argument("--data-dir", default=None, help="folder holding the data sets")
-    parser.add_argument("--source", default=defaults["source"], help="auto, folder, package or hub")
-    parser.add_argument(
-        "--masks",
-        nargs="+",
-        action=Distinct,
-        default=list(defaults["masks"]),
-        help="ICL mask kinds (default: every registered one)",
-    )
-    parser.add_argument("--k", type=int, default=None, help="demonstrations (default: data set's)")
-    parser.add_argument("--n-test", type=int, default=defaults["n_test"], help="test examples")
-    parser.add_argument(
-        "--seed", type=seed, default=defaults["seed"], help="draws the demonstrations and queries"
-    )
-    parser.add_argument(
-        "--limit", type=int, default=None, help="use only the first N test examples"
-    )
-    parser.add_argument(
-        "--max-len", type=int, default=defaults["max_len"], help="prompt token budget"
-    )
-    parser.add_argument(
-        "--batch-size", type=int, default=defaults["batch_size"], help="prompts per forward pass"
-    )
+    add_config_arguments(parser, LayerAccuracyConfig)
     add_backend_arguments(parser, "conditions (zero-shot, ICL under each mask)")
-    parser.add_argument("--device", default=defaults["device"], help="cpu, cuda or cuda:N")
-    parser.add_argument("--out", default=defaults["out"], help="results folder")
 
 
 def check_arguments(args: argparse.Namespace) -> None:
@@ -108,21 +86,4 @@ def check_arguments(args: argparse.Namespace) -> None:
 
 
 def config_from_args(args: argparse.Namespace) -> LayerAccuracyConfig:
-    return LayerAccuracyConfig(
-        model=args.model,
-        dataset=args.dataset,
-        data_dir=args.data_dir,
-        source=args.source,
-        masks=tuple(args.masks),
-        k=args.k,
-        n_test=args.n_test,
-        seed=args.seed,
-        limit=args.limit,
-        max_len=args.max_len,
-        batch_size=args.batch_size,
-        backend=args.backend,
-        workers=args.workers,
-        threads=args.threads,
-        device=args.device,
-        out=args.out,
-    )
+    return LayerAccuracyConfig(**config_values(LayerAccuracyConfig, args))

@@ -10,12 +10,19 @@ import argparse
 import dataclasses
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from icl_interp.errors import UserError
-from icl_interp.options import MAX_SEED, Distinct, repeated, seed
+from icl_interp.options import (
+    MAX_SEED,
+    add_config_arguments,
+    config_values,
+    option,
+    repeated,
+    seed,
+)
 
 FORM_NAMES = ("recursion", "matrix")
 DTYPE_NAMES = ("float64", "float32")
@@ -26,19 +33,38 @@ DEFAULT_OUT = Path("results/lsa")
 class LSAConfig:
     """Settings of the LSA experiment; the defaults are the paper's (section 5.1, appendix D.1)."""
 
-    d: int = 16
-    n_context: int = 40
-    n_queries: int = 200
-    n_sequences: int = 64
-    eta: float = 1.6
-    eta_causal2: float = 0.1
-    n_layers: int = 50
-    layer_mu_x: float = 0.0
-    stationary_max_context: int = 300
-    stationary_mu_x: Sequence[float] = field(default=(0.0, 1.0, 2.0, 3.0))
-    form: str = "recursion"
-    dtype: str = "float64"
-    seed: int = 0
+    d: int = option(16, "input dimension", type=int)
+    n_context: int = option(40, "context examples per sequence", type=int)
+    n_queries: int = option(200, "isolated queries per sequence", type=int)
+    n_sequences: int = option(64, "sequences (tasks w)", type=int)
+    eta: float = option(1.6, "prefix/causal step; each layer uses eta/n", type=float)
+    eta_causal2: float = option(
+        0.1, "causalLM2 step; position j uses eta/j (1.6 diverges there)", type=float
+    )
+    n_layers: int = option(50, "LSA layers", type=int)
+    layer_mu_x: float = option(0.0, "input shift mu_x for the layer panels", type=float)
+    stationary_max_context: int = option(
+        300,
+        "largest number of context examples in the stationary panel",
+        flags=("--max-context",),
+        type=int,
+    )
+    stationary_mu_x: Sequence[float] = option(
+        (0.0, 1.0, 2.0, 3.0),
+        "input shifts mu_x for the stationary panel (distinct values)",
+        flags=("--mu-x",),
+        nargs="+",
+        type=float,
+    )
+    form: str = option(
+        "recursion",
+        "layer panels from the closed-form recursion or the explicit K,Q,V,P LSA stack",
+        choices=sorted(FORM_NAMES),
+    )
+    dtype: str = option(
+        "float64", "floating-point type of the LSA computations", choices=sorted(DTYPE_NAMES)
+    )
+    seed: int = option(0, "0..2**63-1", type=seed)
 
     def __post_init__(self) -> None:
         self.stationary_mu_x = tuple(float(mu) for mu in self.stationary_mu_x)
@@ -89,64 +115,11 @@ class LSAConfig:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    defaults = LSAConfig()
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="results folder")
-    parser.add_argument("--d", type=int, default=defaults.d, help="input dimension")
-    parser.add_argument(
-        "--n-context", type=int, default=defaults.n_context, help="context examples per sequence"
-    )
-    parser.add_argument(
-        "--n-queries", type=int, default=defaults.n_queries, help="isolated queries per sequence"
-    )
-    parser.add_argument(
-        "--n-sequences", type=int, default=defaults.n_sequences, help="sequences (tasks w)"
-    )
-    parser.add_argument(
-        "--eta", type=float, default=defaults.eta, help="prefix/causal step; each layer uses eta/n"
-    )
-    parser.add_argument(
-        "--eta-causal2",
-        type=float,
-        default=defaults.eta_causal2,
-        help="causalLM2 step; position j uses eta/j (1.6 diverges there)",
-    )
-    parser.add_argument("--n-layers", type=int, default=defaults.n_layers, help="LSA layers")
-    parser.add_argument(
-        "--layer-mu-x",
-        type=float,
-        default=defaults.layer_mu_x,
-        help="input shift mu_x for the layer panels",
-    )
-    parser.add_argument(
-        "--mu-x",
-        type=float,
-        nargs="+",
-        action=Distinct,
-        default=list(defaults.stationary_mu_x),
-        help="input shifts mu_x for the stationary panel (distinct values)",
-    )
-    parser.add_argument(
-        "--max-context",
-        type=int,
-        default=defaults.stationary_max_context,
-        help="largest number of context examples in the stationary panel",
-    )
-    parser.add_argument(
-        "--form",
-        choices=sorted(FORM_NAMES),
-        default=defaults.form,
-        help="layer panels from the closed-form recursion or the explicit K,Q,V,P LSA stack",
-    )
-    parser.add_argument(
-        "--dtype",
-        choices=sorted(DTYPE_NAMES),
-        default=defaults.dtype,
-        help="floating-point type of the LSA computations",
-    )
+    add_config_arguments(parser, LSAConfig)
     parser.add_argument(
         "--no-figures", action="store_true", help="write results.csv and config.json only"
     )
-    parser.add_argument("--seed", type=seed, default=defaults.seed, help="0..2**63-1")
 
 
 def check_arguments(args: argparse.Namespace) -> None:
@@ -155,18 +128,4 @@ def check_arguments(args: argparse.Namespace) -> None:
 
 
 def config_from_args(args: argparse.Namespace) -> LSAConfig:
-    return LSAConfig(
-        d=args.d,
-        n_context=args.n_context,
-        n_queries=args.n_queries,
-        n_sequences=args.n_sequences,
-        eta=args.eta,
-        eta_causal2=args.eta_causal2,
-        n_layers=args.n_layers,
-        layer_mu_x=args.layer_mu_x,
-        stationary_max_context=args.max_context,
-        stationary_mu_x=tuple(args.mu_x),
-        form=args.form,
-        dtype=args.dtype,
-        seed=args.seed,
-    )
+    return LSAConfig(**config_values(LSAConfig, args))

@@ -30,3 +30,66 @@ def test_every_option_of_every_command_has_help() -> None:
             if not isinstance(action, argparse._HelpAction) and not action.help:  # noqa: SLF001
                 missing.append(f"{name} {(action.option_strings or [action.dest])[0]}")
     assert not missing, f"options without help: {missing}"
+
+
+def _subparser(name: str):  # type: ignore[no-untyped-def]
+    import argparse
+
+    from icl_interp.cli import build_parser
+
+    (sub,) = [a for a in build_parser(name)._actions if isinstance(a, argparse._SubParsersAction)]  # noqa: SLF001
+    return sub.choices[name]
+
+
+def test_each_config_field_declared_as_an_option_is_parsed_to_its_default() -> None:
+    """The parser is derived from the config: parsing no options gives the default config."""
+    from icl_interp.lm import compare_config, layers_config
+    from icl_interp.lm.adapt import config as adapt_config
+    from icl_interp.lm.adapt import table_config
+    from icl_interp.lsa import config as lsa_config
+
+    for name, module, default in [
+        ("compare", compare_config, compare_config.CompareConfig()),
+        ("layers", layers_config, layers_config.LayerAccuracyConfig()),
+        ("adapt", adapt_config, adapt_config.AdaptConfig()),
+        ("adapt-table", table_config, table_config.TableConfig()),
+        ("lsa", lsa_config, lsa_config.LSAConfig()),
+    ]:
+        args = _subparser(name).parse_args([])
+        assert module.config_from_args(args) == default, name
+
+
+def test_one_model_is_given_by_model_in_every_command_that_takes_one() -> None:
+    for name in ("layers", "adapt", "adapt-table"):
+        flags = {flag for action in _subparser(name)._actions for flag in action.option_strings}  # noqa: SLF001
+        assert "--model" in flags, name
+    assert "--models" in {f for a in _subparser("compare")._actions for f in a.option_strings}  # noqa: SLF001
+
+
+def test_option_declares_flag_aliases_lists_switches_and_preset_defaults() -> None:
+    import argparse
+    from dataclasses import dataclass
+
+    import pytest
+
+    from icl_interp.options import add_config_arguments, config_values, option
+
+    @dataclass(frozen=True)
+    class Toy:
+        name: str = option("a", "a name", flags=("--name", "--alias"))
+        sizes: tuple[int, ...] = option((1, 2), "sizes", nargs="+", type=int)
+        fast: bool = option(False, "a switch")
+        hidden: int = 3
+
+    parser = argparse.ArgumentParser()
+    add_config_arguments(parser, Toy)
+    assert Toy(**config_values(Toy, parser.parse_args([]))) == Toy()
+    given = parser.parse_args(["--alias", "b", "--sizes", "3", "4", "--fast"])
+    assert Toy(**config_values(Toy, given)) == Toy("b", (3, 4), True)
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--sizes", "3", "3"])  # a repeated value is refused
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--hidden", "4"])  # a field without option() is not an option
+    presets = argparse.ArgumentParser()
+    add_config_arguments(presets, Toy, presets=True)
+    assert config_values(Toy, presets.parse_args(["--fast"])) == {"fast": True}

@@ -164,4 +164,6 @@ def test_each_reading_of_the_task_vector_endpoints() -> None:
     assert "not through the demonstrated labels" in reading("TV higher", "equivalent within ±0.05")
     assert "account fits:" not in reading("TV higher", "TV higher", "ICL higher")
     assert "fits in part" in reading("TV higher", "TV higher", "ICL higher")
-    assert "task-vector account fits" in reading("TV higher", "TV higher", "equivalent within ±0.05")
+    assert "task-vector account fits" in reading(
+        "TV higher", "TV higher", "equivalent within ±0.05"
+    )

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import argparse
 import math
-from dataclasses import asdict, dataclass, fields
-from types import SimpleNamespace
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from icl_interp.errors import UserError
+from icl_interp.options import add_config_arguments, config_values, option, seed
 
 DEFAULT_MIXTURE: tuple[str, ...] = ("sst2", "mr", "cr", "mpqa", "subj", "agnews")
 PARAM_CHOICES: tuple[str, ...] = ("blocks", "attn", "lora")
@@ -26,31 +26,38 @@ class AdaptConfig:
     merged into the weights at the end). AdamW with ``warmup`` linear warm-up steps, then a
     linear decay to 0 at ``steps``; gradients clipped to norm ``grad_clip``."""
 
-    base: str = "gemma-3-270m"
-    objective: str = "prefix"
-    mixture: tuple[str, ...] = DEFAULT_MIXTURE
-    k: int = 4
-    queries: int = 8
-    max_len: int = 512
-    steps: int = 100  # steps ... eval_every: the cpu preset of adapt-table (lr by its pilot)
-    lr: float = 3e-4
-    warmup: int = 10
-    weight_decay: float = 0.0
-    grad_clip: float = 1.0
-    params: str = "lora"
-    lora_rank: int = 16
-    loss_on: str = "answer"
-    seed: int = 0
-    val_episodes: int = 16
-    eval_every: int = 50
-    checkpoint_every: int = 25
-    data_dir: str | None = None
-    source: str = "auto"
-    device: str = "cpu"
-    threads: int | None = None
-    max_minutes: float | None = None
+    base: str = option(
+        "gemma-3-270m",
+        "base model: packaged name, tiny-<arch>, HF dir or .gguf",
+        flags=("--model", "--base"),
+    )
+    objective: str = option("prefix", "the mask the model is adapted under: prefix or causal")
+    mixture: tuple[str, ...] = option(DEFAULT_MIXTURE, "training data sets", nargs="+")
+    k: int = option(4, "demonstrations per episode", type=int)
+    queries: int = option(8, "queries per episode (shared prefix)", type=int)
+    max_len: int = option(512, "episode token budget", type=int)
+    # steps ... eval_every: the cpu preset of adapt-table (lr by its pilot)
+    steps: int = option(100, "optimizer steps (episodes)", type=int)
+    lr: float = option(3e-4, "AdamW peak learning rate", type=float)
+    warmup: int = option(10, "linear warm-up steps", type=int)
+    weight_decay: float = option(0.0, "AdamW's weight decay", type=float)
+    grad_clip: float = option(1.0, "gradient-norm clipping threshold", type=float)
+    params: str = option("lora", "trained parameters: blocks, attn or lora")
+    lora_rank: int = option(16, "LoRA rank, with --params lora", type=int)
+    loss_on: str = option("answer", "answer, or labels (causal only)")
+    seed: int = option(0, "episode stream and LoRA initialisation", type=seed)
+    val_episodes: int = option(16, "held-out validation episodes", type=int)
+    eval_every: int = option(50, "steps between validations", type=int)
+    checkpoint_every: int = option(25, "steps between checkpoints", type=int)
+    data_dir: str | None = option(None, "folder holding the data sets")
+    source: str = option("auto", "auto, folder, package or hub")
+    device: str = option("cpu", "cpu or cuda")
+    threads: int | None = option(None, "torch CPU threads", type=int)
+    max_minutes: float | None = option(
+        None, "stop at a step boundary after this long; the same command resumes", type=float
+    )
     progress: bool = True
-    out: str = "runs/adapt"
+    out: str = option("runs/adapt", "output model folder")
 
     def __post_init__(self) -> None:
         from icl_interp.masks import MASKS, mask_names
@@ -112,78 +119,12 @@ class AdaptConfig:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    d = SimpleNamespace(**{f.name: f.default for f in fields(AdaptConfig)})  # not validated here
-    parser.add_argument(
-        "--base", default=d.base, help="packaged name, tiny-<arch>, HF dir or .gguf"
-    )
-    parser.add_argument("--objective", default=d.objective, help="prefix or causal")
-    parser.add_argument("--mixture", nargs="+", default=list(d.mixture), help="training data sets")
-    parser.add_argument("--k", type=int, default=d.k, help="demonstrations per episode")
-    parser.add_argument(
-        "--queries", type=int, default=d.queries, help="queries per episode (shared prefix)"
-    )
-    parser.add_argument("--max-len", type=int, default=d.max_len, help="episode token budget")
-    parser.add_argument("--steps", type=int, default=d.steps, help="optimizer steps (episodes)")
-    parser.add_argument("--lr", type=float, default=d.lr, help="AdamW peak learning rate")
-    parser.add_argument("--warmup", type=int, default=d.warmup, help="linear warm-up steps")
-    parser.add_argument("--weight-decay", type=float, default=d.weight_decay, help="AdamW's")
-    parser.add_argument(
-        "--grad-clip", type=float, default=d.grad_clip, help="gradient-norm clipping threshold"
-    )
-    parser.add_argument("--params", default=d.params, help="blocks, attn or lora")
-    parser.add_argument("--lora-rank", type=int, default=d.lora_rank, help="with --params lora")
-    parser.add_argument("--loss-on", default=d.loss_on, help="answer, or labels (causal only)")
-    parser.add_argument(
-        "--seed", type=int, default=d.seed, help="episode stream and LoRA initialisation"
-    )
-    parser.add_argument(
-        "--val-episodes", type=int, default=d.val_episodes, help="held-out validation episodes"
-    )
-    parser.add_argument(
-        "--eval-every", type=int, default=d.eval_every, help="steps between validations"
-    )
-    parser.add_argument(
-        "--checkpoint-every", type=int, default=d.checkpoint_every, help="steps between checkpoints"
-    )
-    parser.add_argument("--data-dir", default=None, help="folder holding the data sets")
-    parser.add_argument("--source", default=d.source, help="auto, folder, package or hub")
-    parser.add_argument("--device", default=d.device, help="cpu or cuda")
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    parser.add_argument(
-        "--max-minutes",
-        type=float,
-        default=None,
-        help="stop at a step boundary after this long; the same command resumes",
-    )
-    parser.add_argument("--out", default=d.out, help="output model folder")
+    add_config_arguments(parser, AdaptConfig)
 
 
 def config_from_args(args: argparse.Namespace) -> AdaptConfig:
     from icl_interp.lm.data import get_dataset
 
-    return AdaptConfig(
-        base=args.base,
-        objective=args.objective,
-        mixture=tuple(get_dataset(name).name for name in args.mixture),
-        k=args.k,
-        queries=args.queries,
-        max_len=args.max_len,
-        steps=args.steps,
-        lr=args.lr,
-        warmup=args.warmup,
-        weight_decay=args.weight_decay,
-        grad_clip=args.grad_clip,
-        params=args.params,
-        lora_rank=args.lora_rank,
-        loss_on=args.loss_on,
-        seed=args.seed,
-        val_episodes=args.val_episodes,
-        eval_every=args.eval_every,
-        checkpoint_every=args.checkpoint_every,
-        data_dir=args.data_dir,
-        source=args.source,
-        device=args.device,
-        threads=args.threads,
-        max_minutes=args.max_minutes,
-        out=args.out,
-    )
+    values = config_values(AdaptConfig, args)
+    values["mixture"] = tuple(get_dataset(name).name for name in values["mixture"])
+    return AdaptConfig(**values)

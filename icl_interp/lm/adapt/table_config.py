@@ -11,7 +11,14 @@ from typing import Any
 
 from icl_interp.errors import UserError
 from icl_interp.lm.adapt.config import DEFAULT_MIXTURE, AdaptConfig
-from icl_interp.options import add_backend_arguments, check_backend_options
+from icl_interp.options import (
+    add_backend_arguments,
+    add_config_arguments,
+    check_backend_options,
+    config_values,
+    option,
+    seed,
+)
 
 
 @dataclass(frozen=True)
@@ -19,40 +26,67 @@ class TableConfig:
     """Everything one ``adapt-table`` run does; ``PRESETS`` hold the named settings."""
 
     preset: str = "cpu"
-    base: str = "gemma-3-270m"
-    mixture: tuple[str, ...] = DEFAULT_MIXTURE
-    heldout: tuple[str, ...] = ("trec", "sst5", "rte")
-    ks: tuple[int, ...] = (4, 8, 16)
-    seeds: tuple[int, ...] = (0, 1, 2)
-    n_test: int = 32
+    base: str = option("gemma-3-270m", "base model", flags=("--model", "--base"), group="table")
+    mixture: tuple[str, ...] = option(
+        DEFAULT_MIXTURE, "adaptation data sets", group="table", nargs="+"
+    )
+    heldout: tuple[str, ...] = option(
+        ("trec", "sst5", "rte"), "evaluation data sets", group="table", nargs="+"
+    )
+    ks: tuple[int, ...] = option(
+        (4, 8, 16), "demonstrations at test", group="table", nargs="+", type=int
+    )
+    seeds: tuple[int, ...] = option(
+        (0, 1, 2),
+        "one adaptation (and its test draws) per seed",
+        group="table",
+        nargs="+",
+        type=seed,
+    )
+    n_test: int = option(32, "test queries per data set", group="table", type=int)
     eval_max_len: int = 1024
     batch_size: int = 8
     # adaptation (icl_interp.lm.adapt.AdaptConfig)
-    train_k: int = 4
-    train_queries: int = 8
+    train_k: int = option(4, "demonstrations per episode", group="adaptation", type=int)
+    train_queries: int = option(8, "queries per episode", group="adaptation", type=int)
     train_max_len: int = 512
-    steps: int = 100
-    lr: float | None = 3e-4  # the adaptation lr rule's choice from (1e-4, 3e-4), --lr-grid
-    lr_grid: tuple[float, ...] = ()  # choose lr by the rule first (lr None)
+    steps: int = option(100, "adaptation steps", group="adaptation", type=int)
+    # the adaptation lr rule's choice from (1e-4, 3e-4), --lr-grid
+    lr: float | None = option(3e-4, "adaptation learning rate", group="adaptation", type=float)
+    lr_grid: tuple[float, ...] = option(
+        (),
+        "choose the lr by the adaptation rule first: seed 0 adapted with each objective at "
+        "each lr, the lowest mean validation loss (ties: the smaller lr)",
+        group="adaptation",
+        nargs="+",
+        type=float,
+    )
     warmup: int = 10
-    params: str = "lora"
+    params: str = option("lora", "blocks, attn or lora", group="adaptation")
     lora_rank: int = 16
-    loss_on: str = "answer"
+    loss_on: str = option("answer", "answer, or labels (causal only)", group="adaptation")
     val_episodes: int = 16
     eval_every: int = 50
     # layer section (icl-interp compare on one held-out data set)
-    layer_dataset: str = "sst5"
+    layer_dataset: str = option("sst5", "data set of the per-layer comparison", group="layers")
     layer_k: int = 4
     layer_n_test: int = 16
-    layer_seeds: tuple[int, ...] = (0, 1, 2)
+    layer_seeds: tuple[int, ...] = option(
+        (0, 1, 2), "seeds of the per-layer comparison", group="layers", nargs="*", type=seed
+    )
     layer_methods: tuple[str, ...] = ("gd", "lcgd")
     layer_lr: float | None = None
     layer_base: bool = False
-    data_dir: str | None = None
+    data_dir: str | None = option(None, "folder holding the data sets", group="run")
     source: str = "auto"
-    device: str = "cpu"
+    device: str = option("cpu", "cpu or cuda", group="run")
     threads: int | None = None
-    max_minutes: float | None = None
+    max_minutes: float | None = option(
+        None,
+        "stop at a step boundary after this long; the same command resumes",
+        group="run",
+        type=float,
+    )
     backend: str = "auto"
     workers: int = 1
 
@@ -184,52 +218,25 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
+GROUPS = {
+    "table": "the table",
+    "adaptation": "the adaptation",
+    "layers": "the per-layer comparison",
+    "run": "the run",
+}
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--preset", default="cpu", help=f"one of {', '.join(PRESETS)}")
+    """adapt-table's options; each one not given takes the ``--preset``'s value."""
     parser.add_argument(
+        "--preset",
+        default="cpu",
+        help=f"one of {', '.join(PRESETS)}: the value of every option below that is not given",
+    )
+    groups = add_config_arguments(parser, TableConfig, GROUPS, presets=True)
+    add_backend_arguments(groups["run"], "adaptations, evaluation groups and layer comparisons")
+    groups["run"].add_argument(
         "--out", type=Path, default=Path("runs/adapt_table"), help="result folder (resumable)"
-    )
-    parser.add_argument("--base", default=None, help="base model (default: the preset's)")
-    parser.add_argument("--mixture", nargs="+", default=None, help="adaptation data sets")
-    parser.add_argument("--heldout", nargs="+", default=None, help="evaluation data sets")
-    parser.add_argument("--ks", nargs="+", type=int, default=None, help="demonstrations at test")
-    parser.add_argument(
-        "--seeds",
-        nargs="+",
-        type=int,
-        default=None,
-        help="one adaptation (and its test draws) per seed",
-    )
-    parser.add_argument("--n-test", type=int, default=None, help="test queries per data set")
-    parser.add_argument("--steps", type=int, default=None, help="adaptation steps")
-    lr = parser.add_mutually_exclusive_group()
-    lr.add_argument("--lr", type=float, default=None, help="adaptation learning rate")
-    lr.add_argument(
-        "--lr-grid",
-        nargs="+",
-        type=float,
-        default=None,
-        help="choose the lr by the adaptation rule first: seed 0 adapted with each objective at "
-        "each lr, the lowest mean validation loss (ties: the smaller lr)",
-    )
-    parser.add_argument("--params", default=None, help="blocks, attn or lora")
-    parser.add_argument("--train-k", type=int, default=None, help="demonstrations per episode")
-    parser.add_argument("--train-queries", type=int, default=None, help="queries per episode")
-    parser.add_argument("--loss-on", default=None, help="answer, or labels (causal only)")
-    parser.add_argument(
-        "--layer-dataset", default=None, help="data set of the per-layer comparison"
-    )
-    parser.add_argument(
-        "--layer-seeds", nargs="*", type=int, default=None, help="seeds of the per-layer comparison"
-    )
-    parser.add_argument("--data-dir", default=None, help="folder holding the data sets")
-    parser.add_argument("--device", default=None, help="cpu or cuda")
-    add_backend_arguments(parser, "adaptations, evaluation groups and layer comparisons")
-    parser.add_argument(
-        "--max-minutes",
-        type=float,
-        default=None,
-        help="stop at a step boundary after this long; the same command resumes",
     )
 
 
@@ -238,35 +245,12 @@ def config_from_args(args: argparse.Namespace) -> TableConfig:
 
     if args.preset not in PRESETS:
         raise UserError(f"unknown preset {args.preset!r}; valid presets: {', '.join(PRESETS)}")
-    values: dict[str, Any] = {"preset": args.preset, **PRESETS[args.preset]}
-    for name in (
-        "base",
-        "mixture",
-        "heldout",
-        "ks",
-        "seeds",
-        "n_test",
-        "steps",
-        "lr",
-        "params",
-        "train_k",
-        "train_queries",
-        "loss_on",
-        "layer_dataset",
-        "layer_seeds",
-        "data_dir",
-        "device",
-        "threads",
-        "max_minutes",
-        "backend",
-        "workers",
-    ):
-        value = getattr(args, name)
-        if value is not None:
-            values[name] = value
-    values = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
-    if args.lr_grid is not None:
-        values.update(lr=None, lr_grid=tuple(args.lr_grid))
+    given = config_values(TableConfig, args)
+    if "lr" in given and "lr_grid" in given:
+        raise UserError("give adapt-table --lr or --lr-grid, not both")
+    if "lr_grid" in given:
+        given["lr"] = None
+    values: dict[str, Any] = {**PRESETS[args.preset], **given}
     for name in ("mixture", "heldout"):
         if name in values:
             values[name] = tuple(get_dataset(n).name for n in values[name])
