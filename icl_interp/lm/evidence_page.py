@@ -323,12 +323,25 @@ def _mean_seconds(rows: pd.DataFrame) -> str:
     return f"{rows['seconds'].mean():.0f}" if len(rows) else "–"
 
 
+# the folders a recorded command line names, as a reader of a fresh checkout would give them
+PORTABLE_FOLDERS = {
+    "--data-dir": "../shared/data",
+    "--archive": "docs/icl_vs_gd/units",
+    "--out": "runs/icl_gd_report",
+}
+
+
 def command_line(argv: list[str]) -> str:
-    """A recorded command line with the script's path made relative to the checkout."""
+    """A recorded command line with the script's path relative to the checkout and the
+    folders it names (``PORTABLE_FOLDERS``) as a fresh checkout has them, not as the machine
+    that ran it had them."""
     script = argv[0]
     if "analyses/" in script:
         script = "analyses/" + script.split("analyses/")[-1]
-    return " ".join([script, *argv[1:]])
+    words = [script]
+    for before, word in zip(argv, argv[1:], strict=False):
+        words.append(PORTABLE_FOLDERS.get(before, word))
+    return " ".join(words)
 
 
 def write_page(archive: Path, doc: Path) -> str:
