@@ -25,6 +25,8 @@ from icl_interp.stats import Estimate, describe, estimate, format_p, holm, verdi
 MASKS = ("causal", "prefix")
 TV_MARGIN = 0.05  # accuracy: the equivalence margin of the task-vector endpoints
 ORDER_MARGIN = 0.05  # order ratio: the equivalence margin of the order endpoints
+FINETUNING_MARGIN = 0.25  # order ratio: the margin of family G (the plan's amendment)
+FINETUNINGS = ("gd", "lcgd")
 
 
 def _units(archive: Path, run: str) -> tuple[dict, pd.DataFrame]:
@@ -132,13 +134,42 @@ def _tested(model: str, family: list[tuple], margin: float) -> list[dict[str, An
 # --------------------------------------------------------------------------- order
 
 
-def order_ratios(table: pd.DataFrame) -> pd.DataFrame:
-    """Per model x data x seed x mask x layer: across-orders / across-sets variance."""
-    icl = table[table["method"] == "icl"]
-    wide = icl.pivot_table(
+def order_ratios(table: pd.DataFrame, method: str = "icl") -> pd.DataFrame:
+    """Per model x data x seed x mask x layer: across-orders / across-sets variance of
+    ``method``'s readout."""
+    rows = table[table["method"] == method]
+    wide = rows.pivot_table(
         index=["model", "data", "seed", "mask", "layer"], columns="statistic", values="value"
     )
     return (wide["across_orders"] / wide["across_sets"]).rename("ratio").reset_index()
+
+
+def finetuning_endpoints(
+    icl: pd.DataFrame, tuned: pd.DataFrame, datasets: Sequence[str]
+) -> list[dict[str, Any]]:
+    """Family G of the plan's amendment, per model: the order ratio at the last layer of each
+    finetuning (``tuned``: ``order_ratios`` rows with a ``method`` column) minus causal ICL's
+    (``icl``), paired by draw and data set, each draw's value the mean over ``datasets`` (a
+    draw counts once every finetuning and causal ICL finished on each); Holm within the
+    model."""
+    rows = []
+    causal = icl[icl["mask"] == "causal"].drop(columns="mask")
+    for model, cell in tuned.groupby("model"):
+        last = cell["layer"].max()
+        at_last = cell[cell["layer"] == last].pivot_table(
+            index=["seed", "data"], columns="method", values="ratio"
+        )
+        reference = causal[(causal["model"] == model) & (causal["layer"] == last)]
+        paired = at_last.join(reference.set_index(["seed", "data"])["ratio"]).dropna()
+        paired = _covering(paired.reset_index(), ["seed"], "data", datasets).set_index("seed")
+        family = [
+            ("finetuning vs causal ICL", f"ratio {method.upper()} - ICL causal, layer {last}",
+             (paired[method] - paired["ratio"]).groupby(level="seed").mean(),
+             (method.upper(), "ICL causal"))
+            for method in FINETUNINGS if method in paired.columns
+        ]  # fmt: skip
+        rows += _tested(model, family, margin=FINETUNING_MARGIN)
+    return rows
 
 
 def order_endpoints(ratios: pd.DataFrame) -> list[dict[str, Any]]:
@@ -199,12 +230,12 @@ def task_vector_figure(table: pd.DataFrame, model: str) -> Any:
     return grid.figure
 
 
-def _order_figure(ratios: pd.DataFrame) -> Any:
+def _order_figure(ratios: pd.DataFrame, hue: str = "mask") -> Any:
     import seaborn as sns
 
     with sns.axes_style("whitegrid"), sns.plotting_context("paper"):
         grid = sns.relplot(
-            data=ratios, x="layer", y="ratio", hue="mask", row="model", col="data",
+            data=ratios, x="layer", y="ratio", hue=hue, row="model", col="data",
             kind="line", errorbar=_t_band, height=2.4, aspect=1.3,
             facet_kws={"sharex": False},
         )  # fmt: skip
@@ -265,10 +296,10 @@ def _means_table(wide: pd.DataFrame) -> list[str]:
     return lines
 
 
-def _ratio_table(ratios: pd.DataFrame) -> list[str]:
-    lines = ["| model | mask | order ratio at the last layer [95% interval] | draws |",
+def _ratio_table(ratios: pd.DataFrame, by: str = "mask") -> list[str]:
+    lines = [f"| model | {by} | order ratio at the last layer [95% interval] | draws |",
              "|---|---|---|---|"]  # fmt: skip
-    for (model, mask), cell in ratios.groupby(["model", "mask"]):
+    for (model, mask), cell in ratios.groupby(["model", by]):
         last = cell[cell["layer"] == cell["layer"].max()]
         found = estimate(last.groupby("seed")["ratio"].mean().tolist())
         lines.append(f"| {model} | {mask} | {describe(found)} | {found.n} |")
@@ -346,7 +377,9 @@ def _draw_table(tables: dict[str, tuple[pd.DataFrame, dict]]) -> list[str]:
 
 def _command(config: dict, run: str) -> str:
     settings = config["config"]
-    skip = {"data_dir", "k", "max_len", "source", "masks", "sources", "methods", "lr"}
+    skip = {"data_dir", "k", "max_len", "source", "masks", "sources"}
+    if "icl" in settings.get("methods", ["icl"]):  # ICL only: the defaults
+        skip |= {"methods", "lr"}
     options = [
         f"--{key.replace('_', '-')} " + (" ".join(map(str, v)) if isinstance(v, list) else str(v))
         for key, v in sorted(settings.items())
@@ -356,6 +389,57 @@ def _command(config: dict, run: str) -> str:
         f"OMP_NUM_THREADS=1 python {config['command']} {' '.join(options)} --threads 1 "
         f"--data-dir ../shared/data --out docs/results/lm_order_tv/{run}"
     )
+
+
+def _finetuning_section(archive: Path, data: str, icl: pd.DataFrame) -> list[str]:
+    """The plan amendment's section (GD and LCGD order ratios beside ICL's); [] before its run
+    has a config, a line saying so before its first unit."""
+    import matplotlib.pyplot as plt
+
+    run = "order_finetuning"
+    if not (archive / run / "config.json").is_file():
+        return []
+    head = ["## Order sensitivity of GD and LCGD", ""]
+    if not any((archive / run / "units").glob("*.csv")):
+        return [*head, "The run of the plan's amendment has no finished unit yet."]
+    config, table = _units(archive, run)
+    plan = config["config"]
+    table = _covering(table, ["model", "data", "seed"], "method", plan["methods"])
+    tuned = pd.concat([order_ratios(table, m).assign(method=m) for m in plan["methods"]])
+    shown = icl[icl["model"].isin(plan["models"]) & icl["data"].isin(plan["datasets"])]
+    readouts = pd.concat(
+        [shown.assign(readout="ICL " + shown["mask"]),
+         tuned.assign(readout=tuned["method"].str.upper())], ignore_index=True,
+    )  # fmt: skip
+    figure = _order_figure(readouts, hue="readout")
+    write_figure(archive / "figures" / "order_ratio_finetuning", figure, formats=("png",))
+    plt.close(figure)
+    rows = finetuning_endpoints(icl, tuned, plan["datasets"])
+    lrs = table.groupby(["model", "data", "method"])["lr"].first()
+    return [
+        *head,
+        "As the [plan's amendment](../analysis_plan_order_tv.md) fixed before these runs: each "
+        "of the orders is one finetuning order (one SGD step per demonstration), each set one "
+        "finetuning on another set, the finetuned model read out zero-shot (causal mask) on "
+        "the draw's queries. lrs (the packaged chosen ones): "
+        + ", ".join(f"{m} {d} {f.upper()} {lr:g}" for (m, d, f), lr in lrs.items())
+        + ".",
+        "",
+        "```bash",
+        _command(config, run),
+        "```",
+        "",
+        *_draw_table({"GD and LCGD order": (table, plan)}),
+        "",
+        f"![order ratio per layer, ICL and finetunings]({data}/figures/order_ratio_finetuning.png)",
+        "",
+        *_ratio_table(tuned, by="method"),
+        "",
+        "Endpoints (family G, Holm within each model; margin "
+        f"±{FINETUNING_MARGIN:g} on the ratio):",
+        "",
+        *(_endpoint_table(rows) if rows else ["No draw is complete on every data set yet."]),
+    ]
 
 
 def write_page(archive: Path, doc: Path) -> str:
@@ -433,6 +517,8 @@ def write_page(archive: Path, doc: Path) -> str:
         "Endpoints (family O, Holm within each model):",
         "",
         *_endpoint_table(order_rows),
+        "",
+        *_finetuning_section(archive, data, ratios),
     ]
     markdown = "\n".join(parts) + "\n"
     write_text(doc, markdown)

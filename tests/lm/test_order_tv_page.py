@@ -13,6 +13,7 @@ from analyses import lm_order_tv_report
 from icl_interp.lm.order_tv_page import (
     _at_chosen,
     chosen_layers,
+    finetuning_endpoints,
     order_endpoints,
     order_ratios,
     tv_endpoints,
@@ -53,6 +54,20 @@ def _order_unit(data: str, seed: int, mask: str) -> pd.DataFrame:
         ]
     frame = pd.DataFrame(rows).assign(model="m", data=data, seed=seed, method="icl", mask=mask)
     return frame[["model", "data", "seed", "method", "mask", "layer", "statistic", "value"]]
+
+
+def _finetuning_unit(data: str, seed: int, method: str) -> pd.DataFrame:
+    """GD's order ratio is causal ICL's + 0.5; LCGD's is causal ICL's + 0.01 (seed - 2)."""
+    rows = []
+    for layer in range(LAYERS):
+        icl = 0.4 + 0.01 * seed + 0.1 * layer
+        ratio = icl + (0.5 if method == "gd" else 0.01 * (seed - 2))
+        rows += [
+            {"layer": layer, "statistic": "across_orders", "value": ratio * 2.0},
+            {"layer": layer, "statistic": "across_sets", "value": 2.0},
+        ]
+    frame = pd.DataFrame(rows).assign(model="m", data=data, seed=seed, method=method)
+    return frame.assign(mask="causal", lr=1e-3)
 
 
 def _archive(folder: Path, seeds: range, partial_seed: int | None = None) -> Path:
@@ -167,3 +182,48 @@ def test_each_reading_of_the_task_vector_endpoints() -> None:
     assert "task-vector account fits" in reading(
         "TV higher", "TV higher", "equivalent within ±0.05"
     )
+
+
+def _finetuning_run(archive: Path, seeds: range, datasets: tuple[str, ...]) -> None:
+    run = archive / "order_finetuning"
+    (run / "units").mkdir(parents=True)
+    plan = {"models": ["m"], "seeds": list(seeds), "datasets": list(datasets),
+            "methods": ["gd", "lcgd"], "lr": "chosen", "masks": ["causal", "prefix"]}  # fmt: skip
+    (run / "config.json").write_text(
+        json.dumps({"command": "analyses/lm_order_sensitivity.py", "config": plan})
+    )
+    for data in datasets:
+        for seed in seeds:
+            for method in ("gd", "lcgd"):
+                write_csv(run / "units" / f"m_{data}_seed{seed}_{method}.csv",
+                          _finetuning_unit(data, seed, method))  # fmt: skip
+
+
+def test_finetuning_order_endpoints_pair_each_finetuning_with_causal_icl() -> None:
+    icl = order_ratios(pd.concat(
+        [_order_unit(d, s, m) for d in DATA for s in range(5) for m in ("causal", "prefix")]
+    ))  # fmt: skip
+    units = [
+        _finetuning_unit(d, s, m) for d in ("sst2", "mr") for s in range(5) for m in ("gd", "lcgd")
+    ]
+    units.append(_finetuning_unit("mr", 5, "gd"))  # draw 5: unfinished, left out
+    table = pd.concat(units, ignore_index=True)
+    tuned = pd.concat([order_ratios(table, m).assign(method=m) for m in ("gd", "lcgd")])
+    rows = {r["endpoint"]: r for r in finetuning_endpoints(icl, tuned, ["sst2", "mr"])}
+    gd, lcgd = rows["ratio GD - ICL causal, layer 2"], rows["ratio LCGD - ICL causal, layer 2"]
+    assert gd["estimate"].mean == pytest.approx(0.5) and gd["estimate"].n == 5
+    assert gd["verdict"] == "GD higher"
+    assert lcgd["estimate"].mean == pytest.approx(0.0, abs=1e-12)
+    assert lcgd["verdict"] == "equivalent within ±0.25"
+
+
+def test_the_page_shows_the_finetuning_run_when_there_is_one(tmp_path: Path) -> None:
+    archive = _archive(tmp_path / "a", range(3))
+    _finetuning_run(archive, range(3), ("sst2", "mr"))
+    doc = tmp_path / "a" / "page.md"
+    assert lm_order_tv_report._main(["--archive", str(archive), "--doc", str(doc)]) == 0
+    page = doc.read_text()
+    assert "## Order sensitivity of GD and LCGD" in page
+    assert "--methods gd lcgd" in page and "m sst2 GD 0.001" in page
+    assert "| GD and LCGD order | m | 3 | 3 | 3 |" in page
+    assert (archive / "figures" / "order_ratio_finetuning.png").is_file()
