@@ -362,6 +362,21 @@ def _differences(
     ]
 
 
+def refuse_changed(
+    made: str,
+    recorded: dict[str, Any],
+    current: dict[str, Any],
+    fix: str,
+    skip: frozenset[str] = frozenset(),
+) -> None:
+    """The one resume check: something recorded with identity ``recorded`` (settings, input
+    fingerprints) is reused only when ``current`` is the same (keys in ``skip`` aside); else a
+    one-line ``UserError``: ``made`` (what was made with what), each difference, ``fix``."""
+    differ = _differences(recorded, current, skip)
+    if differ:
+        raise UserError(f"{made} ({'; '.join(differ)}); {fix}")
+
+
 def _short(value: Any) -> str:
     text = json.dumps(value, sort_keys=True)
     return text if len(text) <= 40 else text[:37] + "..."
@@ -467,20 +482,20 @@ class ResultFolder:
                 f"--out {where} holds results of {made_by}, not icl-interp {self.command}; "
                 "pass a new --out"
             )
-        skip = self.ignore | self.may_differ
-        differ = _differences(recorded.get("config", {}), to_jsonable(self.settings), skip)
-        if differ:
-            raise UserError(
-                f"--out {where} holds results made with other settings ({'; '.join(differ)}); "
-                "rerun with the same options to resume, or pass a new --out"
-            )
+        refuse_changed(
+            f"--out {where} holds results made with other settings",
+            recorded.get("config", {}),
+            to_jsonable(self.settings),
+            "rerun with the same options to resume, or pass a new --out",
+            skip=self.ignore | self.may_differ,
+        )
         known = {k: v for k, v in recorded.get("inputs", {}).items() if k in self.inputs}
-        changed = _differences(known, to_jsonable(self.inputs), frozenset())
-        if changed:
-            raise UserError(
-                f"--out {where} holds results made from other inputs ({'; '.join(changed)}); "
-                "pass a new --out"
-            )
+        refuse_changed(
+            f"--out {where} holds results made from other inputs",
+            known,
+            to_jsonable(self.inputs),
+            "pass a new --out",
+        )
 
     def claim(self, **extra: Any) -> Path:
         """``check()``, then write ``config.json`` (settings, inputs, versions, command line)."""

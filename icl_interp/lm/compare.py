@@ -59,6 +59,7 @@ from icl_interp.results import (
     ResultFolder,
     done,
     read_csv,
+    refuse_changed,
     seed_everything,
     to_jsonable,
     write_csv,
@@ -626,29 +627,34 @@ def check_finished_unit(units: Path, unit: Unit, config: CompareConfig) -> None:
             f"{info_file} is missing or corrupt; delete the unit's files to recompute it"
         ) from None
     settings, fingerprints, identity = recorded
-    if settings != unit_settings(config):
-        raise UserError(f"{info_file} was made with other settings; pass a new --out")
-    for split, fingerprint in fingerprints.items():
-        examples = load_examples(data, split, config.data_dir, source=config.source)
-        if examples_fingerprint(examples) != fingerprint:
-            raise UserError(
-                f"the {data} {split} data changed since {info_file.name} was computed; "
-                "pass a new --out (or restore the data)"
-            )
-    if identity != model_identity(model_name):
-        raise UserError(
-            f"model {model_name} changed since {info_file.name} was computed "
-            f"({identity} -> {model_identity(model_name)}); pass a new --out"
+    refuse_changed(
+        f"{info_file} was made with other settings",
+        settings,
+        unit_settings(config),
+        "pass a new --out",
+    )
+    current = {
+        f"{data} {split} data": examples_fingerprint(
+            load_examples(data, split, config.data_dir, source=config.source)
         )
+        for split in fingerprints
+    }
+    refuse_changed(
+        f"the inputs changed since {info_file.name} was computed",
+        {"model": identity, **{f"{data} {split} data": fp for split, fp in fingerprints.items()}},
+        {"model": model_identity(model_name), **current},
+        "restore them, or pass a new --out",
+    )
     if not config.lr_grid:
         from icl_interp.lm.data import get_dataset
 
         lrs, _ = policy_lrs(model_name, get_dataset(data), config)
-        if info.get("lr") != lrs:
-            raise UserError(
-                f"{info_file.name} used lrs {info.get('lr')}, the lr table now gives {lrs}; "
-                "pass a new --out"
-            )
+        refuse_changed(
+            f"{info_file.name} used other lrs than the lr table now gives",
+            {"lr": info.get("lr")},
+            {"lr": lrs},
+            "pass a new --out",
+        )
 
 
 # --------------------------------------------------------------------------- running units

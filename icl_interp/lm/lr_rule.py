@@ -38,7 +38,7 @@ from typing import Any
 import pandas as pd
 
 from icl_interp.errors import UserError
-from icl_interp.results import write_text
+from icl_interp.results import refuse_changed, write_text
 
 VALIDATION_SEED_OFFSET = 1_000_003  # the validation draw's seed: the run's seed plus this
 EDGE_EXTENSIONS = 2  # how many times a choice on the grid's edge extends the grid by a decade
@@ -130,10 +130,10 @@ def sweep_with_edges(
 
 class TrialCache:
     """A sweep's finished trials, one small JSON file each under ``folder``, so an interrupted
-    sweep resumes at its first missing trial (a diverged trial is remembered too). A file is
-    reused only if it records this run's ``key`` (settings, model, validation tokens), else the
-    trial is recomputed; ``before_write`` runs before each write (``compare`` claims its result
-    folder there)."""
+    sweep resumes at its first missing trial (a diverged trial is remembered too). A file that
+    records another ``key`` (settings, model, validation tokens) than this run's is refused
+    (``refuse_changed``), an unreadable one recomputed; ``before_write`` runs before each
+    write (``compare`` claims its result folder there)."""
 
     def __init__(
         self, folder: Path, key: dict[str, Any], before_write: Callable[[], Any] = lambda: None
@@ -149,10 +149,18 @@ class TrialCache:
             path = self.folder / f"{finetuning.replace(' ', '_')}__lr{lr:g}.json"
             try:
                 recorded = json.loads(path.read_text(encoding="utf-8"))
-                if recorded["key"] == self.key and recorded["lr"] == lr:
-                    return {name: float(recorded["scores"][name]) for name in SCORES}
+                key, scores = dict(recorded["key"]), recorded["scores"]
+                found = {name: float(scores[name]) for name in SCORES}
             except (OSError, ValueError, KeyError, TypeError):
-                pass  # absent or unreadable: compute it
+                found = None  # absent or unreadable: compute it
+            if found is not None and recorded.get("lr") == lr:
+                refuse_changed(
+                    f"{path} was scored with other settings or inputs",
+                    key,
+                    self.key,
+                    "pass a new --out",
+                )
+                return found
             scores = _scored(score, lr)
             self.before_write()
             trial = {"key": self.key, "lr": lr, "scores": scores}

@@ -36,6 +36,8 @@ from icl_interp.results import (
     ResultFolder,
     done,
     read_csv,
+    refuse_changed,
+    to_jsonable,
     write_csv,
     write_figure,
     write_text,
@@ -139,11 +141,12 @@ def check_runs(cfg: ExperimentConfig, out: Path) -> None:
             raise UserError(
                 f"{recorded_file} is unreadable; delete that run folder or pass a new --out"
             ) from None
-        if recorded != cfg.train_config(*spec):
-            raise UserError(
-                f"{recorded_file.parent} was trained with another config; "
-                "delete that run folder or pass a new --out"
-            )
+        refuse_changed(
+            f"{recorded_file.parent} was trained with another config",
+            to_jsonable(recorded.to_dict()),
+            to_jsonable(cfg.train_config(*spec).to_dict()),
+            "delete that run folder or pass a new --out",
+        )
 
 
 @dataclass(frozen=True)

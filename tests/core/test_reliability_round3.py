@@ -568,7 +568,7 @@ def test_a_resume_on_changed_training_data_is_refused(tmp_path: Path, small_data
     train.write_text("\n".join(["1 an entirely new sentence", *lines[1:]]) + "\n")
     with pytest.raises(UserError) as error:
         adapt(config)
-    one_line(error, "the training data (sst2 train) changed since checkpoint.pt", str(out))
+    one_line(error, "the inputs changed since checkpoint.pt", str(out), "(data sst2 train: ")
 
 
 def test_a_resume_on_changed_base_weights_is_refused(
@@ -583,7 +583,7 @@ def test_a_resume_on_changed_base_weights_is_refused(
     _rewrite_same_size(base / "model.safetensors")
     with pytest.raises(UserError) as error:
         adapt(config)
-    one_line(error, "the base model", "changed since checkpoint.pt")
+    one_line(error, "the inputs changed since checkpoint.pt", "(base model: ")
 
 
 def _garbage(path: Path) -> None:
@@ -1322,7 +1322,7 @@ def test_a_finished_adaptation_on_changed_data_is_not_reused(
     test.write_text(test.read_text().replace("1 ", "0 ", 1))
     with pytest.raises(UserError) as error:
         adapt(config)
-    one_line(error, "the training data (sst2 test) changed since adapt_card.json")
+    one_line(error, "the inputs changed since adapt_card.json", "(data sst2 test: ")
 
 
 def test_a_grid_in_which_every_lr_diverged_leaves_the_folder_to_the_corrected_grid(

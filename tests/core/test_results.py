@@ -114,3 +114,19 @@ def test_a_gzip_csv_is_byte_identical_and_reads_back(tmp_path: Path) -> None:
     assert (write_csv(tmp_path / "t.csv", table).read_text()).startswith(
         "metric,value\nsimaou,0.125\n"
     )
+
+
+def test_refuse_changed_names_each_difference_in_one_line() -> None:
+    import pytest
+
+    from icl_interp.errors import UserError
+    from icl_interp.results import refuse_changed
+
+    refuse_changed(
+        "x was made otherwise", {"a": 1, "t": 2}, {"a": 1, "t": 3}, "fix", skip=frozenset({"t"})
+    )
+    with pytest.raises(UserError) as error:
+        refuse_changed("x was made otherwise", {"a": 1, "b": [1]}, {"a": 2, "c": "n"}, "fix it")
+    assert str(error.value) == (
+        'x was made otherwise (a: 1 -> 2; b: [1] -> null; c: null -> "n"); fix it'
+    )

@@ -495,7 +495,7 @@ def test_adapt_table_refuses_a_model_folder_made_with_other_settings(tmp_path):
     config = TableConfig(**{**PRESETS["tiny"], "ks": (2,), "data_dir": str(SHARED_DATA)})
     folder = tmp_path / "table" / "models" / "causal_seed0"
     adapt(dataclasses.replace(config.adapt_config("causal", 0, folder), lr=config.lr / 2))
-    with pytest.raises(UserError, match=r"other settings \(differs in: lr\)"):
+    with pytest.raises(UserError, match=r"other settings \(lr: 0.0005 -> 0.001\)"):
         run_table(config, tmp_path / "table")
 
 

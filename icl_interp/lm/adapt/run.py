@@ -71,6 +71,7 @@ from icl_interp.results import (
     lock_folder,
     package_versions,
     read_torch,
+    refuse_changed,
     release_locks,
     write_csv,
     write_text,
@@ -109,13 +110,13 @@ def _check_out(out: Path, config: AdaptConfig) -> str:
         )
     else:
         return "new"
-    stored_identity = {k: v for k, v in stored.items() if k not in RESUME_IGNORES}
-    differs = sorted(k for k, v in config.identity().items() if stored_identity.get(k) != v)
-    if differs:
-        raise UserError(
-            f"{out} holds an adaptation made with other settings (differs in: "
-            f"{', '.join(differs)}); rerun with the same options to resume, or pass a new --out"
-        )
+    refuse_changed(
+        f"{out} holds an adaptation made with other settings",
+        stored,
+        config.identity(),
+        "rerun with the same options to resume, or pass a new --out",
+        skip=RESUME_IGNORES,
+    )
     return "done" if card.exists() else "resume"
 
 
@@ -162,21 +163,17 @@ def _inputs(config: AdaptConfig) -> dict[str, Any]:
 def _check_inputs(out: Path, recorded: Any, current: dict[str, Any], where: str) -> None:
     if recorded is None:  # made before inputs were recorded
         return
-    for key in ("base_model", "data"):
-        if recorded.get(key) == current[key]:
-            continue
-        if key == "data":
-            changed = sorted(
-                name
-                for name in set(recorded["data"]) | set(current["data"])
-                if recorded["data"].get(name) != current["data"].get(name)
-            )
-            what = f"the training data ({', '.join(changed)})"
-        else:
-            what = f"the base model ({recorded.get(key)} -> {current[key]})"
-        raise UserError(
-            f"{what} changed since {where} in {out} was written; restore it, or pass a new --out"
-        )
+
+    def flat(inputs: dict[str, Any]) -> dict[str, Any]:
+        data = inputs.get("data") or {}
+        return {"base model": inputs.get("base_model"), **{f"data {k}": v for k, v in data.items()}}
+
+    refuse_changed(
+        f"the inputs changed since {where} in {out} was written",
+        flat(recorded),
+        flat(current),
+        "restore them, or pass a new --out",
+    )
 
 
 class Collapsed(UserError):
