@@ -27,6 +27,13 @@ TV_MARGIN = 0.05  # accuracy: the equivalence margin of the task-vector endpoint
 ORDER_MARGIN = 0.05  # order ratio: the equivalence margin of the order endpoints
 FINETUNING_MARGIN = 0.25  # order ratio: the margin of family G (the plan's amendment)
 FINETUNINGS = ("gd", "lcgd")
+CANNOT_SAY = (
+    "What they cannot say: a vector that carries the task does not show that ICL uses it; an "
+    "order effect under both masks is expected from position embeddings alone; the adapted "
+    "models' order sensitivity (below, if run) rests on one adaptation per objective."
+)
+# the adapted models of the plan's second amendment, by the objective each was adapted under
+ADAPTED = {"prefix": "gemma-prefix-adapted", "causal": "gemma-causal-adapted"}
 
 
 def _units(archive: Path, run: str) -> tuple[dict, pd.DataFrame]:
@@ -192,6 +199,28 @@ def order_endpoints(ratios: pd.DataFrame) -> list[dict[str, Any]]:
         ]  # fmt: skip
         rows += _tested(model, family, margin=ORDER_MARGIN)
     return rows
+
+
+def adapted_endpoints(ratios: pd.DataFrame) -> list[dict[str, Any]]:
+    """Family A of the plan's second amendment: the prefix-adapted model's order ratio under
+    the prefix mask minus the causal-adapted model's under the causal mask, at the last layer
+    and over all layers, paired by draw (mean over data sets); Holm over the two."""
+    own = {objective: ratios[(ratios["model"] == model) & (ratios["mask"] == objective)]
+           for objective, model in ADAPTED.items()}  # fmt: skip
+    if any(rows.empty for rows in own.values()):
+        return []
+    keys = ["seed", "data", "layer"]
+    paired = own["prefix"].set_index(keys)["ratio"] - own["causal"].set_index(keys)["ratio"]
+    paired = paired.dropna().rename("diff").reset_index()
+    last = paired["layer"].max()
+    names = ("prefix-adapted", "causal-adapted")
+    family = [
+        ("prefix vs causal adapted", f"ratio prefix-adapted - causal-adapted, layer {last}",
+         paired[paired["layer"] == last].groupby("seed")["diff"].mean(), names),
+        ("prefix vs causal adapted", "ratio prefix-adapted - causal-adapted, all layers",
+         paired.groupby("seed")["diff"].mean(), names),
+    ]  # fmt: skip
+    return _tested("adapted gemma-3-270m", family, margin=ORDER_MARGIN)
 
 
 # --------------------------------------------------------------------------- figures
@@ -442,6 +471,53 @@ def _finetuning_section(archive: Path, data: str, icl: pd.DataFrame) -> list[str
     ]
 
 
+def _adapted_section(archive: Path, data: str) -> list[str]:
+    """The second amendment's section (the prefix- and causal-adapted models' order ratios);
+    [] before its run has a config, a line saying so before its first unit."""
+    import matplotlib.pyplot as plt
+
+    run = "order_adapted"
+    if not (archive / run / "config.json").is_file():
+        return []
+    head = ["## Order sensitivity of the prefix- and causal-adapted models", ""]
+    if not any((archive / run / "units").glob("*.csv")):
+        return [*head, "The run of the plan's second amendment has no finished unit yet."]
+    config, table = _units(archive, run)
+    plan = config["config"]
+    ratios = order_ratios(finished_cells(table, plan["masks"]))
+    shown = ratios.assign(readout=ratios["model"] + ", " + ratios["mask"] + " mask",
+                          model="adapted gemma-3-270m")  # fmt: skip
+    figure = _order_figure(shown, hue="readout")
+    write_figure(archive / "figures" / "order_ratio_adapted", figure, formats=("png",))
+    plt.close(figure)
+    rows = adapted_endpoints(ratios)
+    return [
+        *head,
+        "As the [plan's second amendment](../analysis_plan_order_tv.md) fixed before these "
+        "runs: Gemma-3-270M adapted under each objective by `icl-interp adapt-table --preset "
+        "cpu` (seed 0), on SST-5, held out from the adaptation; the theory predicts the "
+        "prefix-adapted model under the prefix mask to be less order-sensitive than the "
+        "causal-adapted one under the causal mask. One adaptation per objective: the "
+        "difference mixes the objective with that adaptation's luck. The two model names are "
+        "folders in the directory the command runs from: links to that run's "
+        "`models/prefix_seed0` and `models/causal_seed0`.",
+        "",
+        "```bash",
+        _command(config, run),
+        "```",
+        "",
+        *_draw_table({"adapted models' order": (ratios, plan)}),
+        "",
+        f"![order ratio per layer, adapted models]({data}/figures/order_ratio_adapted.png)",
+        "",
+        *_ratio_table(ratios),
+        "",
+        "Endpoints (family A, Holm over the two):",
+        "",
+        *(_endpoint_table(rows) if rows else ["No draw is finished for both models yet."]),
+    ]
+
+
 def write_page(archive: Path, doc: Path) -> str:
     """The page from ``archive`` alone (figures into ``archive/figures``), written to ``doc``."""
     tv_config, tv_table = _units(archive, "task_vectors")
@@ -492,9 +568,7 @@ def write_page(archive: Path, doc: Path) -> str:
         "",
         *([s for s in (_order_sentence(m, order_rows) for m in models) if s] or none),
         "",
-        "What they cannot say: a vector that carries the task does not show that ICL uses it; "
-        "an order effect under both masks is expected from position embeddings alone; the "
-        "adapt-table models are not measured here.",
+        CANNOT_SAY,
         "",
         "## Task vectors",
         "",
@@ -519,6 +593,7 @@ def write_page(archive: Path, doc: Path) -> str:
         *_endpoint_table(order_rows),
         "",
         *_finetuning_section(archive, data, ratios),
+        *["", *_adapted_section(archive, data)],
     ]
     markdown = "\n".join(parts) + "\n"
     write_text(doc, markdown)

@@ -12,6 +12,7 @@ import pytest
 from analyses import lm_order_tv_report
 from icl_interp.lm.order_tv_page import (
     _at_chosen,
+    adapted_endpoints,
     chosen_layers,
     finetuning_endpoints,
     order_endpoints,
@@ -227,3 +228,44 @@ def test_the_page_shows_the_finetuning_run_when_there_is_one(tmp_path: Path) -> 
     assert "--methods gd lcgd" in page and "m sst2 GD 0.001" in page
     assert "| GD and LCGD order | m | 3 | 3 | 3 |" in page
     assert (archive / "figures" / "order_ratio_finetuning.png").is_file()
+
+
+def _adapted_run(archive: Path, seeds: range) -> None:
+    """Under its own mask, the prefix-adapted model's order ratio is 0.2 below the
+    causal-adapted model's at every layer."""
+    run = archive / "order_adapted"
+    (run / "units").mkdir(parents=True)
+    models = ["gemma-prefix-adapted", "gemma-causal-adapted"]
+    plan = {"models": models, "seeds": list(seeds), "datasets": ["sst5"],
+            "masks": ["causal", "prefix"], "methods": ["icl"]}  # fmt: skip
+    (run / "config.json").write_text(
+        json.dumps({"command": "analyses/lm_order_sensitivity.py", "config": plan})
+    )
+    for model in models:
+        for seed in seeds:
+            for mask in ("causal", "prefix"):
+                unit = _order_unit("sst5", seed, mask).assign(model=model)
+                if model == models[0] and mask == "prefix":
+                    unit.loc[unit["statistic"] == "across_orders", "value"] += 0.5 * 2.0
+                write_csv(run / "units" / f"{model}_sst5_seed{seed}_{mask}.csv", unit)
+
+
+def test_adapted_endpoints_pair_each_model_under_its_own_mask(tmp_path: Path) -> None:
+    _adapted_run(tmp_path, range(4))
+    table = pd.concat([pd.read_csv(p) for p in (tmp_path / "order_adapted" / "units").glob("*")])
+    rows = adapted_endpoints(order_ratios(table))
+    # prefix-adapted under prefix: 0.1 + 0.5; causal-adapted under causal: 0.4 -> +0.2
+    assert [r["estimate"].mean for r in rows] == pytest.approx([0.2, 0.2])
+    assert rows[0]["endpoint"] == "ratio prefix-adapted - causal-adapted, layer 2"
+    assert rows[0]["verdict"] == "prefix-adapted higher"
+
+
+def test_the_page_shows_the_adapted_run_when_there_is_one(tmp_path: Path) -> None:
+    archive = _archive(tmp_path / "a", range(3))
+    _adapted_run(archive, range(3))
+    doc = tmp_path / "a" / "page.md"
+    assert lm_order_tv_report._main(["--archive", str(archive), "--doc", str(doc)]) == 0
+    page = doc.read_text()
+    assert "## Order sensitivity of the prefix- and causal-adapted models" in page
+    assert "| adapted models' order | gemma-prefix-adapted | 3 | 3 |" in page
+    assert (archive / "figures" / "order_ratio_adapted.png").is_file()
