@@ -420,18 +420,30 @@ def _command(config: dict, run: str) -> str:
     )
 
 
+def _amendment_units(
+    archive: Path, run: str, title: str
+) -> tuple[list[str], dict | None, pd.DataFrame]:
+    """An amendment run's section head, config and units; no config yet: no section (config
+    None); no unit yet: the head and a line saying so (config None)."""
+    empty = pd.DataFrame()
+    if not (archive / run / "config.json").is_file():
+        return [], None, empty
+    head = [f"## {title}", ""]
+    if not any((archive / run / "units").glob("*.csv")):
+        return [*head, f"The `{run}` run has no finished unit yet."], None, empty
+    config, table = _units(archive, run)
+    return head, config, table
+
+
 def _finetuning_section(archive: Path, data: str, icl: pd.DataFrame) -> list[str]:
     """The plan amendment's section (GD and LCGD order ratios beside ICL's); [] before its run
     has a config, a line saying so before its first unit."""
     import matplotlib.pyplot as plt
 
     run = "order_finetuning"
-    if not (archive / run / "config.json").is_file():
-        return []
-    head = ["## Order sensitivity of GD and LCGD", ""]
-    if not any((archive / run / "units").glob("*.csv")):
-        return [*head, "The run of the plan's amendment has no finished unit yet."]
-    config, table = _units(archive, run)
+    head, config, table = _amendment_units(archive, run, "Order sensitivity of GD and LCGD")
+    if config is None:
+        return head
     plan = config["config"]
     table = _covering(table, ["model", "data", "seed"], "method", plan["methods"])
     tuned = pd.concat([order_ratios(table, m).assign(method=m) for m in plan["methods"]])
@@ -477,12 +489,10 @@ def _adapted_section(archive: Path, data: str) -> list[str]:
     import matplotlib.pyplot as plt
 
     run = "order_adapted"
-    if not (archive / run / "config.json").is_file():
-        return []
-    head = ["## Order sensitivity of the prefix- and causal-adapted models", ""]
-    if not any((archive / run / "units").glob("*.csv")):
-        return [*head, "The run of the plan's second amendment has no finished unit yet."]
-    config, table = _units(archive, run)
+    title = "Order sensitivity of the prefix- and causal-adapted models"
+    head, config, table = _amendment_units(archive, run, title)
+    if config is None:
+        return head
     plan = config["config"]
     ratios = order_ratios(finished_cells(table, plan["masks"]))
     shown = ratios.assign(readout=ratios["model"] + ", " + ratios["mask"] + " mask",
