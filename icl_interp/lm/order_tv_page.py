@@ -27,6 +27,10 @@ TV_MARGIN = 0.05  # accuracy: the equivalence margin of the task-vector endpoint
 ORDER_MARGIN = 0.05  # order ratio: the equivalence margin of the order endpoints
 FINETUNING_MARGIN = 0.25  # order ratio: the margin of family G (the plan's amendment)
 FINETUNINGS = ("gd", "lcgd")
+WAITING = (
+    "The endpoints wait for every planned draw (the plan's seeds) to be complete on every data "
+    "set: no verdict is drawn from part of the sample."
+)
 CANNOT_SAY = (
     "What they cannot say: a vector that carries the task does not show that ICL uses it; an "
     "order effect under both masks is expected from position embeddings alone; the adapted "
@@ -128,6 +132,13 @@ def tv_endpoints(wide: pd.DataFrame) -> list[dict[str, Any]]:
     return rows
 
 
+def all_planned(rows: list[dict[str, Any]], planned: int) -> list[dict[str, Any]]:
+    """The endpoint rows of the models whose every planned draw is complete: no verdict is
+    drawn from part of the planned sample (the page says which wait)."""
+    waiting = {r["model"] for r in rows if r["estimate"].n < planned}
+    return [r for r in rows if r["model"] not in waiting]
+
+
 def _tested(model: str, family: list[tuple], margin: float) -> list[dict[str, Any]]:
     estimates = [estimate(values.dropna().tolist(), margin=margin) for *_, values, _ in family]
     adjusted = holm([e.p for e in estimates])
@@ -145,6 +156,8 @@ def order_ratios(table: pd.DataFrame, method: str = "icl") -> pd.DataFrame:
     """Per model x data x seed x mask x layer: across-orders / across-sets variance of
     ``method``'s readout."""
     rows = table[table["method"] == method]
+    if rows.empty:  # no finished unit of this method yet
+        return pd.DataFrame(columns=["model", "data", "seed", "mask", "layer", "ratio"])
     wide = rows.pivot_table(
         index=["model", "data", "seed", "mask", "layer"], columns="statistic", values="value"
     )
@@ -169,6 +182,8 @@ def finetuning_endpoints(
         reference = causal[(causal["model"] == model) & (causal["layer"] == last)]
         paired = at_last.join(reference.set_index(["seed", "data"])["ratio"]).dropna()
         paired = _covering(paired.reset_index(), ["seed"], "data", datasets).set_index("seed")
+        if paired.empty:  # no draw finished on every data set yet
+            continue
         family = [
             ("finetuning vs causal ICL", f"ratio {method.upper()} - ICL causal, layer {last}",
              (paired[method] - paired["ratio"]).groupby(level="seed").mean(),
@@ -212,6 +227,8 @@ def adapted_endpoints(ratios: pd.DataFrame) -> list[dict[str, Any]]:
     keys = ["seed", "data", "layer"]
     paired = own["prefix"].set_index(keys)["ratio"] - own["causal"].set_index(keys)["ratio"]
     paired = paired.dropna().rename("diff").reset_index()
+    if paired.empty:  # no draw finished for both models yet
+        return []
     last = paired["layer"].max()
     names = ("prefix-adapted", "causal-adapted")
     family = [
@@ -455,7 +472,7 @@ def _finetuning_section(archive: Path, data: str, icl: pd.DataFrame) -> list[str
     figure = _order_figure(readouts, hue="readout")
     write_figure(archive / "figures" / "order_ratio_finetuning", figure, formats=("png",))
     plt.close(figure)
-    rows = finetuning_endpoints(icl, tuned, plan["datasets"])
+    rows = all_planned(finetuning_endpoints(icl, tuned, plan["datasets"]), len(plan["seeds"]))
     lrs = table.groupby(["model", "data", "method"])["lr"].first()
     return [
         *head,
@@ -479,7 +496,7 @@ def _finetuning_section(archive: Path, data: str, icl: pd.DataFrame) -> list[str
         "Endpoints (family G, Holm within each model; margin "
         f"±{FINETUNING_MARGIN:g} on the ratio):",
         "",
-        *(_endpoint_table(rows) if rows else ["No draw is complete on every data set yet."]),
+        *(_endpoint_table(rows) if rows else [WAITING]),
     ]
 
 
@@ -500,7 +517,7 @@ def _adapted_section(archive: Path, data: str) -> list[str]:
     figure = _order_figure(shown, hue="readout")
     write_figure(archive / "figures" / "order_ratio_adapted", figure, formats=("png",))
     plt.close(figure)
-    rows = adapted_endpoints(ratios)
+    rows = all_planned(adapted_endpoints(ratios), len(plan["seeds"]))
     return [
         *head,
         "As the [plan's second amendment](../analysis_plan_order_tv.md) fixed before these "
@@ -524,8 +541,16 @@ def _adapted_section(archive: Path, data: str) -> list[str]:
         "",
         "Endpoints (family A, Holm over the two):",
         "",
-        *(_endpoint_table(rows) if rows else ["No draw is finished for both models yet."]),
+        *(_endpoint_table(rows) if rows else [WAITING]),
     ]
+
+
+def _planned_endpoints(
+    family: Any, table: pd.DataFrame, plan: dict[str, Any]
+) -> list[dict[str, Any]]:
+    """``family``'s endpoint rows on the draws complete on every planned data set, for the
+    models whose every planned draw is complete."""
+    return all_planned(family(complete_draws(table, plan["datasets"])), len(plan["seeds"]))
 
 
 def write_page(archive: Path, doc: Path) -> str:
@@ -537,15 +562,15 @@ def write_page(archive: Path, doc: Path) -> str:
     order_table = order_table[order_table["method"] == "icl"]
     order_table = finished_cells(order_table, plan["order"]["masks"])
     wide = _at_chosen(tv_table, chosen_layers(tv_table))
-    tv_rows = tv_endpoints(complete_draws(wide, plan["tv"]["datasets"]))
+    tv_rows = _planned_endpoints(tv_endpoints, wide, plan["tv"])
     ratios = order_ratios(order_table)
-    order_rows = order_endpoints(complete_draws(ratios, plan["order"]["datasets"]))
+    order_rows = _planned_endpoints(order_endpoints, ratios, plan["order"])
     figures = _write_figures(archive, tv_table, ratios)
     data = Path(os.path.relpath(archive, doc.parent)).as_posix()
     models = sorted(set(tv_table["model"]) | set(order_table["model"]))
     draws = _draw_table({"task vectors": (tv_table, plan["tv"]),
                          "order": (order_table, plan["order"])})  # fmt: skip
-    none = ["- No draw is complete on every data set yet: no pooled endpoint."]
+    none = [f"- {WAITING}"]
     parts = [
         "# Order sensitivity and task vectors: pretrained LMs",
         "",

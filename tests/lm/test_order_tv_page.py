@@ -155,7 +155,7 @@ def test_without_a_complete_draw_the_page_says_so(tmp_path: Path) -> None:
     doc = tmp_path / "page.md"
     assert lm_order_tv_report._main(["--archive", str(archive), "--doc", str(doc)]) == 0
     page = doc.read_text()
-    assert page.count("No draw is complete on every data set yet") == 2
+    assert page.count("The endpoints wait for every planned draw") == 2
     assert "| task vectors | m | 2 | 2 | 0 | 0 |" in page
 
 
@@ -269,3 +269,29 @@ def test_the_page_shows_the_adapted_run_when_there_is_one(tmp_path: Path) -> Non
     assert "## Order sensitivity of the prefix- and causal-adapted models" in page
     assert "| adapted models' order | gemma-prefix-adapted | 3 | 3 |" in page
     assert (archive / "figures" / "order_ratio_adapted.png").is_file()
+
+
+def test_a_finetuning_run_with_one_method_finished_shows_no_complete_draw(tmp_path: Path) -> None:
+    archive = _archive(tmp_path / "a", range(3))
+    _finetuning_run(archive, range(3), ("sst2", "mr"))
+    for unit in (archive / "order_finetuning" / "units").glob("*_lcgd.csv"):
+        unit.unlink()
+    doc = tmp_path / "a" / "page.md"
+    assert lm_order_tv_report._main(["--archive", str(archive), "--doc", str(doc)]) == 0
+    assert "| GD and LCGD order | m | 0 | 0 | 0 |" in doc.read_text()
+    # both methods on one data set only: no complete draw, no endpoint
+    lcgd = archive / "order_finetuning" / "units" / "m_sst2_seed0_lcgd.csv"
+    write_csv(lcgd, _finetuning_unit("sst2", 0, "lcgd"))
+    assert lm_order_tv_report._main(["--archive", str(archive), "--doc", str(doc)]) == 0
+    page = doc.read_text()
+    assert "| GD and LCGD order | m | 1 | 0 | 0 |" in page
+    assert page.rstrip().endswith("no verdict is drawn from part of the sample.")
+
+
+def test_endpoints_of_a_model_with_planned_draws_missing_wait() -> None:
+    from icl_interp.lm.order_tv_page import all_planned
+    from icl_interp.stats import estimate
+
+    rows = [{"model": "a", "estimate": estimate([0.1, 0.2, 0.3])},
+            {"model": "b", "estimate": estimate([0.1, 0.2])}]  # fmt: skip
+    assert [r["model"] for r in all_planned(rows, 3)] == ["a"]
