@@ -407,6 +407,19 @@ def _order_sentence(model: str, rows: list[dict[str, Any]]) -> str:
     return f"- **{model}**: {reading} ({last['endpoint']}: {describe(last['estimate'])}, {claim})."
 
 
+def _amendment_reading(row: dict[str, Any], expected: str, account: str) -> str:
+    """One sentence for one amendment endpoint: ``expected`` is the verdict the ``account``
+    predicts ("equivalent" for no difference)."""
+    claim = row["verdict"]
+    if claim.startswith(expected):
+        reading = f"as {account} predicts"
+    elif claim.endswith("higher") or claim.startswith("equivalent"):
+        reading = f"against what {account} predicts"
+    else:
+        reading = "the data cannot say"
+    return f"- {row['endpoint']}: {reading} ({describe(row['estimate'])}, {claim})."
+
+
 def _draw_table(tables: dict[str, tuple[pd.DataFrame, dict]]) -> list[str]:
     """Draws finished under every mask, per run x model x data set, and the complete ones."""
     datasets = list(dict.fromkeys(d for _, plan in tables.values() for d in plan["datasets"]))
@@ -497,6 +510,8 @@ def _finetuning_section(archive: Path, data: str, icl: pd.DataFrame) -> list[str
         f"±{FINETUNING_MARGIN:g} on the ratio):",
         "",
         *(_endpoint_table(rows) if rows else [WAITING]),
+        "",
+        *[_amendment_reading(r, "equivalent", "the online-GD account") for r in rows],
     ]
 
 
@@ -542,6 +557,8 @@ def _adapted_section(archive: Path, data: str) -> list[str]:
         "Endpoints (family A, Holm over the two):",
         "",
         *(_endpoint_table(rows) if rows else [WAITING]),
+        "",
+        *[_amendment_reading(r, "causal-adapted higher", "the theory") for r in rows],
     ]
 
 

@@ -228,6 +228,8 @@ def test_the_page_shows_the_finetuning_run_when_there_is_one(tmp_path: Path) -> 
     assert "--methods gd lcgd" in page and "m sst2 GD 0.001" in page
     assert "| GD and LCGD order | m | 3 | 3 | 3 |" in page
     assert (archive / "figures" / "order_ratio_finetuning.png").is_file()
+    assert "- ratio GD - ICL causal, layer 2: against what the online-GD account predicts" in page
+    assert "- ratio LCGD - ICL causal, layer 2: as the online-GD account predicts" in page
 
 
 def _adapted_run(archive: Path, seeds: range) -> None:
@@ -269,6 +271,7 @@ def test_the_page_shows_the_adapted_run_when_there_is_one(tmp_path: Path) -> Non
     assert "## Order sensitivity of the prefix- and causal-adapted models" in page
     assert "| adapted models' order | gemma-prefix-adapted | 3 | 3 |" in page
     assert (archive / "figures" / "order_ratio_adapted.png").is_file()
+    assert "layer 2: against what the theory predicts (+0.200" in page
 
 
 def test_a_finetuning_run_with_one_method_finished_shows_no_complete_draw(tmp_path: Path) -> None:
