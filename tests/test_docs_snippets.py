@@ -49,4 +49,6 @@ def test_snippet_runs(snippet: str, tmp_path: Path, monkeypatch: pytest.MonkeyPa
     for registry in (MASKS, METRICS, DATASETS, ARCHITECTURES, METHODS, MODELS):
         monkeypatch.setattr(registry, "_items", dict(registry._items))
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
-    exec(compile(snippet, f"{PAGE.name}:{_heading(snippet)}", "exec"), {"__name__": "snippet"})
+    # dont_inherit: run as printed, without this module's ``from __future__ import annotations``
+    code = compile(snippet, f"{PAGE.name}:{_heading(snippet)}", "exec", dont_inherit=True)
+    exec(code, {"__name__": "snippet"})
