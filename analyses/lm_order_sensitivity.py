@@ -101,8 +101,8 @@ def run_unit(args: argparse.Namespace, model: object, name: str, data: str, seed
         if done(path):
             continue
         common = dict(n_orders=args.n_orders, order_seed=seed, batch_size=args.batch_size)
-        if kind in ("gd", "lcgd"):
-            lr = finetune_lr(args.lr, name, data, kind)
+        lr = finetune_lr(args.lr, name, data, kind) if kind in ("gd", "lcgd") else None
+        if lr is not None:
             rows = finetune_order_sensitivity(
                 model, tokenizer, spec, prompts, others, method=kind, lr=lr, seed=seed, **common
             )
@@ -116,8 +116,8 @@ def run_unit(args: argparse.Namespace, model: object, name: str, data: str, seed
         ):
             frame.insert(position, column, value)
         frame["k_used"] = prompts.k_used
-        if kind in ("gd", "lcgd"):
-            frame["lr"] = finetune_lr(args.lr, name, data, kind)
+        if lr is not None:
+            frame["lr"] = lr
         write_csv(path, frame)
 
 

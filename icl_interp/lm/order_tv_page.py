@@ -290,9 +290,16 @@ def _order_figure(ratios: pd.DataFrame, hue: str = "mask") -> Any:
     return grid.figure
 
 
-def _write_figures(archive: Path, table: pd.DataFrame, ratios: pd.DataFrame) -> list[str]:
+def _save_figure(archive: Path, stem: str, figure: Any) -> str:
+    """Write ``figure`` as ``archive/figures/<stem>.png``, close it, and return the file name."""
     import matplotlib.pyplot as plt
 
+    write_figure(archive / "figures" / stem, figure, formats=("png",))
+    plt.close(figure)
+    return f"{stem}.png"
+
+
+def _write_figures(archive: Path, table: pd.DataFrame, ratios: pd.DataFrame) -> list[str]:
     from icl_interp.results import file_stem
 
     figures: dict[str, tuple[Any, tuple]] = {
@@ -300,11 +307,9 @@ def _write_figures(archive: Path, table: pd.DataFrame, ratios: pd.DataFrame) -> 
         for m in sorted(table["model"].unique())
     }
     figures["order_ratio"] = (_order_figure, (ratios,))
-    for stem, (draw, arguments) in figures.items():
-        figure = draw(*arguments)
-        write_figure(archive / "figures" / stem, figure, formats=("png",))
-        plt.close(figure)
-    return [f"{stem}.png" for stem in figures]
+    return [
+        _save_figure(archive, stem, draw(*arguments)) for stem, (draw, arguments) in figures.items()
+    ]
 
 
 # --------------------------------------------------------------------------- the page
@@ -465,11 +470,28 @@ def _amendment_units(
     return head, config, table
 
 
+def _command_block(config: dict, run: str) -> list[str]:
+    """The run's command as a fenced block, set off by blank lines."""
+    return ["", "```bash", _command(config, run), "```", ""]
+
+
+def _endpoint_block(
+    family: str, rows: list[dict[str, Any]], expected: str, account: str
+) -> list[str]:
+    """An amendment's endpoint table (or why it waits) and one reading per endpoint."""
+    return [
+        "",
+        f"Endpoints ({family}):",
+        "",
+        *(_endpoint_table(rows) if rows else [WAITING]),
+        "",
+        *[_amendment_reading(r, expected, account) for r in rows],
+    ]
+
+
 def _finetuning_section(archive: Path, data: str, icl: pd.DataFrame) -> list[str]:
     """The plan amendment's section (GD and LCGD order ratios beside ICL's); [] before its run
     has a config, a line saying so before its first unit."""
-    import matplotlib.pyplot as plt
-
     run = "order_finetuning"
     head, config, table = _amendment_units(archive, run, "Order sensitivity of GD and LCGD")
     if config is None:
@@ -482,9 +504,7 @@ def _finetuning_section(archive: Path, data: str, icl: pd.DataFrame) -> list[str
         [shown.assign(readout="ICL " + shown["mask"]),
          tuned.assign(readout=tuned["method"].str.upper())], ignore_index=True,
     )  # fmt: skip
-    figure = _order_figure(readouts, hue="readout")
-    write_figure(archive / "figures" / "order_ratio_finetuning", figure, formats=("png",))
-    plt.close(figure)
+    figure = _save_figure(archive, "order_ratio_finetuning", _order_figure(readouts, "readout"))
     rows = all_planned(finetuning_endpoints(icl, tuned, plan["datasets"]), len(plan["seeds"]))
     lrs = table.groupby(["model", "data", "method"])["lr"].first()
     return [
@@ -495,31 +515,24 @@ def _finetuning_section(archive: Path, data: str, icl: pd.DataFrame) -> list[str
         "the draw's queries. lrs (the packaged chosen ones): "
         + ", ".join(f"{m} {d} {f.upper()} {lr:g}" for (m, d, f), lr in lrs.items())
         + ".",
-        "",
-        "```bash",
-        _command(config, run),
-        "```",
-        "",
+        *_command_block(config, run),
         *_draw_table({"GD and LCGD order": (table, plan)}),
         "",
-        f"![order ratio per layer, ICL and finetunings]({data}/figures/order_ratio_finetuning.png)",
+        f"![order ratio per layer, ICL and finetunings]({data}/figures/{figure})",
         "",
         *_ratio_table(tuned, by="method"),
-        "",
-        "Endpoints (family G, Holm within each model; margin "
-        f"±{FINETUNING_MARGIN:g} on the ratio):",
-        "",
-        *(_endpoint_table(rows) if rows else [WAITING]),
-        "",
-        *[_amendment_reading(r, "equivalent", "the online-GD account") for r in rows],
+        *_endpoint_block(
+            f"family G, Holm within each model; margin ±{FINETUNING_MARGIN:g} on the ratio",
+            rows,
+            "equivalent",
+            "the online-GD account",
+        ),
     ]
 
 
 def _adapted_section(archive: Path, data: str) -> list[str]:
     """The second amendment's section (the prefix- and causal-adapted models' order ratios);
     [] before its run has a config, a line saying so before its first unit."""
-    import matplotlib.pyplot as plt
-
     run = "order_adapted"
     title = "Order sensitivity of the prefix- and causal-adapted models"
     head, config, table = _amendment_units(archive, run, title)
@@ -529,9 +542,7 @@ def _adapted_section(archive: Path, data: str) -> list[str]:
     ratios = order_ratios(finished_cells(table, plan["masks"]))
     shown = ratios.assign(readout=ratios["model"] + ", " + ratios["mask"] + " mask",
                           model="adapted gemma-3-270m")  # fmt: skip
-    figure = _order_figure(shown, hue="readout")
-    write_figure(archive / "figures" / "order_ratio_adapted", figure, formats=("png",))
-    plt.close(figure)
+    figure = _save_figure(archive, "order_ratio_adapted", _order_figure(shown, "readout"))
     rows = all_planned(adapted_endpoints(ratios), len(plan["seeds"]))
     return [
         *head,
@@ -543,22 +554,15 @@ def _adapted_section(archive: Path, data: str) -> list[str]:
         "difference mixes the objective with that adaptation's luck. The two model names are "
         "folders in the directory the command runs from: links to that run's "
         "`models/prefix_seed0` and `models/causal_seed0`.",
-        "",
-        "```bash",
-        _command(config, run),
-        "```",
-        "",
+        *_command_block(config, run),
         *_draw_table({"adapted models' order": (ratios, plan)}),
         "",
-        f"![order ratio per layer, adapted models]({data}/figures/order_ratio_adapted.png)",
+        f"![order ratio per layer, adapted models]({data}/figures/{figure})",
         "",
         *_ratio_table(ratios),
-        "",
-        "Endpoints (family A, Holm over the two):",
-        "",
-        *(_endpoint_table(rows) if rows else [WAITING]),
-        "",
-        *[_amendment_reading(r, "causal-adapted higher", "the theory") for r in rows],
+        *_endpoint_block(
+            "family A, Holm over the two", rows, "causal-adapted higher", "the theory"
+        ),
     ]
 
 
