@@ -49,7 +49,7 @@ from icl_interp.cli import main as cli_main
 from icl_interp.errors import UserError
 from icl_interp.results import read_csv, write_csv, write_text
 from icl_interp.synthetic.batched import BatchedRun, train_batched
-from icl_interp.synthetic.experiment import ExperimentConfig
+from icl_interp.synthetic.config import ExperimentConfig
 from icl_interp.synthetic.flops import peak_flops, train_step_flops
 from icl_interp.synthetic.tasks import TASKS
 from icl_interp.synthetic.train import eval_data, evaluate

@@ -61,7 +61,7 @@ SUBCOMMANDS: dict[str, Subcommand] = {
     "synthetic": Subcommand(
         "icl_interp.synthetic.experiment",
         "trained transformers on synthetic tasks: Table 1, Figure 3",
-        arguments="icl_interp.synthetic.options",
+        arguments="icl_interp.synthetic.config",
     ),
     "layers": Subcommand(
         "icl_interp.lm.layers",

@@ -7,8 +7,9 @@
   would otherwise repeat every row it produces).
 - ``add_backend_arguments``: ``--backend``, ``--workers``, ``--threads``, the same for every
   command that runs units through the run kernel (``icl_interp.runs``).
-- ``option`` / ``add_config_arguments`` / ``config_values``: a command's settings are declared
-  once, as fields of its config dataclass; the parser is derived from them.
+- ``option`` / ``nested`` / ``add_config_arguments`` / ``config_values``: a command's settings
+  are declared once, as fields of its config dataclass (``nested``: a config it embeds, whose
+  options it shares); the parser is derived from them.
 """
 
 from __future__ import annotations
@@ -135,44 +136,96 @@ def declared_options(config: type) -> list[tuple[Field[Any], OptionSpec]]:
     return [(f, f.metadata["option"]) for f in fields(config) if "option" in f.metadata]
 
 
+@dataclass(frozen=True)
+class NestedSpec:
+    """How a config embedded in another appears on the command line (``nested`` builds it)."""
+
+    config: type
+    group: str | None
+    flags: dict[str, str]
+    omit: frozenset[str]
+
+
+def nested(
+    config: type,
+    *,
+    group: str | None = None,
+    flags: dict[str, str] | None = None,
+    omit: Sequence[str] = (),
+) -> Any:
+    """A config field holding another config (by default ``config()``), whose options are
+    ``config``'s own ``option`` fields less ``omit`` (those the embedding config sets itself),
+    each under its own flag unless ``flags`` renames it (field name: flag). On the namespace an
+    embedded option's dest is ``<field>.<name>``; ``config_values`` gathers them into a dict."""
+    spec = NestedSpec(config, group, dict(flags or {}), frozenset(omit))
+    return field(default_factory=config, metadata={"nested": spec})
+
+
 def add_config_arguments(
     parser: argparse.ArgumentParser | argparse._ArgumentGroup,
     config: type,
     groups: dict[str, str] | None = None,
     presets: bool = False,
 ) -> dict[str, argparse._ArgumentGroup]:
-    """Add one option per ``option`` field of ``config`` and return the argument groups made
-    from ``groups`` (key: title, in display order). ``presets``: an option not given is left out
-    of the namespace (a preset fills it) instead of taking the field's default."""
+    """Add one option per ``option`` field of ``config`` (and of each config it embeds with
+    ``nested``) and return the argument groups made from ``groups`` (key: title, in display
+    order). ``presets``: an option not given is left out of the namespace (a preset fills it)
+    instead of taking the field's default."""
     made = {key: parser.add_argument_group(title) for key, title in (groups or {}).items()}
-    for spec_field, spec in declared_options(config):
-        kwargs = dict(spec.kwargs)
-        default: Any = spec_field.default
-        if default is False:
-            kwargs.setdefault("action", "store_true")
-        elif kwargs.get("nargs") in ("+", "*"):
-            kwargs.setdefault("action", Distinct)
-            default = list(default)
-        if spec.flags and kwargs.get("action") != "store_true":
-            kwargs.setdefault("metavar", spec.flags[0].lstrip("-").replace("-", "_").upper())
-        flags = spec.flags or ("--" + spec_field.name.replace("_", "-"),)
-        target = parser if spec.group is None else made[spec.group]
-        target.add_argument(
-            *flags,
-            dest=spec_field.name,
-            default=argparse.SUPPRESS if presets else default,
-            help=spec.help,
-            **kwargs,
-        )
+    for spec_field in fields(config):
+        if "option" in spec_field.metadata:
+            spec = spec_field.metadata["option"]
+            target = parser if spec.group is None else made[spec.group]
+            flags = spec.flags or ("--" + spec_field.name.replace("_", "-"),)
+            _add_option(target, flags, spec_field.name, spec_field.default, spec, presets)
+        elif "nested" in spec_field.metadata:
+            outer = spec_field.metadata["nested"]
+            target = parser if outer.group is None else made[outer.group]
+            for inner, spec in declared_options(outer.config):
+                if inner.name in outer.omit:
+                    continue
+                flags = (outer.flags[inner.name],) if inner.name in outer.flags else spec.flags
+                flags = flags or ("--" + inner.name.replace("_", "-"),)
+                dest = f"{spec_field.name}.{inner.name}"
+                _add_option(target, flags, dest, inner.default, spec, presets)
     return made
+
+
+def _add_option(
+    target: argparse.ArgumentParser | argparse._ArgumentGroup,
+    flags: tuple[str, ...],
+    dest: str,
+    default: Any,
+    spec: OptionSpec,
+    presets: bool,
+) -> None:
+    kwargs = dict(spec.kwargs)
+    if default is False:
+        kwargs.setdefault("action", "store_true")
+    elif kwargs.get("nargs") in ("+", "*"):
+        kwargs.setdefault("action", Distinct)
+        default = list(default)
+    if kwargs.get("action") != "store_true":
+        kwargs.setdefault("metavar", flags[0].lstrip("-").replace("-", "_").upper())
+    target.add_argument(
+        *flags,
+        dest=dest,
+        default=argparse.SUPPRESS if presets else default,
+        help=spec.help,
+        **kwargs,
+    )
 
 
 def config_values(config: type, args: argparse.Namespace) -> dict[str, Any]:
     """The values in ``args`` of ``config``'s fields (lists as tuples), by field name; a field
-    absent from ``args`` is absent here."""
-    given = vars(args)
-    return {
-        f.name: tuple(given[f.name]) if isinstance(given[f.name], list) else given[f.name]
-        for f in fields(config)
-        if f.name in given
-    }
+    absent from ``args`` is absent here; an embedded config's values are a dict (``nested``)."""
+    given = {k: tuple(v) if isinstance(v, list) else v for k, v in vars(args).items()}
+    values: dict[str, Any] = {}
+    for f in fields(config):
+        if "nested" in f.metadata:
+            inner = {k.split(".", 1)[1]: v for k, v in given.items() if k.startswith(f.name + ".")}
+            if inner:
+                values[f.name] = inner
+        elif f.name in given:
+            values[f.name] = given[f.name]
+    return values

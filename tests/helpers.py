@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -34,3 +35,14 @@ def run_notebook(path: Path, *, cwd: Path | None = None, timeout: int = 600) -> 
         kernel_name="python3",
         resources={"metadata": {"path": str(cwd or path.parent)}},
     ).execute()
+
+
+def tiny_table(training: dict[str, Any] | None = None, **table: Any) -> Any:
+    """adapt-table's ``tiny`` preset on the packaged data, ``table`` overriding the table's
+    settings and ``training`` those of the adaptation it embeds."""
+    from icl_interp.lm.adapt.config import AdaptConfig
+    from icl_interp.lm.adapt.table_config import PRESETS, TableConfig
+
+    preset = PRESETS["tiny"]
+    merged = {**preset["training"], "data_dir": str(SHARED_DATA), **(training or {})}
+    return TableConfig(**{**preset, **table, "training": AdaptConfig(**merged)})

@@ -391,37 +391,11 @@ class _WeightWatch:
         )
 
 
-def finetune(
-    model: Any,
-    demo_ids: list[Int[Tensor, " _tok"]],
-    *,
-    method: str = "gd",
-    lr: float = 1e-3,
-    params: str = "kv",
-    seed: int = 0,
-    compute_dtype: str = "float32",
-    progress: bool = False,
-) -> Any:
-    """Return a copy of ``model`` finetuned on ``demo_ids`` (one SGD step per demonstration).
-
-    ``compute_dtype="bfloat16"`` runs the forward passes under bfloat16 autocast (weights,
-    gradients and updates stay float32): ~2-3x faster on CPUs with AVX512-BF16, gradients
-    accurate to ~1e-2 relative; ``"auto"`` picks it where the hardware supports it
-    (``resolve_compute_dtype``). Raises ``UserError`` naming the step and demonstration when
-    the run diverges (a NaN/inf loss or block output, or a trained tensor that is non-finite
-    or beyond ``EXPLOSION_FACTOR`` after a step; see the module docstring).
-    """
-    tuned, _ = finetune_with_losses(
-        model,
-        demo_ids,
-        method=method,
-        lr=lr,
-        params=params,
-        seed=seed,
-        compute_dtype=compute_dtype,
-        progress=progress,
-    )
-    return tuned
+def finetune(model: Any, demo_ids: list[Int[Tensor, " _tok"]], **options: Any) -> Any:
+    """Return a copy of ``model`` finetuned on ``demo_ids`` (one SGD step per demonstration);
+    ``options`` are ``finetune_with_losses``'s (method, lr, params, seed, compute_dtype,
+    progress)."""
+    return finetune_with_losses(model, demo_ids, **options)[0]
 
 
 def finetune_with_losses(
@@ -435,8 +409,16 @@ def finetune_with_losses(
     compute_dtype: str = "float32",
     progress: bool = False,
 ) -> tuple[Any, list[float]]:
-    """``finetune``, also returning each step's training loss (before that step's update;
-    for LCGD the sum over layers)."""
+    """A copy of ``model`` finetuned on ``demo_ids`` (one SGD step per demonstration) and each
+    step's training loss (before that step's update; for LCGD the sum over layers).
+
+    ``compute_dtype="bfloat16"`` runs the forward passes under bfloat16 autocast (weights,
+    gradients and updates stay float32): ~2-3x faster on CPUs with AVX512-BF16, gradients
+    accurate to ~1e-2 relative; ``"auto"`` picks it where the hardware supports it
+    (``resolve_compute_dtype``). Raises ``UserError`` naming the step and demonstration when
+    the run diverges (a NaN/inf loss or block output, or a trained tensor that is non-finite
+    or beyond ``EXPLOSION_FACTOR`` after a step; see the module docstring).
+    """
     config = FinetuneConfig(
         method=method, lr=lr, params=params, seed=seed, compute_dtype=compute_dtype
     )

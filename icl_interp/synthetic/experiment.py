@@ -20,18 +20,15 @@ each run folder records its own config, and the reports cover the runs asked for
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 import torch
 
 from icl_interp.errors import UserError
-from icl_interp.masks import MASKS
 from icl_interp.results import (
     ResultFolder,
     done,
@@ -43,79 +40,10 @@ from icl_interp.results import (
     write_text,
 )
 from icl_interp.runs import Backend, backend_for, map_units
-from icl_interp.synthetic.model import ModelConfig
-from icl_interp.synthetic.options import SHARINGS, TASK_COLUMNS
-from icl_interp.synthetic.presets import PRESETS
+from icl_interp.synthetic.config import ExperimentConfig, RunSpec, config_from_args
 from icl_interp.synthetic.report import figure3, paired_differences, summarize, table1_markdown
 from icl_interp.synthetic.tasks import TASKS
 from icl_interp.synthetic.train import TrainConfig, eval_data, evaluate, train
-
-RunSpec = tuple[str, str, str, int]
-
-
-@dataclass
-class ExperimentConfig:
-    """Which trainings to run and at which scale (``overrides`` patch the preset's fields)."""
-
-    preset: str = "cpu"
-    tasks: list[str] = field(default_factory=lambda: list(TASK_COLUMNS))
-    masks: list[str] = field(default_factory=lambda: ["prefix", "causal"])
-    sharing: list[str] = field(default_factory=lambda: list(SHARINGS))
-    overrides: dict[str, Any] = field(default_factory=dict)
-    seeds: list[int] = field(default_factory=lambda: [0])
-
-    def __post_init__(self) -> None:
-        PRESETS.get(self.preset)
-        for task in self.tasks:
-            TASKS.get(task)
-        for mask in self.masks:
-            MASKS.get(mask)
-        for sharing in self.sharing:
-            if sharing not in SHARINGS:
-                raise UserError(f"unknown sharing {sharing!r}; valid: {', '.join(SHARINGS)}")
-        if not (self.tasks and self.masks and self.sharing and self.seeds):
-            raise UserError("--tasks, --masks, --sharing and --seeds each need at least one value")
-        for name in ("tasks", "masks", "sharing", "seeds"):
-            values = getattr(self, name)
-            repeated = sorted({str(v) for v in values if values.count(v) > 1})
-            if repeated:
-                raise UserError(f"--{name} lists {', '.join(repeated)} more than once")
-        if any(seed < 0 for seed in self.seeds):
-            raise UserError(f"seeds must be >= 0, got {self.seeds}")
-
-    def train_config(self, task: str, mask: str, sharing: str, seed: int) -> TrainConfig:
-        values = copy.deepcopy(PRESETS.get(self.preset))
-        model_overrides = self.overrides.get("model", {})
-        values.update({k: v for k, v in self.overrides.items() if k != "model"})
-        model = ModelConfig(
-            **{**values.pop("model"), **model_overrides},
-            d_y=TASKS.get(task).d_y,
-            shared_layers=sharing == "SL",
-            mask_kind=mask,
-        )
-        return TrainConfig(task=task, model=model, seed=seed, **values)
-
-    def runs(self) -> list[RunSpec]:
-        return [
-            (t, m, s, seed)
-            for seed in self.seeds
-            for t in self.tasks
-            for m in self.masks
-            for s in self.sharing
-        ]
-
-    def folder_settings(self) -> dict[str, Any]:
-        """What the results folder records and compares (the preset's values included)."""
-        return {
-            "preset": self.preset,
-            "preset_values": PRESETS.get(self.preset),
-            "overrides": self.overrides,
-            "tasks": self.tasks,
-            "masks": self.masks,
-            "sharing": self.sharing,
-            "seeds": self.seeds,
-        }
-
 
 PLAN_KEYS = frozenset({"tasks", "masks", "sharing", "seeds"})
 
@@ -156,8 +84,6 @@ class RunTrainer:
 
     cfg: ExperimentConfig
     out: Path
-    device: str = "cpu"
-    cuda_graph: bool = False
     deadline: float | None = None
 
     def __call__(self, spec: RunSpec) -> bool:
@@ -172,10 +98,10 @@ class RunTrainer:
         )
         state = train(
             train_cfg,
-            device=self.device,
+            device=self.cfg.device,
             checkpoint=run_dir / "checkpoint.pt",
             max_seconds=left,
-            cuda_graph=self.cuda_graph,
+            cuda_graph=self.cfg.cuda_graph,
             desc=run_dir.name,
         )
         timing = {"train_seconds": round(state.elapsed_s, 1), "steps": state.step}
@@ -194,10 +120,6 @@ class RunTrainer:
 def run_experiment(
     cfg: ExperimentConfig,
     out: Path,
-    *,
-    device: str = "cpu",
-    cuda_graph: bool = False,
-    max_seconds: float | None = None,
     backend: Backend | None = None,
 ) -> pd.DataFrame:
     """Train (or resume) every run of the plan, evaluate finished ones, write reports; return results.
@@ -212,10 +134,10 @@ def run_experiment(
         cfg.train_config(*spec)
     check_runs(cfg, out)
     folder.claim(train_configs={run_name(*r): cfg.train_config(*r) for r in cfg.runs()})
-    deadline = None if max_seconds is None else time.time() + max_seconds
+    deadline = None if cfg.max_minutes is None else time.time() + 60 * cfg.max_minutes
     todo = [r for r in cfg.runs() if not done(out / "runs" / run_name(*r) / "eval.csv")]
     started = time.monotonic()
-    trainer = RunTrainer(cfg, out, device, cuda_graph, deadline)
+    trainer = RunTrainer(cfg, out, deadline)
     outcomes = dict(map_units(trainer, todo, backend or Backend(), desc="trainings"))
     unfinished = [run_name(*spec) for spec in todo if not outcomes[spec]]
     if unfinished:
@@ -256,44 +178,18 @@ def write_reports(cfg: ExperimentConfig, out: Path) -> pd.DataFrame:
 
 
 def run(args: argparse.Namespace) -> int:
-    overrides: dict[str, Any] = {}
-    if args.epochs is not None:
-        overrides["epochs"] = args.epochs
-    if args.n_train is not None:
-        overrides["n_train"] = args.n_train
-    if args.n_layers is not None:
-        overrides["model"] = {"n_layers": args.n_layers}
-    if args.max_minutes is not None and args.max_minutes <= 0:
-        raise UserError(f"--max-minutes must be > 0, got {args.max_minutes}")
-    if args.device.startswith("cuda") and not torch.cuda.is_available():
+    cfg = config_from_args(args)
+    if cfg.device.startswith("cuda") and not torch.cuda.is_available():
         raise UserError("--device cuda asked for, but torch sees no CUDA device")
-    if args.cuda_graph and not args.device.startswith("cuda"):
-        raise UserError("--cuda-graph needs --device cuda")
     backend = backend_for(args.backend, args.workers, args.threads, args.out)
-    if backend.workers > 1 and not args.device.startswith("cpu"):
+    if backend.workers > 1 and not cfg.device.startswith("cpu"):
         raise UserError("--workers > 1 is for --device cpu; one GPU trains one run at a time")
-    seeds = args.seeds if args.seeds is not None else [0 if args.seed is None else args.seed]
-    cfg = ExperimentConfig(
-        preset=args.preset,
-        tasks=args.tasks,
-        masks=args.masks,
-        sharing=args.sharing,
-        overrides=overrides,
-        seeds=seeds,
-    )
     for run_spec in cfg.runs():
         cfg.train_config(*run_spec)
-    if args.device.startswith("cuda"):
+    if cfg.device.startswith("cuda"):
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
-    results = run_experiment(
-        cfg,
-        args.out,
-        device=args.device,
-        cuda_graph=args.cuda_graph,
-        max_seconds=None if args.max_minutes is None else 60 * args.max_minutes,
-        backend=backend,
-    )
+    results = run_experiment(cfg, args.out, backend)
     if (args.out / "table1.md").exists() and not results.empty:
         print((args.out / "table1.md").read_text())
     return 0

@@ -20,7 +20,7 @@ import pandas as pd
 from icl_interp import results
 from icl_interp.errors import UserError
 from icl_interp.results import read_csv, write_text
-from icl_interp.synthetic.options import TASK_COLUMNS
+from icl_interp.synthetic.config import TASK_COLUMNS
 from icl_interp.synthetic.report import table1_markdown
 
 ARCHIVED = ("results.csv", "table1.csv", "paired.csv", "timings.json", "figure3.png")

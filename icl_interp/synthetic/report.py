@@ -19,7 +19,7 @@ import pandas as pd
 
 from icl_interp.masks import MASKS, mask_names
 from icl_interp.stats import estimate
-from icl_interp.synthetic.options import SHARINGS, TASK_COLUMNS
+from icl_interp.synthetic.config import SHARINGS, TASK_COLUMNS
 
 TRIVIAL_LABEL = "trivial (0 / best class)"
 BASELINE_LABELS = {"trivial": TRIVIAL_LABEL, "least_squares": "least squares on the context"}

@@ -1,5 +1,6 @@
 import subprocess
 import sys
+from pathlib import Path
 
 from icl_interp.cli import main
 
@@ -57,6 +58,30 @@ def test_each_config_field_declared_as_an_option_is_parsed_to_its_default() -> N
     ]:
         args = _subparser(name).parse_args([])
         assert module.config_from_args(args) == default, name
+    from icl_interp.synthetic import config as synthetic_config
+
+    args = _subparser("synthetic").parse_args(["--out", "x"])
+    assert synthetic_config.config_from_args(args) == synthetic_config.ExperimentConfig()
+
+
+def test_adapt_table_embeds_the_adaptation_config_and_shares_its_options() -> None:
+    """adapt-table's training options are AdaptConfig's own (k renamed --train-k), fill the
+    embedded config, and a preset's training values reach it unless an option is given."""
+    from icl_interp.lm.adapt.config import AdaptConfig
+    from icl_interp.lm.adapt.table_config import config_from_args
+
+    args = _subparser("adapt-table").parse_args(
+        ["--preset", "tiny", "--train-k", "3", "--weight-decay", "0.1", "--seeds", "0"]
+    )
+    config = config_from_args(args)
+    assert isinstance(config.training, AdaptConfig)
+    assert (config.training.k, config.training.weight_decay, config.training.steps) == (3, 0.1, 4)
+    assert config.training.base == "tiny-gemma3" and config.seeds == (0,)
+    model = config.adapt_config("causal", 0, Path("m"))
+    assert (model.objective, model.k, model.out) == ("causal", 3, "m")
+    flags = {f for a in _subparser("adapt-table")._actions for f in a.option_strings}  # noqa: SLF001
+    assert {"--train-k", "--train-queries", "--lora-rank"} <= flags
+    assert not {"--k", "--objective", "--seed", "--progress"} & flags
 
 
 def test_one_model_is_given_by_model_in_every_command_that_takes_one() -> None:

@@ -34,7 +34,7 @@ from icl_interp.results import (
     release_locks,
 )
 from tests.core.test_reliability import TINY_LSA, assert_one_line, run_cli, subprocess_env
-from tests.helpers import SHARED_DATA
+from tests.helpers import SHARED_DATA, tiny_table
 
 needs_data = pytest.mark.skipif(not SHARED_DATA.is_dir(), reason="needs ../shared/data")
 
@@ -359,13 +359,10 @@ def test_a_parameter_group_the_architecture_lacks_is_refused_before_claiming(
 ) -> None:
     from icl_interp.lm.adapt import training
     from icl_interp.lm.adapt.table import run_table
-    from icl_interp.lm.adapt.table_config import PRESETS, TableConfig
 
     # an architecture whose adapter finds no q/k/v/o projections to put LoRA on
     monkeypatch.setattr(training, "projection_modules", lambda model: [])
-    config = TableConfig(
-        **{**PRESETS["tiny"], "base": "tiny-gpt2", "data_dir": str(SHARED_DATA), "params": "lora"}
-    )
+    config = tiny_table({"base": "tiny-gpt2", "params": "lora"})
     out = tmp_path / "table"
     with pytest.raises(UserError) as error:
         run_table(config, out)
@@ -391,9 +388,8 @@ def test_a_failure_after_claiming_leaves_the_folder_claimable_by_the_corrected_c
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, has_results: bool
 ) -> None:
     import icl_interp.lm.adapt.table as adapt_table
-    from icl_interp.lm.adapt.table_config import PRESETS, TableConfig
 
-    config = TableConfig(**{**PRESETS["tiny"], "data_dir": str(SHARED_DATA)})
+    config = tiny_table()
     out = tmp_path / "table"
 
     def failing(adapt_config) -> None:
@@ -408,7 +404,7 @@ def test_a_failure_after_claiming_leaves_the_folder_claimable_by_the_corrected_c
     release_locks()
     assert (out / "config.json").exists() == has_results
     if not has_results:  # the corrected command (another lr) is not refused
-        adapt_table.result_folder(out, dataclasses.replace(config, lr=config.lr / 10)).check()
+        adapt_table.result_folder(out, tiny_table({"lr": config.training.lr / 10})).check()
         release_locks()
 
 
@@ -902,11 +898,10 @@ def test_one_seed_says_no_interval_instead_of_nan(seeds: list[int]) -> None:
         table2,
         table2_markdown,
     )
-    from icl_interp.lm.adapt.table_config import PRESETS, TableConfig
 
     final = _final(seeds)
     paired = paired_differences(final)
-    page = table2_markdown(table2(final, paired), paired, TableConfig(**PRESETS["tiny"]))
+    page = table2_markdown(table2(final, paired), paired, tiny_table())
     assert "nan" not in page
     if len(seeds) == 1:
         assert "one seed: no interval" in page and "one seed, so no interval" in page

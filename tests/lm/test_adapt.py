@@ -20,7 +20,7 @@ from icl_interp.lm.adapt.config import AdaptConfig
 from icl_interp.lm.adapt.episodes import Episode, EpisodeStream
 from icl_interp.lm.adapt.run import adapt, read_card
 from icl_interp.lm.adapt.table import paired_differences, run_table
-from icl_interp.lm.adapt.table_config import PRESETS, TableConfig
+from icl_interp.lm.adapt.table_config import TableConfig
 from icl_interp.lm.adapt.training import (
     add_lora,
     episode_hidden,
@@ -29,7 +29,7 @@ from icl_interp.lm.adapt.training import (
     trainable_parameters,
 )
 from icl_interp.lm.models import TINY_ARCHS, load_model, tiny_random_model
-from tests.helpers import SHARED_DATA
+from tests.helpers import SHARED_DATA, tiny_table
 
 needs_data = pytest.mark.skipif(not SHARED_DATA.is_dir(), reason="needs ../shared/data")
 
@@ -330,7 +330,7 @@ def test_config_errors():
     with pytest.raises(UserError, match="params"):
         AdaptConfig(params="everything")
     with pytest.raises(UserError, match="also in the training mixture"):
-        TableConfig(mixture=("sst2", "trec"), heldout=("trec", "rte"))
+        TableConfig(training=AdaptConfig(mixture=("sst2", "trec")), heldout=("trec", "rte"))
     with pytest.raises(UserError, match="layer-dataset"):
         TableConfig(layer_dataset="mr")
 
@@ -374,9 +374,7 @@ def test_label_words_that_are_not_single_tokens_are_refused(tmp_path):
         )
     )
     try:
-        config = TableConfig(
-            **{**PRESETS["tiny"], "mixture": ("sst2oddwords",), "data_dir": str(SHARED_DATA)}
-        )
+        config = tiny_table({"mixture": ("sst2oddwords",)})
         with pytest.raises(UserError, match="sst2oddwords.*one token"):
             run_table(config, tmp_path / "table")
     finally:
@@ -446,9 +444,7 @@ def test_paired_differences_interval():
 @needs_data
 def test_adapt_table_tiny_end_to_end(tmp_path):
     """Serial on one thread; then the same on two worker processes gives the same tables."""
-    config = TableConfig(
-        **{**PRESETS["tiny"], "ks": (2,), "data_dir": str(SHARED_DATA), "threads": 1}
-    )
+    config = tiny_table(ks=(2,), threads=1)
     result = run_table(config, tmp_path / "table")
     assert result["finished"]
     out = tmp_path / "table"
@@ -492,9 +488,9 @@ def test_adapt_table_tiny_end_to_end(tmp_path):
 def test_adapt_table_refuses_a_model_folder_made_with_other_settings(tmp_path):
     """A finished adaptation dropped into ``models/`` is used only if it was made with the
     table's settings; one with another lr is an error naming the difference."""
-    config = TableConfig(**{**PRESETS["tiny"], "ks": (2,), "data_dir": str(SHARED_DATA)})
+    config = tiny_table(ks=(2,))
     folder = tmp_path / "table" / "models" / "causal_seed0"
-    adapt(dataclasses.replace(config.adapt_config("causal", 0, folder), lr=config.lr / 2))
+    adapt(config.adapt_config("causal", 0, folder, lr=config.training.lr / 2))
     with pytest.raises(UserError, match=r"other settings \(lr: 0.0005 -> 0.001\)"):
         run_table(config, tmp_path / "table")
 
@@ -512,24 +508,19 @@ def test_the_adaptation_lr_rule_by_hand():
         choose_adaptation_lr({})
 
 
-def test_lr_and_lr_grid_are_one_or_the_other():
-    base = {**PRESETS["tiny"], "data_dir": str(SHARED_DATA)}
-    with pytest.raises(UserError, match="one of --lr and --lr-grid"):
-        TableConfig(**{**base, "lr": None})
-    with pytest.raises(UserError, match="one of --lr and --lr-grid"):
-        TableConfig(**{**base, "lr_grid": (1e-3,)})
+def test_lr_and_lr_grid_are_one_or_the_other(capsys):
     with pytest.raises(UserError, match="distinct lrs > 0"):
-        TableConfig(**{**base, "lr": None, "lr_grid": (1e-3, 1e-3)})
+        tiny_table(lr_grid=(1e-3, 1e-3))
+    code = cli_main(["adapt-table", "--preset", "tiny", "--lr", "1e-3", "--lr-grid", "1e-3"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "--lr or --lr-grid, not both" in err and "\n" not in err
 
 
 @needs_data
 def test_the_lr_pilot_chooses_by_the_rule_and_its_models_are_the_tables(tmp_path):
     from icl_interp.lm.lr_rule import choose_adaptation_lr
 
-    config = TableConfig(
-        **{**PRESETS["tiny"], "ks": (2,), "seeds": (0,), "layer_seeds": (), "steps": 2,
-           "lr": None, "lr_grid": (1e-3, 3e-2), "data_dir": str(SHARED_DATA)}
-    )  # fmt: skip
+    config = tiny_table({"steps": 2}, ks=(2,), seeds=(0,), layer_seeds=(), lr_grid=(1e-3, 3e-2))
     out = tmp_path / "table"
     assert run_table(config, out)["finished"]
     pilot = pd.read_csv(out / "lr_pilot.csv")

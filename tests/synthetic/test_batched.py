@@ -5,7 +5,7 @@ import torch
 
 from icl_interp.errors import UserError
 from icl_interp.synthetic.batched import build_group, group_indices, train_batched
-from icl_interp.synthetic.experiment import ExperimentConfig
+from icl_interp.synthetic.config import ExperimentConfig
 from icl_interp.synthetic.model import ModelConfig
 from icl_interp.synthetic.tasks import TASKS
 from icl_interp.synthetic.train import TrainConfig, eval_data, evaluate, train

@@ -9,7 +9,7 @@ import pytest
 
 from analyses.synthetic_table1 import _main
 from icl_interp.cli import main
-from icl_interp.synthetic.experiment import ExperimentConfig
+from icl_interp.synthetic.config import ExperimentConfig
 from icl_interp.synthetic.report import (
     paired_differences,
     paired_interval,
@@ -157,8 +157,8 @@ def test_a_folder_of_another_program_is_refused(tmp_path, capsys) -> None:
         (["--preset", "huge"], "valid presets"),
         (["--max-minutes", "0"], "max-minutes"),
         (["--cuda-graph"], "--device cuda"),
-        (["--seeds", "0", "1", "0"], "--seeds lists 0 more than once"),
-        (["--seeds", "0", "--seed", "1"], "not allowed with"),
+        (["--seeds", "0", "1", "0"], "repeated value(s) 0"),
+        (["--seed", "-1"], "a seed must be in 0..2**63-1"),
         (["--workers", "0"], "--workers must be >= 1"),
     ],
 )
@@ -242,7 +242,7 @@ def test_table1_markdown_with_one_seed_and_a_missing_cell() -> None:
 
 
 def test_preset_overrides_reach_the_train_config() -> None:
-    cfg = ExperimentConfig(preset="paper", overrides={"epochs": 3, "model": {"n_layers": 5}})
+    cfg = ExperimentConfig(preset="paper", epochs=3, n_layers=5)
     train_cfg = cfg.train_config("classification", "causal", "UL", 4)
     assert (train_cfg.epochs, train_cfg.model.n_layers, train_cfg.model.d_model) == (3, 5, 128)
     assert (train_cfg.model.d_y, train_cfg.model.mask_kind, train_cfg.model.shared_layers) == (

@@ -13,7 +13,7 @@ import torch
 
 from analyses import synthetic_order_sensitivity
 from icl_interp.cli import main
-from icl_interp.synthetic.experiment import ExperimentConfig
+from icl_interp.synthetic.config import ExperimentConfig
 from icl_interp.synthetic.model import SyntheticTransformer
 from icl_interp.synthetic.order import probe_order_sensitivity
 from icl_interp.synthetic.tasks import TASKS

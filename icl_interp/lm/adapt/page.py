@@ -58,7 +58,7 @@ def _command(config: dict) -> str:
     lr = (
         f"--lr-grid {' '.join(f'{lr:g}' for lr in config['lr_grid'])}"
         if config.get("lr_grid")
-        else f"--lr {config['lr']:g}"
+        else f"--lr {config.get('training', config)['lr']:g}"  # flat in older archives
     )
     return (
         f"icl-interp adapt-table --preset {config['preset']} {lr} --workers 2 "

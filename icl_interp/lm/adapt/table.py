@@ -95,7 +95,7 @@ def unit_name(role: str, mask: str, data: str, k: int, seed: int) -> str:
 
 
 def model_path(config: TableConfig, out: Path, role: str, seed: int) -> str:
-    return config.base if role == "base" else str(model_folder(out, role, seed))
+    return config.training.base if role == "base" else str(model_folder(out, role, seed))
 
 
 def _seed_prompts(
@@ -262,7 +262,7 @@ class GroupEvaluator:
 
         if self.loaded is None or self.loaded[0] != path:
             self.loaded = None  # free the previous model before loading the next
-            self.loaded = (path, load_model(path, device=self.config.device))
+            self.loaded = (path, load_model(path, device=self.config.training.device))
         return self.loaded[1]
 
 
@@ -271,7 +271,9 @@ def heldout_pools(config: TableConfig) -> dict[tuple[str, str], Any]:
     from icl_interp.lm.data import load_examples
 
     return {
-        (name, split): load_examples(name, split, config.data_dir, source=config.source)
+        (name, split): load_examples(
+            name, split, config.training.data_dir, source=config.training.source
+        )
         for name in config.heldout
         for split in ("train", "test")
     }
@@ -526,9 +528,9 @@ def layer_unit(
         max_len=config.eval_max_len,
         batch_size=config.batch_size,
         heatmap_examples=0,
-        data_dir=config.data_dir,
-        source=config.source,
-        device=config.device,
+        data_dir=config.training.data_dir,
+        source=config.training.source,
+        device=config.training.device,
     )
     run_compare(compare_config, folder, figures=False)
     return True
@@ -696,16 +698,16 @@ def _validate(config: TableConfig) -> dict[tuple[str, str], Any]:
     from icl_interp.lm.data import get_dataset, label_token_ids
     from icl_interp.lm.models import load_model
 
-    for name in (*config.mixture, *config.heldout):
+    for name in (*config.training.mixture, *config.heldout):
         get_dataset(name)
-    model = load_model(config.base, device=config.device)
-    check_params(model, config.params)
-    for name in (*config.mixture, *config.heldout):
+    model = load_model(config.training.base, device=config.training.device)
+    check_params(model, config.training.params)
+    for name in (*config.training.mixture, *config.heldout):
         spec = get_dataset(name)
         try:
             label_token_ids(model.tokenizer, spec.label_words)
         except UserError as err:
-            raise UserError(f"{config.base} cannot score {name}: {err}") from None
+            raise UserError(f"{config.training.base} cannot score {name}: {err}") from None
     pools = heldout_pools(config)
     for name in config.heldout:
         if max(config.ks) > len(pools[(name, "train")]):
@@ -754,7 +756,7 @@ def _run_claimed(
     """The lr pilot (with ``--lr-grid``) and three stages, each a set of units on the run
     kernel, then the report."""
     backend = backend_for(config.backend, config.workers, config.threads, out)
-    lr = config.lr if not config.lr_grid else run_pilot(config, out, deadline, backend)
+    lr = config.training.lr if not config.lr_grid else run_pilot(config, out, deadline, backend)
     if lr is None:
         print("time is up during the lr pilot; rerun the same command to resume")
         return {"finished": False}
@@ -796,9 +798,9 @@ def write_report(config: TableConfig, out: Path, lr: float, **timing: float) -> 
     parts = [
         "# PrefixLM vs causalLM adaptation: Table 2 analog",
         "",
-        f"Base {config.base}; mixture {', '.join(config.mixture)}; held out "
-        f"{', '.join(config.heldout)}; {config.steps} steps, lr {lr:g}, params "
-        f"{config.params}, train k {config.train_k} with {config.train_queries} queries per "
+        f"Base {config.training.base}; mixture {', '.join(config.training.mixture)}; held out "
+        f"{', '.join(config.heldout)}; {config.training.steps} steps, lr {lr:g}, params "
+        f"{config.training.params}, train k {config.training.k} with {config.training.queries} queries per "
         f"episode; seeds {list(config.seeds)}; "
         f"{config.n_test} test queries per data set and seed"
         + (" (CB: at most its 56)" if "cb" in config.heldout else "")

@@ -5,17 +5,18 @@ which embeds the training settings it hands to ``AdaptConfig`` (``adapt_config``
 from __future__ import annotations
 
 import argparse
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from icl_interp.errors import UserError
-from icl_interp.lm.adapt.config import DEFAULT_MIXTURE, AdaptConfig
+from icl_interp.lm.adapt.config import AdaptConfig
 from icl_interp.options import (
     add_backend_arguments,
     add_config_arguments,
     check_backend_options,
     config_values,
+    nested,
     option,
     seed,
 )
@@ -23,12 +24,19 @@ from icl_interp.options import (
 
 @dataclass(frozen=True)
 class TableConfig:
-    """Everything one ``adapt-table`` run does; ``PRESETS`` hold the named settings."""
+    """Everything one ``adapt-table`` run does; ``PRESETS`` hold the named settings.
+
+    ``training`` is the ``AdaptConfig`` every adapted model trains with (its base model, data
+    folder and device are the table's too); the table sets each model's objective, seed and
+    folder. ``lr_grid``: choose the lr by the adaptation lr rule first (a pilot), whose choice
+    replaces ``training.lr``."""
 
     preset: str = "cpu"
-    base: str = option("gemma-3-270m", "base model", flags=("--model", "--base"), group="table")
-    mixture: tuple[str, ...] = option(
-        DEFAULT_MIXTURE, "adaptation data sets", group="table", nargs="+"
+    training: AdaptConfig = nested(
+        AdaptConfig,
+        group="adaptation",
+        flags={"k": "--train-k", "queries": "--train-queries", "max_len": "--train-max-len"},
+        omit=("objective", "seed", "out", "threads", "max_minutes", "progress"),
     )
     heldout: tuple[str, ...] = option(
         ("trec", "sst5", "rte"), "evaluation data sets", group="table", nargs="+"
@@ -44,15 +52,8 @@ class TableConfig:
         type=seed,
     )
     n_test: int = option(32, "test queries per data set", group="table", type=int)
-    eval_max_len: int = 1024
-    batch_size: int = 8
-    # adaptation (icl_interp.lm.adapt.AdaptConfig)
-    train_k: int = option(4, "demonstrations per episode", group="adaptation", type=int)
-    train_queries: int = option(8, "queries per episode", group="adaptation", type=int)
-    train_max_len: int = 512
-    steps: int = option(100, "adaptation steps", group="adaptation", type=int)
-    # the adaptation lr rule's choice from (1e-4, 3e-4), --lr-grid
-    lr: float | None = option(3e-4, "adaptation learning rate", group="adaptation", type=float)
+    eval_max_len: int = option(1024, "token budget of a test prompt", group="table", type=int)
+    batch_size: int = option(8, "test prompts per forward pass", group="table", type=int)
     lr_grid: tuple[float, ...] = option(
         (),
         "choose the lr by the adaptation rule first: seed 0 adapted with each objective at "
@@ -61,25 +62,18 @@ class TableConfig:
         nargs="+",
         type=float,
     )
-    warmup: int = 10
-    params: str = option("lora", "blocks, attn or lora", group="adaptation")
-    lora_rank: int = 16
-    loss_on: str = option("answer", "answer, or labels (causal only)", group="adaptation")
-    val_episodes: int = 16
-    eval_every: int = 50
     # layer section (icl-interp compare on one held-out data set)
     layer_dataset: str = option("sst5", "data set of the per-layer comparison", group="layers")
-    layer_k: int = 4
-    layer_n_test: int = 16
+    layer_k: int = option(4, "demonstrations of the per-layer comparison", group="layers", type=int)
+    layer_n_test: int = option(
+        16, "test queries of the per-layer comparison", group="layers", type=int
+    )
     layer_seeds: tuple[int, ...] = option(
         (0, 1, 2), "seeds of the per-layer comparison", group="layers", nargs="*", type=seed
     )
     layer_methods: tuple[str, ...] = ("gd", "lcgd")
     layer_lr: float | None = None
     layer_base: bool = False
-    data_dir: str | None = option(None, "folder holding the data sets", group="run")
-    source: str = "auto"
-    device: str = option("cpu", "cpu or cuda", group="run")
     threads: int | None = None
     max_minutes: float | None = option(
         None,
@@ -91,12 +85,9 @@ class TableConfig:
     workers: int = 1
 
     def __post_init__(self) -> None:
-        if (self.lr is None) == (not self.lr_grid):
-            raise UserError("give adapt-table one of --lr and --lr-grid")
         if any(not lr > 0 for lr in self.lr_grid) or len(set(self.lr_grid)) < len(self.lr_grid):
             raise UserError(f"--lr-grid needs distinct lrs > 0, got {list(self.lr_grid)}")
         for name in (
-            "mixture",
             "heldout",
             "ks",
             "seeds",
@@ -107,7 +98,7 @@ class TableConfig:
             object.__setattr__(self, name, tuple(getattr(self, name)))
             if name not in ("layer_seeds", "lr_grid") and not getattr(self, name):
                 raise UserError(f"--{name.replace('_', '-')} needs at least one value")
-        overlap = sorted(set(self.mixture) & set(self.heldout))
+        overlap = sorted(set(self.training.mixture) & set(self.heldout))
         if overlap:
             raise UserError(
                 f"held-out data set(s) {', '.join(overlap)} are also in the training mixture; "
@@ -130,8 +121,6 @@ class TableConfig:
         check_backend_options(self.backend, self.workers, self.threads)
         if self.max_minutes is not None and not self.max_minutes > 0:
             raise UserError(f"--max-minutes must be > 0, got {self.max_minutes}")
-        lr = self.lr if self.lr is not None else self.lr_grid[0]
-        self.adapt_config("causal", self.seeds[0], Path("unused"), lr)  # the training part
 
     def to_dict(self) -> dict[str, Any]:
         from icl_interp.results import to_jsonable
@@ -140,36 +129,14 @@ class TableConfig:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> TableConfig:
-        return cls(**values)
+        return cls(**{**values, "training": AdaptConfig.from_dict(values["training"])})
 
     def adapt_config(
         self, objective: str, seed: int, out: Path, lr: float | None = None
     ) -> AdaptConfig:
-        """The training settings of one adapted model (``lr``: this lr instead of the table's)."""
-        lr = self.lr if lr is None else lr
-        if lr is None:
-            raise UserError("the table's lr is not chosen yet (--lr-grid runs the pilot first)")
-        return AdaptConfig(
-            base=self.base,
-            objective=objective,
-            mixture=self.mixture,
-            k=self.train_k,
-            queries=self.train_queries,
-            max_len=self.train_max_len,
-            steps=self.steps,
-            lr=lr,
-            warmup=self.warmup,
-            params=self.params,
-            lora_rank=self.lora_rank,
-            loss_on=self.loss_on,
-            seed=seed,
-            val_episodes=self.val_episodes,
-            eval_every=self.eval_every,
-            data_dir=self.data_dir,
-            source=self.source,
-            device=self.device,
-            out=str(out),
-        )
+        """The training settings of one adapted model (``lr``: this lr instead of ``training``'s)."""
+        lr = self.training.lr if lr is None else lr
+        return replace(self.training, objective=objective, seed=seed, out=str(out), lr=lr)
 
 
 PRESETS: dict[str, dict[str, Any]] = {
@@ -177,13 +144,16 @@ PRESETS: dict[str, dict[str, Any]] = {
     "cpu": {},
     # more steps, data and test examples; for a GPU
     "full": {
+        "training": {
+            "steps": 2000,
+            "k": 8,
+            "max_len": 1024,
+            "warmup": 100,
+            "val_episodes": 50,
+            "eval_every": 250,
+            "device": "cuda",
+        },
         "heldout": ("trec", "sst5", "rte", "cb"),
-        "steps": 2000,
-        "train_k": 8,
-        "train_max_len": 1024,
-        "warmup": 100,
-        "val_episodes": 50,
-        "eval_every": 250,
         "n_test": 200,
         "eval_max_len": 2048,
         "ks": (4, 8, 16, 32),
@@ -192,24 +162,25 @@ PRESETS: dict[str, dict[str, Any]] = {
         "layer_n_test": 64,
         "layer_seeds": (0, 1, 2, 3, 4),
         "layer_base": True,
-        "device": "cuda",
     },
     # tests: tiny random model, seconds
     "tiny": {
-        "base": "tiny-gemma3",
-        "mixture": ("sst2", "mr"),
+        "training": {
+            "base": "tiny-gemma3",
+            "mixture": ("sst2", "mr"),
+            "k": 2,
+            "max_len": 128,
+            "steps": 4,
+            "lr": 1e-3,
+            "warmup": 1,
+            "val_episodes": 2,
+            "eval_every": 2,
+        },
         "heldout": ("sst5", "trec"),
         "ks": (2, 4),
         "seeds": (0, 1),
         "n_test": 6,
         "eval_max_len": 256,
-        "train_k": 2,
-        "train_max_len": 128,
-        "steps": 4,
-        "lr": 1e-3,
-        "warmup": 1,
-        "val_episodes": 2,
-        "eval_every": 2,
         "layer_k": 2,
         "layer_n_test": 4,
         "layer_seeds": (0,),
@@ -245,15 +216,16 @@ def config_from_args(args: argparse.Namespace) -> TableConfig:
 
     if args.preset not in PRESETS:
         raise UserError(f"unknown preset {args.preset!r}; valid presets: {', '.join(PRESETS)}")
+    preset = PRESETS[args.preset]
     given = config_values(TableConfig, args)
-    if "lr" in given and "lr_grid" in given:
+    training = {**preset.get("training", {}), **given.pop("training", {})}
+    if "lr" in training and "lr_grid" in given:
         raise UserError("give adapt-table --lr or --lr-grid, not both")
-    if "lr_grid" in given:
-        given["lr"] = None
-    values: dict[str, Any] = {**PRESETS[args.preset], **given}
-    for name in ("mixture", "heldout"):
-        if name in values:
-            values[name] = tuple(get_dataset(n).name for n in values[name])
+    if "mixture" in training:
+        training["mixture"] = tuple(get_dataset(n).name for n in training["mixture"])
+    values: dict[str, Any] = {**preset, **given, "training": AdaptConfig(**training)}
+    if "heldout" in values:
+        values["heldout"] = tuple(get_dataset(n).name for n in values["heldout"])
     if "layer_dataset" in values:
         values["layer_dataset"] = get_dataset(values["layer_dataset"]).name
     return TableConfig(**values)
