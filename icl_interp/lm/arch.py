@@ -14,7 +14,10 @@ and use what it answers:
 - ``reinit_modules(block)``: the weight matrices the untrained baseline re-draws.
 
 ``logit_lens(model, resid, token_ids)`` (final norm + unembedding, soft-capped) is the one
-logit lens of the package, shared by capture and layer-causal GD. A new family is one
+logit lens of the package, shared by capture and layer-causal GD; ``attention_logits`` the one
+reading of pre-softmax scores, and ``attention_mask_for(model, kind, seq_len, ...)`` the one
+builder of the 4D masks handed to the HF model (per layer type where windows differ), shared
+by capture, patching and adaptation. A new family is one
 ``register_architecture(Architecture(...))`` naming its HF ``model_type`` values.
 """
 
@@ -30,6 +33,7 @@ from jaxtyping import Float, Int
 from torch import Tensor, nn
 
 from icl_interp.errors import UserError
+from icl_interp.masks import MASKS, additive_mask, build_mask
 from icl_interp.registry import Registry
 
 
@@ -168,6 +172,45 @@ def adapter(model: Any) -> Architecture:
 def attention_windows(model: Any) -> list[int | None]:
     """Per layer, the sliding window HF applies there (``None`` = full attention)."""
     return adapter(model).windows(model)
+
+
+def attention_mask_for(
+    model: Any,
+    kind: str,
+    seq_len: int,
+    *,
+    n_prefix: int = 0,
+    first_row: int = 0,
+    device: torch.device | str | None = None,
+) -> Tensor | dict[str, Tensor]:
+    """The additive mask(s) to pass to ``model`` for rows ``first_row..seq_len-1``.
+
+    Shape ``[1, 1, seq_len - first_row, seq_len]`` (``first_row`` > 0 when the first
+    positions come from a cache). Models with sliding-window layers get a dict
+    ``{layer_type: mask}`` (Gemma-3 and Qwen2 accept it), each with its own window;
+    others one tensor.
+    """
+    MASKS.get(kind)
+
+    def one(window: int | None) -> Tensor:
+        allowed = build_mask(kind, seq_len, n_prefix=n_prefix, sliding_window=window, device=device)
+        return additive_mask(allowed[first_row:])[None, None]
+
+    architecture = adapter(model)
+    windows = architecture.windows(model)
+    if all(window is None for window in windows):
+        return one(None)
+    layer_types = architecture.layer_types(model)
+    if layer_types is None or len(layer_types) != len(windows):
+        raise UserError(
+            f"{type(model.original_model).__name__} has sliding-window layers but no "
+            "per-layer-type masks; it is not supported"
+        )
+    window_of: dict[str, int | None] = {}
+    for layer_type, window in zip(layer_types, windows, strict=True):
+        if window_of.setdefault(layer_type, window) != window:
+            raise UserError(f"layers of type {layer_type!r} have different sliding windows")
+    return {layer_type: one(window) for layer_type, window in window_of.items()}
 
 
 def projection_parameters(model: Any, projections: Sequence[str]) -> list[nn.Parameter]:

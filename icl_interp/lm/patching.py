@@ -31,7 +31,8 @@ from jaxtyping import Float, Int
 from torch import Tensor
 
 from icl_interp.errors import UserError
-from icl_interp.lm.capture import attention_mask_for, batched_cache, prefix_cache, run_with_mask
+from icl_interp.lm.arch import attention_mask_for
+from icl_interp.lm.capture import batched_cache, prefix_cache, run_with_mask
 
 
 def resid_hook(layer: int) -> str:

@@ -928,7 +928,7 @@ def test_a_keyless_mask_is_refused_by_the_builder_naming_the_position(keyless_ma
 
 
 def test_a_keyless_mask_is_refused_by_language_model_captures(keyless_mask) -> None:
-    from icl_interp.lm.capture import attention_mask_for
+    from icl_interp.lm.arch import attention_mask_for
     from icl_interp.lm.models import tiny_random_model
 
     model = tiny_random_model("gemma3")

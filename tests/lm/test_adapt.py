@@ -131,16 +131,16 @@ def test_each_query_of_an_episode_sees_only_the_demonstrations_and_itself(model,
 
 @needs_data
 def test_training_uses_the_objective_mask(tmp_path, monkeypatch):
-    import icl_interp.lm.capture as capture_module
+    import icl_interp.lm.arch as arch_module
 
     seen: list[tuple[str, int]] = []
-    original = capture_module.attention_mask_for
+    original = arch_module.attention_mask_for
 
     def spy(model, kind, seq_len, **kwargs):
         seen.append((kind, kwargs.get("n_prefix", 0)))
         return original(model, kind, seq_len, **kwargs)
 
-    monkeypatch.setattr(capture_module, "attention_mask_for", spy)
+    monkeypatch.setattr(arch_module, "attention_mask_for", spy)
     adapt(tiny_config(tmp_path / "p", steps=2, val_episodes=0))
     assert seen and all(kind == "prefix" and n_prefix > 1 for kind, n_prefix in seen)
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from icl_interp.lm.arch import attention_windows
-from icl_interp.lm.capture import attention_mask_for, run_with_mask
+from icl_interp.lm.arch import attention_mask_for, attention_windows
+from icl_interp.lm.capture import run_with_mask
 from icl_interp.lm.models import TINY_ARCHS, load_model, tiny_random_model
 from icl_interp.masks import build_mask
 from tests.helpers import assert_close

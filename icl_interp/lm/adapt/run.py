@@ -13,7 +13,7 @@ episodes in the same order, and a resumed run sees exactly what an uninterrupted
 - ``objective="prefix"``: the toolkit's prefix mask with ``n_prefix = len([bos] +
   demonstrations)``: demonstrations attend to each other bidirectionally, the query attends
   to every demonstration and causally to itself (docs/definitions.md). Sliding-window layers
-  keep their windows (``capture.attention_mask_for``).
+  keep their windows (``arch.attention_mask_for``).
 
 The mask is the only difference between the objectives. The loss is the next-token
 cross-entropy (full vocabulary) of the queries' answer tokens (FLAN-style input -> target);

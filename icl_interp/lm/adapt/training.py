@@ -94,7 +94,7 @@ def hf_state_dict(hf_model: Any) -> dict[str, Tensor]:
 def episode_mask(model: Any, episode: Episode, objective: str) -> Tensor | dict[str, Tensor]:
     """``objective``'s additive mask(s) for a multi-query episode: the single-query mask (with
     sliding windows) looked up at the position ids, and nothing across query segments."""
-    from icl_interp.lm.capture import attention_mask_for
+    from icl_interp.lm.arch import attention_mask_for
 
     positions, segments = episode.positions, episode.segments
     single = attention_mask_for(
