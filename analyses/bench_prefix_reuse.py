@@ -46,17 +46,25 @@ def max_abs_diff(a: Capture, b: Capture) -> float:
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = OneLineParser(prog="bench_prefix_reuse.py", description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="gemma-3-270m")
-    parser.add_argument("--dataset", default="mr")
-    parser.add_argument("--data-dir", default=None)
+    parser.add_argument(
+        "--model",
+        default="gemma-3-270m",
+        help="model: packaged name, tiny-<arch>, HF folder or .gguf",
+    )
+    parser.add_argument("--dataset", default="mr", help="data set (a registered name)")
+    parser.add_argument(
+        "--data-dir",
+        default=None,
+        help="folder holding the data sets (default: the packaged copies)",
+    )
     parser.add_argument("--source", default="auto", help="auto, folder, package or hub")
-    parser.add_argument("--k", type=int, default=32)
+    parser.add_argument("--k", type=int, default=32, help="demonstrations per prompt")
     parser.add_argument("--n", type=int, default=16, help="test examples timed per method")
-    parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--max-len", type=int, default=2048)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--batch-size", type=int, default=8, help="prompts per forward pass")
+    parser.add_argument("--max-len", type=int, default=2048, help="token budget of a prompt")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the demonstration draw")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    parser.add_argument("--out", default="results/bench_prefix_reuse")
+    parser.add_argument("--out", default="results/bench_prefix_reuse", help="result folder")
     args = parser.parse_args(argv)
     for name in ("k", "n", "batch_size", "max_len"):
         if getattr(args, name) < (0 if name == "k" else 1):

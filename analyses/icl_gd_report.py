@@ -70,9 +70,21 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--lr-grid", nargs="+", default=LR_GRID, help="the sweep's starting grid")
     parser.add_argument("--data-dir", default=None, help="folder of the data sets")
-    parser.add_argument("--out", type=Path, default=Path("runs/icl_gd_report"))
-    parser.add_argument("--archive", type=Path, default=Path("docs/icl_vs_gd/units"))
-    parser.add_argument("--doc", type=Path, default=Path("docs/icl_vs_gd.md"))
+    parser.add_argument(
+        "--out", type=Path, default=Path("runs/icl_gd_report"), help="result folder"
+    )
+    parser.add_argument(
+        "--archive",
+        type=Path,
+        default=Path("docs/icl_vs_gd/units"),
+        help="the archive each finished unit is copied into, and the page built from",
+    )
+    parser.add_argument(
+        "--doc",
+        type=Path,
+        default=Path("docs/icl_vs_gd.md"),
+        help="the page written from the archive",
+    )
     parser.add_argument("--report-only", action="store_true", help="rebuild the page only")
     add_backend_arguments(parser, "units")
     parser.add_argument("extra", nargs="*", help="further compare options (after --)")

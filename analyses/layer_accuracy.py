@@ -25,18 +25,30 @@ from icl_interp.results import ResultFolder, write_csv, write_figure
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = OneLineParser(prog="layer_accuracy.py", description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="gemma-3-270m")
-    parser.add_argument("--dataset", default="mr")
-    parser.add_argument("--data-dir", default=None)
+    parser.add_argument(
+        "--model",
+        default="gemma-3-270m",
+        help="model: packaged name, tiny-<arch>, HF folder or .gguf",
+    )
+    parser.add_argument("--dataset", default="mr", help="data set (a registered name)")
+    parser.add_argument(
+        "--data-dir",
+        default=None,
+        help="folder holding the data sets (default: the packaged copies)",
+    )
     parser.add_argument("--source", default="auto", help="auto, folder, package or hub")
-    parser.add_argument("--masks", nargs="+", default=mask_names())
-    parser.add_argument("--ks", type=int, nargs="+", default=[32])
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--n-test", type=int, default=200)
-    parser.add_argument("--limit", type=int, default=None)
-    parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--threads", type=int, default=None)
-    parser.add_argument("--out", default="results/layer_accuracy")
+    parser.add_argument(
+        "--masks", nargs="+", default=mask_names(), help="mask kinds (registered names)"
+    )
+    parser.add_argument("--ks", type=int, nargs="+", default=[32], help="demonstration counts")
+    parser.add_argument(
+        "--seeds", type=int, nargs="+", default=[0, 1, 2], help="demonstration draws, one seed each"
+    )
+    parser.add_argument("--n-test", type=int, default=200, help="test queries per draw")
+    parser.add_argument("--limit", type=int, default=None, help="at most this many test examples")
+    parser.add_argument("--batch-size", type=int, default=8, help="prompts per forward pass")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument("--out", default="results/layer_accuracy", help="result folder")
     return parser.parse_args(argv)
 
 

@@ -46,10 +46,28 @@ def lr_option(text: str) -> float | str:
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = OneLineParser(prog="lm_order_sensitivity.py", description=__doc__.splitlines()[0])
-    parser.add_argument("--models", nargs="+", default=["gemma-3-270m", "smollm2-135m"])
-    parser.add_argument("--datasets", nargs="+", default=["sst2", "mr", "agnews"])
-    parser.add_argument("--masks", nargs="+", default=mask_names())
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
+    parser.add_argument(
+        "--models",
+        nargs="+",
+        default=["gemma-3-270m", "smollm2-135m"],
+        help="models: packaged names, tiny-<arch>, HF folders or .gguf files",
+    )
+    parser.add_argument(
+        "--datasets",
+        nargs="+",
+        default=["sst2", "mr", "agnews"],
+        help="data sets (registered names)",
+    )
+    parser.add_argument(
+        "--masks", nargs="+", default=mask_names(), help="mask kinds (registered names)"
+    )
+    parser.add_argument(
+        "--seeds",
+        type=int,
+        nargs="+",
+        default=[0, 1, 2, 3, 4],
+        help="demonstration draws, one seed each",
+    )
     parser.add_argument(
         "--methods", nargs="+", default=["icl"], help="icl (under each mask), gd, lcgd"
     )
@@ -62,13 +80,17 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--n-orders", type=int, default=8, help="P orders (and P sets)")
     parser.add_argument("--k", type=int, default=None, help="demonstrations (default: data set's)")
-    parser.add_argument("--n-test", type=int, default=50)
-    parser.add_argument("--max-len", type=int, default=2048)
-    parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--data-dir", default=None)
+    parser.add_argument("--n-test", type=int, default=50, help="test queries per draw")
+    parser.add_argument("--max-len", type=int, default=2048, help="token budget of a prompt")
+    parser.add_argument("--batch-size", type=int, default=8, help="prompts per forward pass")
+    parser.add_argument(
+        "--data-dir",
+        default=None,
+        help="folder holding the data sets (default: the packaged copies)",
+    )
     parser.add_argument("--source", default="auto", help="auto, folder, package or hub")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    parser.add_argument("--out", type=Path, default=Path("results/lm_order"))
+    parser.add_argument("--out", type=Path, default=Path("results/lm_order"), help="result folder")
     args = parser.parse_args(argv)
     try:
         for mask in args.masks:

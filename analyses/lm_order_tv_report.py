@@ -19,8 +19,18 @@ from icl_interp.cli import OneLineParser, script_exit_code
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = OneLineParser(prog="lm_order_tv_report.py", description=__doc__.splitlines()[0])
-    parser.add_argument("--archive", type=Path, default=Path("docs/results/lm_order_tv"))
-    parser.add_argument("--doc", type=Path, default=Path("docs/results/lm_order_tv.md"))
+    parser.add_argument(
+        "--archive",
+        type=Path,
+        default=Path("docs/results/lm_order_tv"),
+        help="the committed archive the page is built from",
+    )
+    parser.add_argument(
+        "--doc",
+        type=Path,
+        default=Path("docs/results/lm_order_tv.md"),
+        help="the page written from the archive",
+    )
     return parser.parse_args(argv)
 
 

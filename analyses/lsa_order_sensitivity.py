@@ -29,16 +29,34 @@ SHOWN_LAYERS = (1, 2, 5, 10, 20, 50)
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     defaults = LSAConfig()
     parser = OneLineParser(prog="lsa_order_sensitivity.py", description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=Path("results/lsa_order"))
+    parser.add_argument("--out", type=Path, default=Path("results/lsa_order"), help="result folder")
     parser.add_argument("--n-orders", type=int, default=8, help="P orders (and P context sets)")
     parser.add_argument("--order-seed", type=int, default=0, help="seed of the permutations")
     for name in ("d", "n_context", "n_queries", "n_sequences", "n_layers", "seed"):
         parser.add_argument(
-            f"--{name.replace('_', '-')}", type=int, default=getattr(defaults, name)
+            f"--{name.replace('_', '-')}",
+            type=int,
+            default=getattr(defaults, name),
+            help=f"the LSA setting {name} (as icl-interp lsa)",
         )
-    parser.add_argument("--eta", type=float, default=defaults.eta)
-    parser.add_argument("--eta-causal2", type=float, default=defaults.eta_causal2)
-    parser.add_argument("--form", choices=["recursion", "matrix"], default=defaults.form)
+    parser.add_argument(
+        "--eta",
+        type=float,
+        default=defaults.eta,
+        help="prefix/causal step; each layer uses eta/n (as icl-interp lsa)",
+    )
+    parser.add_argument(
+        "--eta-causal2",
+        type=float,
+        default=defaults.eta_causal2,
+        help="the causal2 variant's step (as icl-interp lsa)",
+    )
+    parser.add_argument(
+        "--form",
+        choices=["recursion", "matrix"],
+        default=defaults.form,
+        help="how the LSA forward is computed: the recursion or the matrix form",
+    )
     args = parser.parse_args(argv)
     if args.n_orders < 2:
         parser.error(f"--n-orders must be >= 2, got {args.n_orders}")

@@ -39,7 +39,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         prog="synthetic_order_sensitivity.py", description=__doc__.splitlines()[0]
     )
     parser.add_argument("--runs", type=Path, required=True, help="an icl-interp synthetic --out")
-    parser.add_argument("--out", type=Path, default=Path("results/synthetic_order"))
+    parser.add_argument(
+        "--out", type=Path, default=Path("results/synthetic_order"), help="result folder"
+    )
     parser.add_argument("--n-draws", type=int, default=8, help="P orders (and P context sets)")
     parser.add_argument("--n-sequences", type=int, default=64, help="sequences (tasks)")
     parser.add_argument("--order-seed", type=int, default=0, help="seed of the permutations")

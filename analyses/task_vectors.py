@@ -38,20 +38,44 @@ SOURCES = [name for name in TV_CONDITIONS.registered() if TV_CONDITIONS.get(name
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = OneLineParser(prog="task_vectors.py", description=__doc__.splitlines()[0])
-    parser.add_argument("--models", nargs="+", default=["gemma-3-270m", "smollm2-135m"])
-    parser.add_argument("--datasets", nargs="+", default=["sst2", "mr", "agnews"])
-    parser.add_argument("--masks", nargs="+", default=mask_names())
+    parser.add_argument(
+        "--models",
+        nargs="+",
+        default=["gemma-3-270m", "smollm2-135m"],
+        help="models: packaged names, tiny-<arch>, HF folders or .gguf files",
+    )
+    parser.add_argument(
+        "--datasets",
+        nargs="+",
+        default=["sst2", "mr", "agnews"],
+        help="data sets (registered names)",
+    )
+    parser.add_argument(
+        "--masks", nargs="+", default=mask_names(), help="mask kinds (registered names)"
+    )
     parser.add_argument("--sources", nargs="+", default=SOURCES, help=", ".join(SOURCES))
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
+    parser.add_argument(
+        "--seeds",
+        type=int,
+        nargs="+",
+        default=[0, 1, 2, 3, 4],
+        help="demonstration draws, one seed each",
+    )
     parser.add_argument("--k", type=int, default=None, help="demonstrations (default: data set's)")
-    parser.add_argument("--n-test", type=int, default=50)
-    parser.add_argument("--max-len", type=int, default=2048)
+    parser.add_argument("--n-test", type=int, default=50, help="test queries per draw")
+    parser.add_argument("--max-len", type=int, default=2048, help="token budget of a prompt")
     parser.add_argument("--batch-size", type=int, default=8, help="queries per batched forward")
-    parser.add_argument("--data-dir", default=None)
+    parser.add_argument(
+        "--data-dir",
+        default=None,
+        help="folder holding the data sets (default: the packaged copies)",
+    )
     parser.add_argument("--source", default="auto", help="auto, folder, package or hub")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    parser.add_argument("--no-figures", action="store_true")
-    parser.add_argument("--out", type=Path, default=Path("results/task_vectors"))
+    parser.add_argument("--no-figures", action="store_true", help="write tables only")
+    parser.add_argument(
+        "--out", type=Path, default=Path("results/task_vectors"), help="result folder"
+    )
     args = parser.parse_args(argv)
     try:
         for mask in args.masks:
