@@ -30,7 +30,8 @@ from icl_interp.lm.data import load_examples, make_prompts, sample_demonstration
 from icl_interp.lm.lr_rule import chosen_lrs
 from icl_interp.lm.models import load_model
 from icl_interp.lm.order import finetune_order_sensitivity, lm_order_sensitivity
-from icl_interp.masks import MASKS, mask_names
+from icl_interp.masks import MASKS
+from icl_interp.options import add_draw_grid_arguments
 from icl_interp.results import ResultFolder, done, read_csv, write_csv
 
 
@@ -46,28 +47,7 @@ def lr_option(text: str) -> float | str:
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = OneLineParser(prog="lm_order_sensitivity.py", description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--models",
-        nargs="+",
-        default=["gemma-3-270m", "smollm2-135m"],
-        help="models: packaged names, tiny-<arch>, HF folders or .gguf files",
-    )
-    parser.add_argument(
-        "--datasets",
-        nargs="+",
-        default=["sst2", "mr", "agnews"],
-        help="data sets (registered names)",
-    )
-    parser.add_argument(
-        "--masks", nargs="+", default=mask_names(), help="mask kinds (registered names)"
-    )
-    parser.add_argument(
-        "--seeds",
-        type=int,
-        nargs="+",
-        default=[0, 1, 2, 3, 4],
-        help="demonstration draws, one seed each",
-    )
+    add_draw_grid_arguments(parser)
     parser.add_argument(
         "--methods", nargs="+", default=["icl"], help="icl (under each mask), gd, lcgd"
     )
@@ -79,17 +59,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "model, data set and method)",
     )
     parser.add_argument("--n-orders", type=int, default=8, help="P orders (and P sets)")
-    parser.add_argument("--k", type=int, default=None, help="demonstrations (default: data set's)")
-    parser.add_argument("--n-test", type=int, default=50, help="test queries per draw")
-    parser.add_argument("--max-len", type=int, default=2048, help="token budget of a prompt")
     parser.add_argument("--batch-size", type=int, default=8, help="prompts per forward pass")
-    parser.add_argument(
-        "--data-dir",
-        default=None,
-        help="folder holding the data sets (default: the packaged copies)",
-    )
-    parser.add_argument("--source", default="auto", help="auto, folder, package or hub")
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--out", type=Path, default=Path("results/lm_order"), help="result folder")
     args = parser.parse_args(argv)
     try:

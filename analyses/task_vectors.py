@@ -30,7 +30,8 @@ from icl_interp.errors import UserError
 from icl_interp.lm.data import make_prompts
 from icl_interp.lm.models import load_model
 from icl_interp.lm.task_vectors import TV_CONDITIONS, rotate_labels, task_vector_accuracy
-from icl_interp.masks import MASKS, mask_names
+from icl_interp.masks import MASKS
+from icl_interp.options import add_draw_grid_arguments
 from icl_interp.results import ResultFolder, done, read_csv, write_csv, write_figure, write_text
 
 SOURCES = [name for name in TV_CONDITIONS.registered() if TV_CONDITIONS.get(name).per_layer]
@@ -38,40 +39,9 @@ SOURCES = [name for name in TV_CONDITIONS.registered() if TV_CONDITIONS.get(name
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = OneLineParser(prog="task_vectors.py", description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--models",
-        nargs="+",
-        default=["gemma-3-270m", "smollm2-135m"],
-        help="models: packaged names, tiny-<arch>, HF folders or .gguf files",
-    )
-    parser.add_argument(
-        "--datasets",
-        nargs="+",
-        default=["sst2", "mr", "agnews"],
-        help="data sets (registered names)",
-    )
-    parser.add_argument(
-        "--masks", nargs="+", default=mask_names(), help="mask kinds (registered names)"
-    )
+    add_draw_grid_arguments(parser)
     parser.add_argument("--sources", nargs="+", default=SOURCES, help=", ".join(SOURCES))
-    parser.add_argument(
-        "--seeds",
-        type=int,
-        nargs="+",
-        default=[0, 1, 2, 3, 4],
-        help="demonstration draws, one seed each",
-    )
-    parser.add_argument("--k", type=int, default=None, help="demonstrations (default: data set's)")
-    parser.add_argument("--n-test", type=int, default=50, help="test queries per draw")
-    parser.add_argument("--max-len", type=int, default=2048, help="token budget of a prompt")
     parser.add_argument("--batch-size", type=int, default=8, help="queries per batched forward")
-    parser.add_argument(
-        "--data-dir",
-        default=None,
-        help="folder holding the data sets (default: the packaged copies)",
-    )
-    parser.add_argument("--source", default="auto", help="auto, folder, package or hub")
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--no-figures", action="store_true", help="write tables only")
     parser.add_argument(
         "--out", type=Path, default=Path("results/task_vectors"), help="result folder"

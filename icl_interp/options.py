@@ -6,7 +6,9 @@
   ``--datasets``): a repeated value is a one-line parser error naming it (a repeated value
   would otherwise repeat every row it produces).
 - ``add_backend_arguments``: ``--backend``, ``--workers``, ``--threads``, the same for every
-  command that runs units through the run kernel (``icl_interp.runs``).
+  command that runs units through the run kernel (``icl_interp.runs``);
+  ``add_draw_grid_arguments``: the models x data sets x masks x draws of an analysis script.
+- ``check_list_option``: a config's list refused when empty or repeating a value.
 - ``option`` / ``nested`` / ``add_config_arguments`` / ``config_values``: a command's settings
   are declared once, as fields of its config dataclass (``nested``: a config it embeds, whose
   options it shares); the parser is derived from them.
@@ -42,6 +44,18 @@ def repeated(values: Sequence[Any]) -> list[Any]:
             twice.append(value)
         seen.add(value)
     return twice
+
+
+def check_list_option(name: str, values: Sequence[Any]) -> None:
+    """A one-line ``UserError`` for list option ``--name`` given no value or one value twice:
+    what ``Distinct`` refuses on the command line, for a config made from Python."""
+    from icl_interp.errors import UserError
+
+    if not values:
+        raise UserError(f"--{name} needs at least one value")
+    twice = sorted({str(v) for v in repeated(values)})
+    if twice:
+        raise UserError(f"--{name} lists {', '.join(twice)} more than once")
 
 
 class Distinct(argparse.Action):
@@ -89,6 +103,47 @@ def add_backend_arguments(
         help="torch threads per worker (default: torch's choice in this process, 1 per worker "
         "on the other backends)",
     )
+
+
+def add_draw_grid_arguments(parser: argparse.ArgumentParser) -> None:
+    """The grid of an analysis script over models x data sets x masks x demonstration draws
+    (the order-sensitivity and task-vector scripts): ``--models``, ``--datasets``, ``--masks``,
+    ``--seeds``, ``--k``, ``--n-test``, ``--max-len``, ``--data-dir``, ``--source``,
+    ``--threads``."""
+    from icl_interp.masks import mask_names
+
+    parser.add_argument(
+        "--models",
+        nargs="+",
+        default=["gemma-3-270m", "smollm2-135m"],
+        help="models: packaged names, tiny-<arch>, HF folders or .gguf files",
+    )
+    parser.add_argument(
+        "--datasets",
+        nargs="+",
+        default=["sst2", "mr", "agnews"],
+        help="data sets (registered names)",
+    )
+    parser.add_argument(
+        "--masks", nargs="+", default=mask_names(), help="mask kinds (registered names)"
+    )
+    parser.add_argument(
+        "--seeds",
+        type=int,
+        nargs="+",
+        default=[0, 1, 2, 3, 4],
+        help="demonstration draws, one seed each",
+    )
+    parser.add_argument("--k", type=int, default=None, help="demonstrations (default: data set's)")
+    parser.add_argument("--n-test", type=int, default=50, help="test queries per draw")
+    parser.add_argument("--max-len", type=int, default=2048, help="token budget of a prompt")
+    parser.add_argument(
+        "--data-dir",
+        default=None,
+        help="folder holding the data sets (default: the packaged copies)",
+    )
+    parser.add_argument("--source", default="auto", help="auto, folder, package or hub")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
 
 
 def check_backend_options(backend: str, workers: int, threads: int | None) -> None:

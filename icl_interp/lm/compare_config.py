@@ -14,6 +14,7 @@ from icl_interp.options import (
     add_backend_arguments,
     add_config_arguments,
     check_backend_options,
+    check_list_option,
     config_values,
     option,
     seed,
@@ -154,12 +155,7 @@ class CompareConfig:
             if not getattr(self, name):
                 object.__setattr__(self, name, tuple(every()))
         for name in ("models", "datasets", "seeds", "masks", "methods", "metrics"):
-            values = getattr(self, name)
-            if not values:
-                raise UserError(f"--{name} needs at least one value")
-            repeated = sorted({str(v) for v in values if values.count(v) > 1})
-            if repeated:
-                raise UserError(f"--{name} lists {', '.join(repeated)} more than once")
+            check_list_option(name, getattr(self, name))
         for mask in self.masks:
             MASKS.get(mask)
         for method in self.methods:

@@ -13,7 +13,7 @@ from icl_interp.errors import UserError
 from icl_interp.options import (
     add_backend_arguments,
     add_config_arguments,
-    check_backend_options,
+    check_list_option,
     config_values,
     option,
     seed,
@@ -63,13 +63,8 @@ class ExperimentConfig:
         from icl_interp.synthetic.tasks import TASKS
 
         for name in ("tasks", "masks", "sharing", "seeds"):
-            values = tuple(getattr(self, name))
-            setattr(self, name, values)
-            if not values:
-                raise UserError(f"--{name} needs at least one value")
-            repeated = sorted({str(v) for v in values if values.count(v) > 1})
-            if repeated:
-                raise UserError(f"--{name} lists {', '.join(repeated)} more than once")
+            setattr(self, name, tuple(getattr(self, name)))
+            check_list_option(name, getattr(self, name))
         PRESETS.get(self.preset)
         for task in self.tasks:
             TASKS.get(task)
@@ -107,8 +102,9 @@ class ExperimentConfig:
         from icl_interp.synthetic.train import TrainConfig
 
         values = copy.deepcopy(PRESETS.get(self.preset))
-        model_overrides = self.overrides.get("model", {})
-        values.update({k: v for k, v in self.overrides.items() if k != "model"})
+        overrides = self.overrides
+        model_overrides = overrides.pop("model", {})
+        values.update(overrides)
         model = ModelConfig(
             **{**values.pop("model"), **model_overrides},
             d_y=TASKS.get(task).d_y,
@@ -144,12 +140,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_config_arguments(parser, ExperimentConfig)
     add_backend_arguments(parser, "trainings")
     parser.add_argument("--out", type=Path, required=True, help="results folder")
-
-
-def check_arguments(args: argparse.Namespace) -> None:
-    """Validate the options before torch is imported (one line, exit 2)."""
-    config_from_args(args)
-    check_backend_options(args.backend, args.workers, args.threads)
 
 
 def config_from_args(args: argparse.Namespace) -> ExperimentConfig:

@@ -130,10 +130,9 @@ def run_experiment(
     """
     folder = result_folder(cfg, out)
     folder.check()
-    for spec in cfg.runs():
-        cfg.train_config(*spec)
+    train_configs = {run_name(*r): cfg.train_config(*r) for r in cfg.runs()}
     check_runs(cfg, out)
-    folder.claim(train_configs={run_name(*r): cfg.train_config(*r) for r in cfg.runs()})
+    folder.claim(train_configs=train_configs)
     deadline = None if cfg.max_minutes is None else time.time() + 60 * cfg.max_minutes
     todo = [r for r in cfg.runs() if not done(out / "runs" / run_name(*r) / "eval.csv")]
     started = time.monotonic()
@@ -184,8 +183,6 @@ def run(args: argparse.Namespace) -> int:
     backend = backend_for(args.backend, args.workers, args.threads, args.out)
     if backend.workers > 1 and not cfg.device.startswith("cpu"):
         raise UserError("--workers > 1 is for --device cpu; one GPU trains one run at a time")
-    for run_spec in cfg.runs():
-        cfg.train_config(*run_spec)
     if cfg.device.startswith("cuda"):
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True

@@ -118,3 +118,23 @@ def test_option_declares_flag_aliases_lists_switches_and_preset_defaults() -> No
     presets = argparse.ArgumentParser()
     add_config_arguments(presets, Toy, presets=True)
     assert config_values(Toy, presets.parse_args(["--fast"])) == {"fast": True}
+
+
+def test_a_list_option_made_from_python_is_refused_empty_or_repeated() -> None:
+    """check_list_option: the config-level twin of the parser's Distinct, one line each."""
+    import pytest
+
+    from icl_interp.errors import UserError
+    from icl_interp.lm.compare_config import CompareConfig
+    from icl_interp.options import check_list_option
+    from icl_interp.synthetic.config import ExperimentConfig
+
+    check_list_option("seeds", (0, 1))
+    with pytest.raises(UserError, match="^--seeds needs at least one value$"):
+        check_list_option("seeds", ())
+    with pytest.raises(UserError, match="^--seeds lists 0, 2 more than once$"):
+        check_list_option("seeds", (2, 0, 2, 1, 0))
+    with pytest.raises(UserError, match="--datasets lists mr more than once"):
+        CompareConfig(datasets=("mr", "sst2", "mr"))
+    with pytest.raises(UserError, match="--tasks needs at least one value"):
+        ExperimentConfig(tasks=())
