@@ -200,7 +200,9 @@ def empty_option(argv: Sequence[str]) -> str | None:
 
 def build_parser(chosen: str | None = None) -> OneLineParser:
     parser = OneLineParser(prog="icl-interp", description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=OneLineParser)
+    sub = parser.add_subparsers(
+        dest="command", metavar="COMMAND", parser_class=OneLineParser, help="the analysis to run"
+    )
     for name, subcommand in SUBCOMMANDS.items():
         sub_parser = sub.add_parser(name, help=subcommand.help, description=subcommand.help)
         sub_parser.add_argument(
