@@ -173,6 +173,6 @@ def family_tests(
                     }
                 )
     p = [row["pooled"].estimate.p if row["pooled"] is not None else None for row in rows]
-    for row, adjusted in zip(rows, holm(p, family_size=len(rows)), strict=True):
-        row["p_holm"] = adjusted
-    return pd.DataFrame(rows)
+    tests = pd.DataFrame(rows)
+    tests["p_holm"] = pd.Series(holm(p, family_size=len(rows)), dtype=object)  # None stays None
+    return tests

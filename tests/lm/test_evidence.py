@@ -108,3 +108,4 @@ def test_the_family_counts_members_not_yet_archived_as_p_one() -> None:
     first = tests.iloc[0]
     assert (first["model"], first["mask"]) == ("m", "causal")
     assert first["p_holm"] == pytest.approx(min(1.0, 8 * first["pooled"].estimate.p))
+    assert tests["p_holm"].iloc[1:].tolist() == [None] * 7  # no test, not NaN
