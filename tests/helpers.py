@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 from typing import Any
 
@@ -46,3 +47,15 @@ def tiny_table(training: dict[str, Any] | None = None, **table: Any) -> Any:
     preset = PRESETS["tiny"]
     merged = {**preset["training"], "data_dir": str(SHARED_DATA), **(training or {})}
     return TableConfig(**{**preset, **table, "training": AdaptConfig(**merged)})
+
+
+def options_without_help(parser: argparse.ArgumentParser) -> list[str]:
+    """The options of ``parser`` and of its subcommands that have no help."""
+    bare = []
+    for action in parser._actions:  # noqa: SLF001
+        if not action.help:
+            bare.append("/".join(action.option_strings) or action.dest)
+        if isinstance(action, argparse._SubParsersAction):  # noqa: SLF001
+            for name, sub in action.choices.items():
+                bare += [f"{name} {option}" for option in options_without_help(sub)]
+    return bare

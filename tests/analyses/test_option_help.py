@@ -9,24 +9,13 @@ import pkgutil
 import pytest
 
 import analyses
+from tests.helpers import options_without_help
 
 SCRIPTS = sorted(module.name for module in pkgutil.iter_modules(analyses.__path__))
 
 
 class _Parsed(BaseException):
     """Raised in place of parsing: the parser is captured, nothing runs."""
-
-
-def _bare_options(parser: argparse.ArgumentParser) -> list[str]:
-    """The options of ``parser`` (and its subcommands') that have no help."""
-    bare = []
-    for action in parser._actions:
-        if not action.help:
-            bare.append("/".join(action.option_strings) or action.dest)
-        if isinstance(action, argparse._SubParsersAction):
-            for sub in action.choices.values():
-                bare += _bare_options(sub)
-    return bare
 
 
 @pytest.mark.parametrize("name", SCRIPTS)
@@ -40,4 +29,4 @@ def test_every_option_has_help(name: str, monkeypatch: pytest.MonkeyPatch) -> No
     monkeypatch.setattr(argparse.ArgumentParser, "parse_known_args", capture)
     with pytest.raises(_Parsed):
         importlib.import_module(f"analyses.{name}")._main([])
-    assert [bare for parser in parsers for bare in _bare_options(parser)] == []
+    assert [bare for parser in parsers for bare in options_without_help(parser)] == []

@@ -18,19 +18,11 @@ def test_unknown_command_is_one_line_exit_2() -> None:
 
 
 def test_every_option_of_every_command_has_help() -> None:
-    import argparse
-
     from icl_interp.cli import SUBCOMMANDS, build_parser
+    from tests.helpers import options_without_help
 
-    missing = []
-    for name in SUBCOMMANDS:
-        (sub,) = [
-            a for a in build_parser(name)._actions if isinstance(a, argparse._SubParsersAction)
-        ]  # noqa: SLF001
-        for action in sub.choices[name]._actions:  # noqa: SLF001
-            if not isinstance(action, argparse._HelpAction) and not action.help:  # noqa: SLF001
-                missing.append(f"{name} {(action.option_strings or [action.dest])[0]}")
-    assert not missing, f"options without help: {missing}"
+    missing = {bare for name in SUBCOMMANDS for bare in options_without_help(build_parser(name))}
+    assert not missing, f"options without help: {sorted(missing)}"
 
 
 def _subparser(name: str):  # type: ignore[no-untyped-def]
